@@ -1,0 +1,260 @@
+"""`ecg-pipeline`: download, prepare, inspect and the quick-start demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .build import SOURCES, BuildConfig, BuildError, build
+from .dataset import DatasetError, load_dataset
+from .records import ALL_LEADS, RecordError
+from .report import plot_examples, print_summary
+from .sources import mitdb, nsrdb, ptbdb, ptbxl, synthetic
+from .sources.base import Options, Plan
+from .spec import PreprocessSpec
+
+DATA_ENV = "ECG_EDGE_DATA_DIR"
+DISCLAIMER = "Research tool, not a medical device: never use its output for clinical decisions."
+
+
+def default_raw_dir() -> Path:
+    return Path(os.environ.get(DATA_ENV, "data/raw"))
+
+
+def spec_from_args(args: argparse.Namespace) -> PreprocessSpec:
+    spec = PreprocessSpec(filter=args.filter, filter_init=args.filter_init, notch_hz=args.notch)
+    return spec.with_(dataset_hop=round(args.hop_sec * spec.fs))
+
+
+def options_for(db: str, args: argparse.Namespace, spec: PreprocessSpec, normal_label: str = "NORMAL") -> Options:
+    source = SOURCES[db]
+    leads = tuple(args.leads) if getattr(args, "leads", None) else source.DEFAULT_LEADS
+    return Options(
+        spec=spec,
+        hop=spec.dataset_hop,
+        leads=leads,
+        fallback=True,
+        max_windows_per_record=getattr(args, "max_windows_per_record", 0) or 0,
+        arrhythmia_min_count=getattr(args, "arrhythmia_min_count", 1),
+        arrhythmia_min_ratio=getattr(args, "arrhythmia_min_ratio", 0.0),
+        seed=args.seed,
+        normal_label=normal_label,
+    )
+
+
+def ptbxl_plan(args: argparse.Namespace, spec: PreprocessSpec, mode: str, root: Path) -> tuple[Plan, Options]:
+    lead = getattr(args, "lead", "II")
+    leads: tuple[str, ...] | str = ALL_LEADS if lead.lower() == ALL_LEADS else (lead,)
+    opts = Options(spec=spec, hop=spec.dataset_hop, leads=leads, fallback=False, seed=args.seed)
+    plan = ptbxl.plan(root, mode, getattr(args, "rate", 100), not getattr(args, "strict_rhythm", False), getattr(args, "max_records", 0))
+    return plan, opts
+
+
+def run_build(args: argparse.Namespace, plans: list[tuple[Plan, Options]], label_set: str) -> int:
+    cfg = BuildConfig(
+        out=Path(args.out),
+        label_set=label_set,
+        spec=plans[0][1].spec,
+        jobs=args.jobs,
+        balance=args.balance,
+        seed=args.seed,
+        skip_bad_records=args.skip_bad_records,
+        strict_files=args.strict_files,
+        progress=not args.no_progress,
+        args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"},
+    )
+    out = build(plans, cfg)
+    print_summary(load_dataset(out).meta, out)
+    return 0
+
+
+def cmd_prepare_ptbxl(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    root = Path(args.ptbxl_dir) if args.ptbxl_dir else default_raw_dir() / "ptbxl"
+    label_set = args.label_mode if args.label_mode in ptbxl.TWO_STAGE_MODES else "three_class"
+    return run_build(args, [ptbxl_plan(args, spec, args.label_mode, root)], label_set)
+
+
+def _mixed(args: argparse.Namespace, label_set: str, allowed: Sequence[str]) -> int:
+    spec = spec_from_args(args)
+    raw = Path(args.raw_dir)
+    plans = []
+    for db in args.datasets:
+        if db not in allowed:
+            raise BuildError(f"{db} cannot contribute to a {label_set} set (allowed: {list(allowed)})")
+        root = raw / db
+        if not root.is_dir():
+            raise BuildError(f"{root}: no such directory (download with `ecg-pipeline download --datasets {db}`)")
+        if db == ptbxl.NAME:
+            plans.append(ptbxl_plan(args, spec, label_set, root))
+            continue
+        normal = "SINUS" if label_set == "stage1" else "NORMAL"
+        plans.append((SOURCES[db].plan(root), options_for(db, args, spec, normal)))
+    return run_build(args, plans, label_set)
+
+
+def cmd_prepare_mixed(args: argparse.Namespace) -> int:
+    return _mixed(args, "three_class", (mitdb.NAME, nsrdb.NAME, ptbdb.NAME))
+
+
+def cmd_prepare_stage1(args: argparse.Namespace) -> int:
+    return _mixed(args, "stage1", (mitdb.NAME, nsrdb.NAME, ptbxl.NAME))
+
+
+def cmd_prepare_stage2(args: argparse.Namespace) -> int:
+    return _mixed(args, "stage2", (ptbxl.NAME, ptbdb.NAME))
+
+
+def ensure_synthetic(root: Path, args: argparse.Namespace) -> Path:
+    """Generate the synthetic WFDB database at `root` unless it is already there."""
+    from .synthetic import write_synthetic_database
+
+    if args.regenerate or not (root / "RECORDS").exists():
+        write_synthetic_database(
+            root, n_patients_per_class=args.patients_per_class, duration_s=args.duration, seed=args.seed, progress=not args.no_progress
+        )
+    return root
+
+
+def cmd_prepare_synthetic(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    root = ensure_synthetic(Path(args.source_dir) if args.source_dir else default_raw_dir() / "synthetic", args)
+    return run_build(args, [(synthetic.plan(root), options_for(synthetic.NAME, args, spec))], "three_class")
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    ds = load_dataset(args.dataset)
+    print_summary(ds.meta, ds.path)
+    if args.plot:
+        print(f"example windows -> {plot_examples(ds, Path(args.plot), per_class=args.per_class)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The quick start's main job on the embedded synthetic default."""
+    print(DISCLAIMER)
+    out = Path(args.demo_out)
+    args.source_dir = str(out / "raw" / "synthetic")
+    args.out = str(out / "dataset")
+    cmd_prepare_synthetic(args)
+    png = plot_examples(load_dataset(args.out), out / "examples.png")
+    print(f"data set: {args.out}\nexample windows: {png}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from . import download
+
+    return download.run_from_args(args)
+
+
+def _common(p: argparse.ArgumentParser, with_out: bool = True) -> None:
+    g = p.add_argument_group("preprocessing and output")
+    if with_out:
+        g.add_argument("--out", required=True, help="data set directory to write (replaced atomically)")
+    g.add_argument("--hop-sec", type=float, default=10.0, help="hop between windows in seconds (default 10)")
+    g.add_argument("--filter", choices=("causal", "zero-phase"), default="causal", help="zero-phase only reproduces the seed project")
+    g.add_argument("--filter-init", choices=("steady", "zero"), default="steady", help="causal filter start state")
+    g.add_argument("--notch", type=float, choices=(50.0, 60.0), default=None, help="mains notch in Hz")
+    g.add_argument("--balance", action="store_true", help="down-sample each split to its smallest class (seeded)")
+    g.add_argument("--seed", type=int, default=13, help="seed for splits, balancing and window caps")
+    g.add_argument("--jobs", type=int, default=0, help="worker processes (0: every core)")
+    g.add_argument("--skip-bad-records", action="store_true", help="leave unreadable records out (counted) instead of stopping")
+    g.add_argument("--strict-files", action="store_true", help="stop when a listed record is absent on disk")
+    g.add_argument("--no-progress", action="store_true")
+
+
+def _raw_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--raw-dir", type=Path, default=None, help=f"databases in PhysioNet layout (default ${DATA_ENV} or data/raw)")
+
+
+def _beat_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--leads", nargs="+", help="lead preference order (default per database, e.g. MLII II V1 V2 I)")
+    p.add_argument("--arrhythmia-min-count", type=int, default=1, help="non-normal beats a window needs")
+    p.add_argument("--arrhythmia-min-ratio", type=float, default=0.0, help="share of non-normal beats a window needs")
+    p.add_argument("--max-windows-per-record", type=int, default=nsrdb.DEFAULT_MAX_WINDOWS, help="cap per record (seeded; 0: none)")
+
+
+def _ptbxl_options(p: argparse.ArgumentParser, with_dir: bool) -> None:
+    if with_dir:
+        p.add_argument("--ptbxl-dir", type=Path, default=None, help="PTB-XL root (default <raw-dir>/ptbxl)")
+    p.add_argument("--lead", default="II", help="PTB-XL lead by name, or 'all' for 12 leads")
+    p.add_argument("--rate", type=int, choices=(100, 500), default=100, help="records100 or records500")
+    p.add_argument("--strict-rhythm", action="store_true", help="stage 1: SINUS only with an explicit SR code")
+    p.add_argument("--max-records", type=int, default=0, help="only the first N metadata rows (0: all)")
+
+
+def _synthetic_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--patients-per-class", type=int, default=20)
+    p.add_argument("--duration", type=float, default=60.0, help="seconds per synthetic record")
+    p.add_argument("--regenerate", action="store_true", help="write the synthetic records again")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ecg-pipeline", description=f"ECG data pipeline. {DISCLAIMER}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help: str, parent=sub) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("download", cmd_download, "download PhysioNet databases (resumable, sha256-verified)")
+    from . import download
+
+    download.add_arguments(p)
+
+    prep = sub.add_parser("prepare", help="build a window data set", description="build a window data set")
+    psub = prep.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    p = add("ptbxl", cmd_prepare_ptbxl, "PTB-XL: three classes (loose/semi/strict) or a two-stage set", psub)
+    p.add_argument("--label-mode", choices=ptbxl.ALL_MODES, default="loose")
+    _ptbxl_options(p, with_dir=True)
+    _raw_dir(p)
+    _common(p)
+    for name, func, dbs, help in (
+        ("mixed", cmd_prepare_mixed, ["mitdb", "nsrdb", "ptbdb"], "three classes from MIT-BIH Arrhythmia, MIT-BIH NSR and PTB Diagnostic"),
+        ("stage1", cmd_prepare_stage1, ["mitdb", "nsrdb"], "two-stage set 1 (SINUS vs ARRHYTHMIA) from several databases"),
+        ("stage2", cmd_prepare_stage2, ["ptbxl", "ptbdb"], "two-stage set 2 (NORMAL vs MI) from PTB-XL and PTB Diagnostic"),
+    ):
+        p = add(name, func, help, psub)
+        p.add_argument("--datasets", nargs="+", default=dbs, choices=sorted(SOURCES))
+        _raw_dir(p)
+        _beat_options(p)
+        _ptbxl_options(p, with_dir=False)
+        _common(p)
+    p = add("synthetic", cmd_prepare_synthetic, "the embedded AD8232-like synthetic set (no download)", psub)
+    p.add_argument("--source-dir", type=Path, default=None, help="where the synthetic WFDB records live (default <raw-dir>/synthetic)")
+    _synthetic_options(p)
+    _common(p)
+
+    p = add("inspect", cmd_inspect, "print a data set's class/split table; optionally plot examples")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--plot", type=Path, help="write a PNG of example windows per class")
+    p.add_argument("--per-class", type=int, default=3)
+
+    p = add("demo", cmd_demo, "quick-start main job on the synthetic default: build a data set and summarise it")
+    p.add_argument("--out-dir", dest="demo_out", default="runs/demo", help="where the demo writes (default runs/demo)")
+    _synthetic_options(p)
+    _common(p, with_out=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "raw_dir", 0) is None:
+        args.raw_dir = default_raw_dir()
+    try:
+        return args.func(args)
+    except (BuildError, DatasetError, RecordError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    warnings.simplefilter("default")
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""The on-disk window data set: written atomically, read back with one call.
+
+Layout of a data set directory:
+    dataset.json   label names, PreprocessSpec, leads, counts, sources and their hashes
+    X.npy          (N, leads, window) float32, read memory-mapped
+    y.npy          (N,) int64 label index
+    patient.npy, record.npy, split.npy   (N,) unicode
+    start.npy      (N,) int64 start sample at the spec's rate
+Windows stream to a scratch file while a data set is built, so neither building nor
+reading needs the whole signal array in memory twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .spec import PreprocessSpec
+from .splits import SPLITS, check_split
+
+FORMAT = "ecg-edge-dataset/1"
+META_FILE = "dataset.json"
+ARRAYS = ("y", "patient", "record", "start", "split")
+_COPY_ROWS_BYTES = 64 << 20
+
+
+@dataclass
+class Dataset:
+    """A loaded data set; `X` is a read-only memory map."""
+
+    path: Path
+    X: np.ndarray
+    y: np.ndarray
+    patient: np.ndarray
+    record: np.ndarray
+    start: np.ndarray
+    split: np.ndarray
+    label_names: tuple[str, ...]
+    spec: PreprocessSpec
+    meta: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def leads(self) -> list[str]:
+        return list(self.meta["leads"])
+
+    def indices(self, split: str) -> np.ndarray:
+        return np.flatnonzero(self.split == split)
+
+
+class DatasetError(ValueError):
+    """A data set directory that is missing, incomplete or inconsistent."""
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Read a data set written by `DatasetWriter` (X memory-mapped)."""
+    path = Path(path)
+    meta_file = path / META_FILE
+    if not meta_file.exists():
+        raise DatasetError(f"{path}: not a data set ({META_FILE} is missing)")
+    meta = json.loads(meta_file.read_text())
+    if meta.get("format") != FORMAT:
+        raise DatasetError(f"{path}: unsupported format {meta.get('format')!r} (expected {FORMAT})")
+    try:
+        X = np.load(path / "X.npy", mmap_mode="r")
+        arrays = {k: np.load(path / f"{k}.npy", allow_pickle=False) for k in ARRAYS}
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: cannot read arrays ({exc})") from exc
+    n = meta["n_windows"]
+    if X.shape != (n, len(meta["leads"]), meta["spec"]["window"]):
+        raise DatasetError(f"{path}: X.npy has shape {X.shape}, {META_FILE} says ({n}, {len(meta['leads'])}, {meta['spec']['window']})")
+    for k, a in arrays.items():
+        if a.shape != (n,):
+            raise DatasetError(f"{path}: {k}.npy has shape {a.shape}, expected ({n},)")
+    return Dataset(
+        path=path,
+        X=X,
+        label_names=tuple(meta["label_names"]),
+        spec=PreprocessSpec.from_dict(meta["spec"]),
+        meta=meta,
+        **arrays,
+    )
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move a finished directory into place, replacing any old one without a gap of half a data set."""
+    old = None
+    if final.exists():
+        old = final.with_name(f"{final.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+class DatasetWriter:
+    """Streams windows to a scratch directory beside `out`; `finish` renames it into place.
+
+    Used as a context manager: on any exception the scratch directory is removed and
+    an existing data set at `out` is left untouched.
+    """
+
+    def __init__(self, out: Path, spec: PreprocessSpec) -> None:
+        self.out = Path(out)
+        self.n_leads: int | None = None  # fixed by the first record added
+        self.spec = spec
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.out.with_name(f".{self.out.name}.tmp-{uuid.uuid4().hex[:8]}")
+        self.tmp.mkdir()
+        self._raw = open(self.tmp / "X.part", "wb")
+        self._cols: dict[str, list[np.ndarray]] = {k: [] for k in ARRAYS}
+        self.n = 0
+
+    def __enter__(self) -> "DatasetWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    def abort(self) -> None:
+        if not self._raw.closed:
+            self._raw.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def add(self, X: np.ndarray, y: np.ndarray, patient: str, record: str, start: np.ndarray, split: str = "") -> None:
+        """Append one record's windows; an empty `split` is assigned before `finish`."""
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        k = len(X)
+        if k == 0:
+            return
+        if self.n_leads is None:
+            self.n_leads = X.shape[1]
+        if X.shape[1:] != (self.n_leads, self.spec.window):
+            raise DatasetError(f"record {record}: windows of shape {X.shape[1:]}, expected {(self.n_leads, self.spec.window)}")
+        self._raw.write(X.tobytes())
+        self._cols["y"].append(np.asarray(y, dtype=np.int64).reshape(k))
+        self._cols["patient"].append(np.full(k, patient))
+        self._cols["record"].append(np.full(k, record))
+        self._cols["start"].append(np.asarray(start, dtype=np.int64).reshape(k))
+        self._cols["split"].append(np.full(k, split, dtype="<U5"))
+        self.n += k
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Per-window columns collected so far."""
+        out = {}
+        for k, parts in self._cols.items():
+            out[k] = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64 if k in ("y", "start") else "<U1")
+        return out
+
+    def finish(self, columns: dict[str, np.ndarray], keep: np.ndarray, meta: dict[str, Any]) -> Path:
+        """Write the kept windows (sorted indices) with `columns` and `meta`; rename into place."""
+        self._raw.close()
+        keep = np.asarray(keep, dtype=np.int64)
+        split = columns["split"][keep]
+        check_split(columns["patient"][keep], split)
+        row = self.n_leads * self.spec.window
+        src = np.memmap(self.tmp / "X.part", dtype=np.float32, mode="r", shape=(self.n, row)) if self.n else np.zeros((0, row), np.float32)
+        digest = hashlib.sha256()
+        X = np.lib.format.open_memmap(self.tmp / "X.npy", mode="w+", dtype=np.float32, shape=(len(keep), self.n_leads, self.spec.window))
+        step = max(1, _COPY_ROWS_BYTES // (row * 4))
+        for i in range(0, len(keep), step):
+            block = np.asarray(src[keep[i : i + step]]).reshape(-1, self.n_leads, self.spec.window)
+            X[i : i + len(block)] = block
+            digest.update(block.tobytes())
+        X.flush()
+        del X, src
+        (self.tmp / "X.part").unlink()
+        for k in ARRAYS:
+            arr = columns[k][keep]
+            if arr.dtype.kind == "U" and arr.size == 0:
+                arr = arr.astype("<U1")
+            np.save(self.tmp / f"{k}.npy", arr, allow_pickle=False)
+            digest.update(arr.tobytes())
+        meta = {
+            "format": FORMAT,
+            **meta,
+            "n_windows": int(len(keep)),
+            "spec": self.spec.to_dict(),
+            "spec_fingerprint": self.spec.fingerprint(),
+            "dataset_sha256": digest.hexdigest(),
+        }
+        write_json_atomic(self.tmp / META_FILE, meta)
+        replace_dir(self.tmp, self.out)
+        return self.out
+
+
+def count_table(y: np.ndarray, patient: np.ndarray, split: np.ndarray, label_names: tuple[str, ...]) -> dict[str, dict[str, dict[str, int]]]:
+    """{split: {label: {"windows": n, "patients": n}}} including an "all" split."""
+    table: dict[str, dict[str, dict[str, int]]] = {}
+    for s in (*SPLITS, "all"):
+        mask = np.ones(len(y), bool) if s == "all" else split == s
+        table[s] = {
+            name: {
+                "windows": int(((y == i) & mask).sum()),
+                "patients": int(len(np.unique(patient[(y == i) & mask]))),
+            }
+            for i, name in enumerate(label_names)
+        }
+    return table

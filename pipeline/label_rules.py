@@ -1,0 +1,189 @@
+"""Every label rule, in one module (DESIGN.md, Labels), following the seed project.
+
+- MIT-BIH Arrhythmia: beat annotations -> ARRHYTHMIA windows (never NORMAL).
+- MIT-BIH NSR: NORMAL.
+- PTB Diagnostic: the header's "Reason for admission".
+- PTB-XL: `scp_codes` joined with `scp_statements.csv`, modes loose / semi / strict,
+  plus the two-stage rules.
+- Synthetic: the `label:` header comment the generator writes.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Iterable, Literal
+
+import numpy as np
+import pandas as pd
+
+# --- MIT-BIH beat symbols -------------------------------------------------------------
+NORMAL_BEATS = frozenset({"N", "L", "R", "e", "j"})
+NON_BEAT_SYMBOLS = frozenset({"|", "~", "+", "[", "]", "!", "x", "(", ")", "p", "t", "u", "`", "^", "=", '"', "?"})
+
+
+def is_beat(symbol: str) -> bool:
+    return symbol not in NON_BEAT_SYMBOLS
+
+
+def is_abnormal_beat(symbol: str) -> bool:
+    return symbol not in NORMAL_BEATS and symbol not in NON_BEAT_SYMBOLS
+
+
+def rescale_positions(samples: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
+    """Annotation sample indices moved to another rate (rounded, as the seed does)."""
+    samples = np.asarray(samples)
+    if fs_in == fs_out:
+        return samples.astype(np.int64)
+    return np.round(samples * (fs_out / fs_in)).astype(np.int64)
+
+
+def arrhythmia_window_mask(
+    ann_samples: np.ndarray,
+    ann_symbols: list[str],
+    fs_in: float,
+    fs_out: float,
+    starts: np.ndarray,
+    window: int,
+    min_count: int = 1,
+    min_ratio: float = 0.0,
+) -> np.ndarray:
+    """Which windows `[start, start + window)` are ARRHYTHMIA.
+
+    A window qualifies when it holds at least one beat, at least `min_count`
+    non-normal beats, and a non-normal share of beats of at least `min_ratio`.
+    """
+    symbols = np.asarray(ann_symbols, dtype=object)
+    beat = np.array([is_beat(s) for s in symbols], dtype=bool)
+    abnormal = np.array([is_abnormal_beat(s) for s in symbols], dtype=bool)
+    beat_pos = np.sort(rescale_positions(ann_samples[beat], fs_in, fs_out))
+    abn_pos = np.sort(rescale_positions(ann_samples[abnormal], fs_in, fs_out))
+    ends = starts + window
+    n_beats = np.searchsorted(beat_pos, ends, "left") - np.searchsorted(beat_pos, starts, "left")
+    n_abn = np.searchsorted(abn_pos, ends, "left") - np.searchsorted(abn_pos, starts, "left")
+    ratio = np.divide(n_abn, n_beats, out=np.zeros(len(starts)), where=n_beats > 0)
+    return (n_abn > 0) & (n_beats > 0) & (n_abn >= min_count) & (ratio >= min_ratio)
+
+
+# --- PTB Diagnostic ---------------------------------------------------------------------
+PTB_REASONS = {"myocardial infarction": "MI", "healthy control": "NORMAL"}
+
+
+def ptb_label(comments: Iterable[str]) -> str | None:
+    """MI / NORMAL from the header's `Reason for admission:` line; None for anything else."""
+    for line in comments:
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() == "reason for admission":
+            return PTB_REASONS.get(value.strip().lower())
+    return None
+
+
+# --- Synthetic --------------------------------------------------------------------------
+def header_field(comments: Iterable[str], key: str) -> str | None:
+    """Value of a `key: value` header comment, or None."""
+    for line in comments:
+        k, sep, v = line.partition(":")
+        if sep and k.strip().lower() == key.lower():
+            return v.strip()
+    return None
+
+
+# --- PTB-XL -----------------------------------------------------------------------------
+LabelMode = Literal["loose", "semi", "strict"]
+LABEL_MODES: tuple[str, ...] = ("loose", "semi", "strict")
+
+
+class PtbxlStatements:
+    """`scp_statements.csv`: which codes are diagnostic (and their class) and which are rhythm."""
+
+    def __init__(self, diagnostic_class: dict[str, str], rhythm_codes: set[str]) -> None:
+        self.diagnostic_class = diagnostic_class
+        self.rhythm_codes = rhythm_codes
+
+    @classmethod
+    def read(cls, path: Path) -> "PtbxlStatements":
+        try:
+            table = pd.read_csv(path, index_col=0)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: scp_statements.csv is missing") from None
+        for col in ("diagnostic", "rhythm", "diagnostic_class"):
+            if col not in table.columns:
+                raise ValueError(f"{path}: column {col!r} is missing")
+        diag: dict[str, str] = {}
+        rhythm: set[str] = set()
+        for code, row in table.iterrows():
+            if pd.notna(row["diagnostic"]) and int(row["diagnostic"]) == 1:
+                diag[str(code)] = str(row["diagnostic_class"]).strip()
+            if pd.notna(row["rhythm"]) and int(row["rhythm"]) == 1:
+                rhythm.add(str(code))
+        return cls(diag, rhythm)
+
+    def classes_and_rhythms(self, scp_codes: dict[str, float]) -> tuple[set[str], set[str]]:
+        """Diagnostic superclasses and rhythm codes of one record (any likelihood counts)."""
+        classes = {self.diagnostic_class[c] for c in scp_codes if self.diagnostic_class.get(c)}
+        rhythms = {c for c in scp_codes if c in self.rhythm_codes}
+        return classes, rhythms
+
+
+def parse_scp_codes(raw: object) -> dict[str, float]:
+    """The `scp_codes` cell (a Python dict literal) as a dict; ValueError if malformed."""
+    if isinstance(raw, dict):
+        return raw
+    if raw is None or (isinstance(raw, float) and np.isnan(raw)) or raw == "":
+        return {}
+    try:
+        value = ast.literal_eval(str(raw))
+    except (ValueError, SyntaxError) as exc:
+        raise ValueError(f"scp_codes is not a dict literal: {str(raw)[:60]!r}") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"scp_codes is not a dict literal: {str(raw)[:60]!r}")
+    return value
+
+
+def ptbxl_label(classes: set[str], rhythms: set[str], mode: LabelMode) -> str | None:
+    """Three-class label of a PTB-XL record, or None when the mode leaves it out.
+
+    loose: MI wins; any rhythm other than SR is ARRHYTHMIA; NORMAL is NORM-only.
+    strict: MI only if MI is the only class and the rhythm is sinus; NORMAL likewise;
+    ARRHYTHMIA only with a non-SR rhythm on an otherwise NORM record.
+    semi: as strict, but ARRHYTHMIA also with no diagnostic class at all.
+    """
+    non_sr = any(r != "SR" for r in rhythms)
+    if mode == "loose":
+        if "MI" in classes:
+            return "MI"
+        if non_sr:
+            return "ARRHYTHMIA"
+        if "NORM" in classes and classes == {"NORM"}:
+            return "NORMAL"
+        return None
+    if mode not in ("strict", "semi"):
+        raise ValueError(f"unknown label mode {mode!r}; expected one of {LABEL_MODES}")
+    if classes == {"MI"} and not non_sr:
+        return "MI"
+    if classes == {"NORM"} and not non_sr:
+        return "NORMAL"
+    if non_sr and (classes == {"NORM"} if mode == "strict" else classes <= {"NORM"}):
+        return "ARRHYTHMIA"
+    return None
+
+
+def stage1_label(rhythms: set[str], assume_sinus_if_missing: bool = True) -> str | None:
+    """SINUS vs ARRHYTHMIA from rhythm codes alone."""
+    if any(r != "SR" for r in rhythms):
+        return "ARRHYTHMIA"
+    if "SR" in rhythms or assume_sinus_if_missing:
+        return "SINUS"
+    return None
+
+
+def stage2_label(classes: set[str], rhythms: set[str]) -> str | None:
+    """NORMAL vs MI on sinus records with a single pure diagnostic class."""
+    if any(r != "SR" for r in rhythms):
+        return None
+    if classes == {"MI"}:
+        return "MI"
+    if classes == {"NORM"}:
+        return "NORMAL"
+    return None
+
