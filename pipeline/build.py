@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import warnings
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -52,13 +53,26 @@ def _process(job: tuple[Task, Options]) -> Result:
         return Result(task, np.zeros((0, 0, 0), np.float32), [], np.zeros(0, np.int64), error=str(exc))
 
 
+def _process_chunk(chunk: list[tuple[Task, Options]]) -> list[Result]:
+    return [_process(job) for job in chunk]
+
+
 def _results(jobs: list[tuple[Task, Options]], n_jobs: int) -> Iterator[Result]:
+    """Results in task order; at most `3 * n_jobs` chunks in flight so memory stays bounded."""
     if n_jobs == 1:
         yield from map(_process, jobs)
         return
+    # Chunks big enough that workers never wait on the parent, small enough to bound memory.
+    chunk = min(64, max(1, len(jobs) // (8 * n_jobs)))
+    chunks = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
     with ProcessPoolExecutor(max_workers=n_jobs) as pool:
-        # Ordered map keeps the data set identical whatever the number of workers.
-        yield from pool.map(_process, jobs, chunksize=max(1, min(16, len(jobs) // (4 * n_jobs))))
+        pending: deque[Future[list[Result]]] = deque()
+        for c in chunks:
+            pending.append(pool.submit(_process_chunk, c))
+            if len(pending) >= 3 * n_jobs:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
 
 
 def _report_missing(plans: Iterable[Plan], strict: bool) -> dict[str, Any]:

@@ -87,25 +87,21 @@ def read_record(
     if not header.exists():
         raise RecordError(name, f"header file {header.name} is missing")
     try:
-        meta = wfdb.rdheader(str(path))
-    except Exception as exc:  # wfdb raises several types for malformed headers
-        raise RecordError(name, f"malformed header: {exc}") from exc
-    if expected_fs is not None and float(meta.fs) not in {float(f) for f in expected_fs}:
-        raise RecordError(name, f"unexpected sampling rate {meta.fs} Hz (expected {sorted(set(expected_fs))})")
-    idx = pick_leads(meta.sig_name or [], leads, name, fallback)
-    for f in meta.file_name or []:
-        if not (path.parent / f).exists():
-            raise RecordError(name, f"signal file {f} is missing")
-    try:
-        rec = wfdb.rdrecord(str(path), channels=idx, physical=True)
+        # One rdrecord call parses the header once (wfdb's header parser dominates the cost).
+        rec = wfdb.rdrecord(str(path), physical=True)
+    except FileNotFoundError as exc:
+        raise RecordError(name, f"signal file {Path(exc.filename or '?').name} is missing") from exc
     except ValueError as exc:
         raise RecordError(name, f"signal file is truncated or unreadable ({exc})") from exc
-    except Exception as exc:
-        raise RecordError(name, f"cannot read signal: {exc}") from exc
-    sig = np.asarray(rec.p_signal, dtype=np.float64).T
-    if sig.shape[1] != meta.sig_len:
-        raise RecordError(name, f"signal file is truncated: {sig.shape[1]} of {meta.sig_len} samples")
-    lead_names = [rec.sig_name[i] for i in range(len(idx))]
+    except Exception as exc:  # wfdb raises several types for malformed headers
+        raise RecordError(name, f"malformed header or signal: {exc}") from exc
+    if expected_fs is not None and float(rec.fs) not in {float(f) for f in expected_fs}:
+        raise RecordError(name, f"unexpected sampling rate {rec.fs} Hz (expected {sorted(set(expected_fs))})")
+    idx = pick_leads(rec.sig_name or [], leads, name, fallback)
+    sig = np.asarray(rec.p_signal[:, idx], dtype=np.float64).T
+    if sig.shape[1] != rec.sig_len:
+        raise RecordError(name, f"signal file is truncated: {sig.shape[1]} of {rec.sig_len} samples")
+    lead_names = [rec.sig_name[i] for i in idx]
     bad = np.isnan(sig).any(axis=1)
     if bad.any():
         raise RecordError(name, f"NaN samples in lead(s) {[n for n, b in zip(lead_names, bad) if b]}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -67,9 +68,7 @@ class PreprocessSpec:
 
     def sos(self) -> np.ndarray:
         """Every causal section the device runs, in order: band-pass then optional notch."""
-        notch = self.notch_sos()
-        band = self.band_sos()
-        return band if notch is None else np.vstack([band, notch])
+        return _cascade(self).copy()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -94,6 +93,13 @@ class PreprocessSpec:
 
     def with_(self, **changes: Any) -> "PreprocessSpec":
         return replace(self, **changes)
+
+
+@lru_cache(maxsize=8)
+def _cascade(spec: PreprocessSpec) -> np.ndarray:
+    notch = spec.notch_sos()
+    band = spec.band_sos()
+    return band if notch is None else np.vstack([band, notch])
 
 
 DEFAULT_SPEC = PreprocessSpec()

@@ -42,7 +42,7 @@ def read_metadata(root: Path) -> pd.DataFrame:
     return table
 
 
-def _row_fields(row: pd.Series, file_column: str, path: Path) -> tuple[int, str, dict[str, float], int, str]:
+def _row_fields(row: dict, file_column: str, path: Path) -> tuple[int, str, dict[str, float], int, str]:
     ecg_id = row.get("ecg_id")
     where = f"{path}: row ecg_id={ecg_id}"
     try:
@@ -72,7 +72,7 @@ def plan(root: Path, mode: str, rate: int = 100, assume_sinus: bool = True, max_
     if max_records:
         table = table.head(max_records)
     result = Plan(NAME, [], extra_files={f: sha256_file(root / f) for f in (DATABASE_CSV, STATEMENTS_CSV)})
-    for _, row in table.iterrows():
+    for row in table.to_dict("records"):
         ecg, patient, codes, fold, filename = _row_fields(row, RATES[rate], root / DATABASE_CSV)
         label = record_label(statements, codes, mode, assume_sinus)
         if label is None:

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set up everything the project needs from nothing; safe to run twice.
+# Usage: bash .ci/setup.sh [VENV_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${1:-.venv}
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+
+# Debian packages: build tools for the firmware tests (later issues add the ARM toolchain and QEMU).
+APT_PACKAGES=(make gcc)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  else
+    echo "missing Debian packages: ${missing[*]} (install them with apt-get as root)" >&2
+    exit 1
+  fi
+fi
+
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 needed, found {sys.version}"'
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+# torch comes from the CPU wheel on local disk when there is one (a plain index install pulls CUDA).
+FIND_LINKS=()
+[ -d /opt/wheels ] && FIND_LINKS=(--find-links /opt/wheels)
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q "${FIND_LINKS[@]}" -c .ci/constraints.txt -e ".[test]"
+"$VENV/bin/python" -c "import torch, tensorflow, wfdb, neurokit2; assert '+cu' not in torch.__version__, torch.__version__"

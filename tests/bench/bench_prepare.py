@@ -1,0 +1,69 @@
+"""Records/s of data set preparation on the shared PhysioNet copies: one core vs all cores.
+
+Run by hand:  .venv/bin/python tests/bench/bench_prepare.py [--data ../shared/data] [--repeat 3]
+Prints a table and writes tests/bench/results/bench_prepare.json. The timed part is the
+build (read, resample, filter, window, z-score, write), planning included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from pipeline.build import BuildConfig, build
+from pipeline.sources import mitdb, ptbxl
+from pipeline.sources.base import Options
+from pipeline.spec import PreprocessSpec
+
+HERE = Path(__file__).resolve().parent
+
+
+def cases(data: Path) -> dict:
+    spec = PreprocessSpec()
+    return {
+        "ptbxl lead II (loose)": (lambda: ptbxl.plan(data / "ptbxl", "loose"), Options(spec, spec.dataset_hop, ("II",))),
+        "ptbxl 12 leads (loose)": (lambda: ptbxl.plan(data / "ptbxl", "loose"), Options(spec, spec.dataset_hop, "all")),
+        "mitdb MLII": (lambda: mitdb.plan(data / "mitdb"), Options(spec, spec.dataset_hop, mitdb.DEFAULT_LEADS, fallback=True)),
+    }
+
+
+def time_case(make_plan, opts: Options, jobs: int, repeat: int) -> tuple[float, int]:
+    best = float("inf")
+    n = 0
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            plan = make_plan()
+            build([(plan, opts)], BuildConfig(Path(tmp) / "ds", "three_class", opts.spec, jobs=jobs, progress=False))
+            best = min(best, time.perf_counter() - t0)
+            n = len(plan.tasks)
+    return best, n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=HERE.parents[2] / "shared" / "data")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    cores = os.cpu_count() or 1
+    rows = []
+    for name, (make_plan, opts) in cases(args.data).items():
+        t1, n = time_case(make_plan, opts, 1, args.repeat)
+        tn, _ = time_case(make_plan, opts, cores, args.repeat)
+        rows.append({"case": name, "records": n, "one_core_rec_s": n / t1, "all_cores_rec_s": n / tn, "speedup": t1 / tn, "cores": cores})
+        print(f"{name:26s} {n:5d} rec  1 core {n / t1:7.1f} rec/s  {cores} cores {n / tn:7.1f} rec/s  x{t1 / tn:.2f}")
+    out = HERE / "results" / "bench_prepare.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"machine": platform.platform(), "cores": cores, "rows": rows}, indent=2) + "\n")
+    print(f"-> {out}")
+
+
+if __name__ == "__main__":
+    main()
