@@ -27,4 +27,4 @@ FIND_LINKS=()
 [ -d /opt/wheels ] && FIND_LINKS=(--find-links /opt/wheels)
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q "${FIND_LINKS[@]}" -c .ci/constraints.txt -e ".[test]"
-"$VENV/bin/python" -c "import torch, tensorflow, wfdb, neurokit2; assert '+cu' not in torch.__version__, torch.__version__"
+"$VENV/bin/python" -c "import torch, tensorflow, wfdb; assert '+cu' not in torch.__version__, torch.__version__"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import warnings
@@ -109,14 +110,21 @@ def cmd_prepare_stage2(args: argparse.Namespace) -> int:
     return _mixed(args, "stage2", (ptbxl.NAME, ptbdb.NAME))
 
 
+SYNTHETIC_STAMP = ".ecg_edge_synthetic.json"
+
+
 def ensure_synthetic(root: Path, args: argparse.Namespace) -> Path:
-    """Generate the synthetic WFDB database at `root` unless it is already there."""
+    """Generate the synthetic WFDB database at `root` unless the same one is already there."""
+    from .dataset import write_json_atomic
     from .synthetic import write_synthetic_database
 
-    if args.regenerate or not (root / "RECORDS").exists():
+    wanted = {"patients_per_class": args.patients_per_class, "duration_s": args.duration, "seed": args.seed}
+    stamp = root / SYNTHETIC_STAMP
+    if args.regenerate or not stamp.exists() or json.loads(stamp.read_text()) != wanted:
         write_synthetic_database(
             root, n_patients_per_class=args.patients_per_class, duration_s=args.duration, seed=args.seed, progress=not args.no_progress
         )
+        write_json_atomic(stamp, wanted)
     return root
 
 

@@ -30,6 +30,16 @@ FORMAT = "ecg-edge-dataset/1"
 META_FILE = "dataset.json"
 ARRAYS = ("y", "patient", "record", "start", "split")
 _COPY_ROWS_BYTES = 64 << 20
+_NPY_HEADER_BYTES = 128  # reserved up front so windows can stream into X.npy before N is known
+
+
+def npy_header(shape: tuple[int, ...]) -> bytes:
+    """A version-1.0 .npy header for little-endian float32 of `shape`, exactly 128 bytes long."""
+    text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"
+    body = text.ljust(_NPY_HEADER_BYTES - 11) + "\n"
+    if len(body) != _NPY_HEADER_BYTES - 10:
+        raise DatasetError(f"shape {shape} does not fit a {_NPY_HEADER_BYTES}-byte .npy header")
+    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin1")
 
 
 @dataclass
@@ -123,7 +133,9 @@ class DatasetWriter:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.out.with_name(f".{self.out.name}.tmp-{uuid.uuid4().hex[:8]}")
         self.tmp.mkdir()
-        self._raw = open(self.tmp / "X.part", "wb")
+        self._raw = open(self.tmp / "X.npy", "wb")
+        self._raw.write(bytes(_NPY_HEADER_BYTES))
+        self._x_digest = hashlib.sha256()
         self._cols: dict[str, list[np.ndarray]] = {k: [] for k in ARRAYS}
         self.n = 0
 
@@ -149,13 +161,32 @@ class DatasetWriter:
             self.n_leads = X.shape[1]
         if X.shape[1:] != (self.n_leads, self.spec.window):
             raise DatasetError(f"record {record}: windows of shape {X.shape[1:]}, expected {(self.n_leads, self.spec.window)}")
-        self._raw.write(X.tobytes())
+        blob = X.tobytes()
+        self._raw.write(blob)
+        self._x_digest.update(blob)
         self._cols["y"].append(np.asarray(y, dtype=np.int64).reshape(k))
         self._cols["patient"].append(np.full(k, patient))
         self._cols["record"].append(np.full(k, record))
         self._cols["start"].append(np.asarray(start, dtype=np.int64).reshape(k))
         self._cols["split"].append(np.full(k, split, dtype="<U5"))
         self.n += k
+
+    def _copy_rows(self, keep: np.ndarray) -> "hashlib._Hash":
+        """Rewrite X.npy with only the `keep` rows, in bounded memory; returns the running digest."""
+        shape = (self.n_leads or 0, self.spec.window)
+        src_path, dst_path = self.tmp / "X.npy", self.tmp / "X.keep.npy"
+        src = np.memmap(src_path, np.float32, "r", offset=_NPY_HEADER_BYTES, shape=(self.n, *shape)) if self.n else np.zeros((0, *shape), np.float32)
+        dst = np.lib.format.open_memmap(dst_path, mode="w+", dtype=np.float32, shape=(len(keep), *shape))
+        digest = hashlib.sha256()
+        step = max(1, _COPY_ROWS_BYTES // (int(np.prod(shape)) * 4 or 1))
+        for i in range(0, len(keep), step):
+            block = np.asarray(src[keep[i : i + step]])
+            dst[i : i + len(block)] = block
+            digest.update(block.tobytes())
+        dst.flush()
+        del src, dst
+        os.replace(dst_path, src_path)
+        return digest
 
     def columns(self) -> dict[str, np.ndarray]:
         """Per-window columns collected so far."""
@@ -166,22 +197,16 @@ class DatasetWriter:
 
     def finish(self, columns: dict[str, np.ndarray], keep: np.ndarray, meta: dict[str, Any]) -> Path:
         """Write the kept windows (sorted indices) with `columns` and `meta`; rename into place."""
-        self._raw.close()
         keep = np.asarray(keep, dtype=np.int64)
-        split = columns["split"][keep]
-        check_split(columns["patient"][keep], split)
-        row = self.n_leads * self.spec.window
-        src = np.memmap(self.tmp / "X.part", dtype=np.float32, mode="r", shape=(self.n, row)) if self.n else np.zeros((0, row), np.float32)
-        digest = hashlib.sha256()
-        X = np.lib.format.open_memmap(self.tmp / "X.npy", mode="w+", dtype=np.float32, shape=(len(keep), self.n_leads, self.spec.window))
-        step = max(1, _COPY_ROWS_BYTES // (row * 4))
-        for i in range(0, len(keep), step):
-            block = np.asarray(src[keep[i : i + step]]).reshape(-1, self.n_leads, self.spec.window)
-            X[i : i + len(block)] = block
-            digest.update(block.tobytes())
-        X.flush()
-        del X, src
-        (self.tmp / "X.part").unlink()
+        check_split(columns["patient"][keep], columns["split"][keep])
+        if len(keep) == self.n:  # every window kept: X.npy is already complete but for its header
+            self._raw.seek(0)
+            self._raw.write(npy_header((self.n, self.n_leads or 0, self.spec.window)))
+            self._raw.close()
+            digest = self._x_digest
+        else:
+            self._raw.close()
+            digest = self._copy_rows(keep)
         for k in ARRAYS:
             arr = columns[k][keep]
             if arr.dtype.kind == "U" and arr.size == 0:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import Iterable, Literal
 
@@ -125,12 +126,20 @@ class PtbxlStatements:
         return classes, rhythms
 
 
+_NUM = r"-?\d+(?:\.\d*)?"
+_PAIR = rf"'([^'\\]+)'\s*:\s*({_NUM})"
+_SCP_DICT = re.compile(rf"\{{\s*(?:'[^'\\]+'\s*:\s*{_NUM}\s*(?:,\s*'[^'\\]+'\s*:\s*{_NUM}\s*)*,?\s*)?\}}")
+_SCP_PAIR = re.compile(_PAIR)
+
+
 def parse_scp_codes(raw: object) -> dict[str, float]:
     """The `scp_codes` cell (a Python dict literal) as a dict; ValueError if malformed."""
     if isinstance(raw, dict):
         return raw
     if raw is None or (isinstance(raw, float) and np.isnan(raw)) or raw == "":
         return {}
+    if _SCP_DICT.fullmatch(str(raw).strip()):  # the common shape, ~10x faster than literal_eval
+        return {code: float(v) for code, v in _SCP_PAIR.findall(str(raw))}
     try:
         value = ast.literal_eval(str(raw))
     except (ValueError, SyntaxError) as exc:

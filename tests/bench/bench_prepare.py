@@ -47,12 +47,32 @@ def time_case(make_plan, opts: Options, jobs: int, repeat: int) -> tuple[float, 
     return best, n
 
 
+def _burn(n: int) -> int:
+    return sum(i * i for i in range(n))
+
+
+def cpu_ceiling(cores: int, n: int = 3_000_000) -> float:
+    """Speed-up of pure CPU-bound Python on `cores` processes: what this machine allows at best."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    t0 = time.perf_counter()
+    for _ in range(2 * cores):
+        _burn(n)
+    serial = time.perf_counter() - t0
+    with ProcessPoolExecutor(cores) as pool:
+        t0 = time.perf_counter()
+        list(pool.map(_burn, [n] * (2 * cores)))
+        return serial / (time.perf_counter() - t0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=HERE.parents[2] / "shared" / "data")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     cores = os.cpu_count() or 1
+    ceiling = cpu_ceiling(cores)
+    print(f"pure-Python CPU-bound speed-up on {cores} processes (the machine's ceiling): x{ceiling:.2f}")
     rows = []
     for name, (make_plan, opts) in cases(args.data).items():
         t1, n = time_case(make_plan, opts, 1, args.repeat)
@@ -61,7 +81,7 @@ def main() -> None:
         print(f"{name:26s} {n:5d} rec  1 core {n / t1:7.1f} rec/s  {cores} cores {n / tn:7.1f} rec/s  x{t1 / tn:.2f}")
     out = HERE / "results" / "bench_prepare.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"machine": platform.platform(), "cores": cores, "rows": rows}, indent=2) + "\n")
+    out.write_text(json.dumps({"machine": platform.platform(), "cores": cores, "cpu_ceiling": ceiling, "rows": rows}, indent=2) + "\n")
     print(f"-> {out}")
 
 
