@@ -6,11 +6,11 @@ import argparse
 import json
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
 from .build import SOURCES, BuildConfig, BuildError, build
+from .console import DISCLAIMER, run
 from .dataset import DatasetError, load_dataset
 from .records import ALL_LEADS, RecordError
 from .report import plot_examples, print_summary
@@ -19,7 +19,6 @@ from .sources.base import Options, Plan
 from .spec import PreprocessSpec
 
 DATA_ENV = "ECG_EDGE_DATA_DIR"
-DISCLAIMER = "Research tool, not a medical device: never use its output for clinical decisions."
 
 
 def default_raw_dir() -> Path:
@@ -75,7 +74,7 @@ def run_build(args: argparse.Namespace, plans: list[tuple[Plan, Options]], label
 
 def cmd_prepare_ptbxl(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
-    root = Path(args.ptbxl_dir) if args.ptbxl_dir else default_raw_dir() / "ptbxl"
+    root = Path(args.ptbxl_dir) if args.ptbxl_dir else Path(args.raw_dir) / "ptbxl"
     label_set = args.label_mode if args.label_mode in ptbxl.TWO_STAGE_MODES else "three_class"
     return run_build(args, [ptbxl_plan(args, spec, args.label_mode, root)], label_set)
 
@@ -177,7 +176,7 @@ def _common(p: argparse.ArgumentParser, with_out: bool = True) -> None:
 
 
 def _raw_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--raw-dir", type=Path, default=None, help=f"databases in PhysioNet layout (default ${DATA_ENV} or data/raw)")
+    p.add_argument("--raw-dir", type=Path, default=default_raw_dir(), help=f"databases in PhysioNet layout (default ${DATA_ENV} or data/raw)")
 
 
 def _beat_options(p: argparse.ArgumentParser) -> None:
@@ -252,17 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "raw_dir", 0) is None:
-        args.raw_dir = default_raw_dir()
-    try:
-        return args.func(args)
-    except (BuildError, DatasetError, RecordError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run(build_parser(), argv, (BuildError, DatasetError, RecordError, FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":
-    warnings.simplefilter("default")
     sys.exit(main())

@@ -44,3 +44,27 @@ def test_demo_then_inspect(tmp_path, capsys):
     # other generator settings regenerate the records
     assert main(["demo", "--out-dir", str(out), "--patients-per-class", "3", "--duration", "30", "--no-progress"]) == 0
     assert np.bincount(load_dataset(out / "dataset").y).tolist() == [9, 9, 9]
+
+
+def test_export_spec_matches_data_set(tmp_path):
+    import json
+
+    from export.cli import main as export_main
+
+    from pipeline.spec import PreprocessSpec
+
+    out = tmp_path / "spec.json"
+    assert export_main(["spec", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    spec = PreprocessSpec.from_dict(doc["spec"])
+    assert doc["labels"] == ["NORMAL", "MI", "ARRHYTHMIA"] and doc["fingerprint"] == spec.fingerprint()
+    assert np.allclose(doc["sos"], spec.sos()) and len(doc["sos"]) == 4
+
+
+def test_host_ports_lists_what_pyserial_sees():
+    from serial.tools import list_ports
+
+    out = subprocess.run([sys.executable, "-m", "host.cli", "ports"], capture_output=True, text=True, check=True).stdout
+    ports = list(list_ports.comports())
+    assert len(out.splitlines()) == max(1, len(ports))
+    assert all(p.device in out for p in ports) and (ports or "no serial ports found" in out)

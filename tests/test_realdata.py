@@ -33,7 +33,11 @@ def seed_ptbxl_labels(root: Path, mode: str) -> dict[str, str]:
         rhy = {c for c in codes if c in rhythm}
         non_sr = any(c != "SR" for c in rhy)
         label = None
-        if mode == "loose":
+        if mode == "stage1":
+            label = "ARRHYTHMIA" if non_sr else "SINUS"
+        elif mode == "stage2":
+            label = None if non_sr else "MI" if classes == {"MI"} else "NORMAL" if classes == {"NORM"} else None
+        elif mode == "loose":
             label = "MI" if "MI" in classes else "ARRHYTHMIA" if non_sr else "NORMAL" if classes == {"NORM"} else None
         elif classes == {"MI"} and not non_sr:
             label = "MI"
@@ -51,7 +55,7 @@ def out_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("real")
 
 
-@pytest.mark.parametrize("mode", ["loose", "semi", "strict"])
+@pytest.mark.parametrize("mode", ["loose", "semi", "strict", "stage1", "stage2"])
 def test_ptbxl_lead_ii_follows_seed_rules(shared_data, out_dir, mode):
     root = shared_data / "ptbxl"
     out = out_dir / f"ptbxl_{mode}"
@@ -66,7 +70,8 @@ def test_ptbxl_lead_ii_follows_seed_rules(shared_data, out_dir, mode):
         row = meta.loc[int(rec.split(":")[1])]
         assert split == {9: "val", 10: "test"}.get(int(row.strat_fold), "train")
         assert patient == f"ptbxl:{int(row.patient_id)}"
-    assert {s: ds.meta["counts"][s]["MI"]["windows"] > 0 for s in ("train", "val", "test")} == {"train": True, "val": True, "test": True}
+    for s in ("train", "val", "test"):
+        assert all(ds.meta["counts"][s][lab]["windows"] > 0 for lab in ds.label_names)
 
 
 def test_ptbxl_twelve_lead_stage2(shared_data, out_dir):
@@ -76,6 +81,15 @@ def test_ptbxl_twelve_lead_stage2(shared_data, out_dir):
     ds = load_dataset(out)
     assert ds.X.shape[1:] == (12, 2500) and ds.leads[:3] == ["I", "II", "III"]
     assert np.isfinite(ds.X[:50]).all() and np.allclose(ds.X[:50].std(axis=-1), 1, atol=1e-3)
+
+
+def test_ptbxl_records500(shared_data, out_dir):
+    out = out_dir / "hr"
+    assert main(["prepare", "ptbxl", "--ptbxl-dir", str(shared_data / "ptbxl"), "--rate", "500", "--max-records", "120",
+                 "--out", str(out), "--no-progress"]) == 0
+    ds = load_dataset(out)
+    assert ds.X.shape[1:] == (1, 2500) and len(ds) > 50
+    assert all(f.endswith(("_hr.dat", "_hr.hea")) for f in ds.meta["sources"]["ptbxl"]["records"][ds.record[0]])
 
 
 def seed_mitdb_windows(root: Path, record: str, min_count: int, min_ratio: float) -> tuple[list[int], np.ndarray]:

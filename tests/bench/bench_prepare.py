@@ -11,6 +11,8 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -65,11 +67,26 @@ def cpu_ceiling(cores: int, n: int = 3_000_000) -> float:
         return serial / (time.perf_counter() - t0)
 
 
+def peak_rss_mb(data: Path, case: str) -> tuple[float, float]:
+    """Peak RSS of a one-core build of `case` in a fresh process, and the size of its X.npy (MB)."""
+    code = (
+        "import resource, sys, tempfile, warnings; from pathlib import Path;"
+        "sys.path.insert(0, %r); import bench_prepare as b; from pipeline.build import BuildConfig, build;"
+        "warnings.simplefilter('ignore'); make, opts = b.cases(Path(%r))[%r];"
+        "tmp = tempfile.mkdtemp(); out = build([(make(), opts)], BuildConfig(Path(tmp) / 'ds', 'three_class', opts.spec, jobs=1, progress=False));"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, (out / 'X.npy').stat().st_size / 2**20)"
+    ) % (str(HERE), str(data), case)
+    rss, size = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    return float(rss), float(size)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=HERE.parents[2] / "shared" / "data")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    rss, size = peak_rss_mb(args.data, "ptbxl 12 leads (loose)")
+    print(f"memory: 12-lead PTB-XL build peaks at {rss:.0f} MB RSS for a {size:.0f} MB X.npy (windows stream to disk)")
     cores = os.cpu_count() or 1
     ceiling = cpu_ceiling(cores)
     print(f"pure-Python CPU-bound speed-up on {cores} processes (the machine's ceiling): x{ceiling:.2f}")
@@ -81,7 +98,7 @@ def main() -> None:
         print(f"{name:26s} {n:5d} rec  1 core {n / t1:7.1f} rec/s  {cores} cores {n / tn:7.1f} rec/s  x{t1 / tn:.2f}")
     out = HERE / "results" / "bench_prepare.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"machine": platform.platform(), "cores": cores, "cpu_ceiling": ceiling, "rows": rows}, indent=2) + "\n")
+    out.write_text(json.dumps({"machine": platform.platform(), "cores": cores, "cpu_ceiling": ceiling, "peak_rss_mb_12lead": rss, "x_npy_mb_12lead": size, "rows": rows}, indent=2) + "\n")
     print(f"-> {out}")
 
 
