@@ -80,3 +80,12 @@ def preprocess_signal(x: np.ndarray, fs_in: float, spec: PreprocessSpec, hop: in
     y = filtered_at_rate(x, fs_in, spec)
     starts = window_starts(y.shape[-1], spec.window, spec.dataset_hop if hop is None else hop)
     return cut_windows(y, starts, spec), starts
+
+
+def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """int8 model input as TFLite's QUANTIZE computes it: round half away from zero, then clamp."""
+    if not scale > 0:
+        raise ValueError(f"quantization scale must be positive, got {scale}")
+    q = np.asarray(x, dtype=np.float32) / np.float32(scale)
+    q = np.sign(q) * np.floor(np.abs(q) + np.float32(0.5)) + zero_point
+    return np.clip(q, -128, 127).astype(np.int8)

@@ -136,3 +136,50 @@ def test_device_form_meets_parity_budget():
     ref = device_filter(x, spec)
     assert max_window_diff(ref, df2t(spec.sos(), x - x[0], np.float64), spec) < 1e-6
     assert max_window_diff(ref, df2t(spec.sos(), x - x[0], np.float32), spec) > 1e-4
+
+
+def test_quantize_input_rounds_half_away_from_zero_and_clamps():
+    from pipeline.preprocess import quantize_input
+
+    x = np.array([0.25, -0.25, 0.75, -0.75, 0.2, 100.0, -100.0], np.float32)
+    assert quantize_input(x, 0.5, 0).tolist() == [1, -1, 2, -2, 0, 127, -128]
+    assert quantize_input(x, 0.5, -3).tolist() == [-2, -4, -1, -5, -3, 127, -128]
+    with pytest.raises(ValueError, match="scale"):
+        quantize_input(x, 0.0, 0)
+
+
+def test_quantize_input_matches_litert_quantize():
+    """The same bits as the QUANTIZE op of a real int8 TFLite model run by LiteRT."""
+    tf = pytest.importorskip("tensorflow")
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    class Ident(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 64], tf.float32)])
+        def __call__(self, x):
+            return tf.nn.relu(x) - tf.nn.relu(-x)
+
+    rng = np.random.default_rng(0)
+    calib = [rng.uniform(-4.6, 4.6, (1, 64)).astype(np.float32) for _ in range(8)]
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([Ident().__call__.get_concrete_function()], Ident())
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([c] for c in calib)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.float32
+    conv.inference_output_type = tf.float32
+    interp = Interpreter(
+        model_content=conv.convert(),
+        experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+        experimental_preserve_all_tensors=True,
+    )
+    interp.allocate_tensors()
+    details = interp.get_tensor_details()
+    quant_out = next(d for d in details if d["dtype"] == np.int8)
+    scale, zp = quant_out["quantization"]
+    from pipeline.preprocess import quantize_input
+
+    # exact .5 boundaries of this scale (where rounding rules differ), then random values
+    halves = (np.arange(-32, 32, dtype=np.float32) + np.float32(0.5)) * np.float32(scale)
+    for x in (halves, rng.uniform(-6, 6, 64).astype(np.float32)):
+        interp.set_tensor(interp.get_input_details()[0]["index"], x.reshape(1, 64))
+        interp.invoke()
+        assert np.array_equal(interp.get_tensor(quant_out["index"]).ravel(), quantize_input(x, scale, zp))
