@@ -243,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, help="write a PNG of example windows per class")
     p.add_argument("--per-class", type=int, default=3)
 
+    from .cli_models import add_model_commands
+
+    add_model_commands(add)
+
     p = add("demo", cmd_demo, "quick-start main job on the synthetic default: build a data set and summarise it")
     p.add_argument("--out-dir", dest="demo_out", default="runs/demo", help="where the demo writes (default runs/demo)")
     _synthetic_options(p)
@@ -251,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run(build_parser(), argv, (BuildError, DatasetError, RecordError, FileNotFoundError, ValueError))
+    from .checkpoint import CheckpointError
+
+    return run(build_parser(), argv, (BuildError, DatasetError, RecordError, CheckpointError, FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

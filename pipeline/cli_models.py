@@ -1,0 +1,142 @@
+"""`ecg-pipeline` subcommands for models: models, train, distill, evaluate, predict."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import Callable
+
+from .checkpoint import load_checkpoint
+from .dataset import load_dataset, write_json_atomic
+from .inference import Classifier, Single, TwoStage
+from .train import TrainConfig, train
+
+AddFn = Callable[..., argparse.ArgumentParser]
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .models import models_table
+
+    Console().print(models_table(in_leads=args.leads, n_classes=args.classes))
+    return 0
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    names = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    values["model_kwargs"] = json.loads(args.model_kwargs) if args.model_kwargs else {}
+    if args.lead:
+        values["leads"] = args.lead
+    return TrainConfig(**values)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    path = train(_config(args), args.data, args.out_dir, resume=args.resume, progress=not args.no_progress)
+    print(f"best checkpoint: {path}")
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    path = train(_config(args), args.data, args.out_dir, teacher=args.teacher, resume=args.resume, progress=not args.no_progress)
+    print(f"best student checkpoint: {path}")
+    return 0
+
+
+def classifier_from_args(args: argparse.Namespace) -> Classifier:
+    if args.two_stage:
+        return TwoStage(load_checkpoint(args.two_stage[0]), load_checkpoint(args.two_stage[1]))
+    if not args.checkpoint:
+        raise ValueError("give --checkpoint CKPT or --two-stage STAGE1 STAGE2")
+    return Single(load_checkpoint(args.checkpoint))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    report = evaluate(classifier_from_args(args), load_dataset(args.data), Path(args.out_dir), args.split, args.bootstrap, args.seed)
+    recall = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in report["per_class_recall"].items())
+    ci = report["ci95"]["balanced_accuracy"]
+    print(f"{args.split}: {report['n_windows']} windows, {report['n_groups']} patients")
+    print(f"recall: {recall}")
+    print(f"balanced accuracy {report['balanced_accuracy']:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f}), macro AUC {report['macro_auc']:.3f}")
+    print(f"-> {Path(args.out_dir) / 'metrics.json'}, {Path(args.out_dir) / 'confusion_matrix.png'}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict_file
+
+    result = predict_file(classifier_from_args(args), args.input, args.input_rate, args.lead_name, args.hop_sec)
+    names = result["label_names"]
+    print(f"{'start s':>8}  {'label':<11}" + "".join(f"{n:>12}" for n in names))
+    for w in result["windows"]:
+        print(f"{w['start_s']:8.1f}  {w['label']:<11}" + "".join(f"{w['probabilities'][n]:12.3f}" for n in names))
+    if args.out:
+        write_json_atomic(Path(args.out), result)
+        print(f"-> {args.out}")
+    return 0
+
+
+def _train_options(p: argparse.ArgumentParser, teacher: bool) -> None:
+    d = TrainConfig()
+    p.add_argument("--data", type=Path, required=True, help="data set directory (ecg-pipeline prepare)")
+    p.add_argument("--out-dir", type=Path, required=True, help="writes checkpoint.pt, last.pt, history.json, learning_curve.png")
+    if teacher:
+        p.add_argument("--teacher", type=Path, required=True, help="teacher checkpoint (e.g. 12-lead)")
+    p.add_argument("--model", default="mcu" if teacher else d.model, help="model name (see `ecg-pipeline models`)")
+    p.add_argument("--model-kwargs", default="", help='JSON constructor arguments, e.g. \'{"stage_channels": [16, 32, 48]}\'')
+    p.add_argument("--lead", nargs="+", help="leads to use (default: all of the data set" + ("; the student's, e.g. II)" if teacher else ")"))
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--augment", action="store_true", help="AD8232 signal-model augmentation (mains, EMG, wander, motion, amplitude, shift)")
+    p.add_argument("--augment-strength", type=float, default=d.augment_strength)
+    p.add_argument("--mixup", type=float, default=d.mixup, help="mixup alpha (0: off)")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--balanced-sampler", action="store_true", help="class-balanced sampling with replacement")
+    p.add_argument("--no-class-weights", dest="class_weights", action="store_false", help="unweighted loss without the balanced sampler")
+    p.add_argument("--scheduler", choices=("none", "cosine"), default=d.scheduler)
+    p.add_argument("--min-lr", type=float, default=d.min_lr)
+    p.add_argument("--patience", type=int, default=d.patience, help="early stop after this many epochs without val improvement (0: never)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    if teacher:
+        p.add_argument("--temperature", type=float, default=d.temperature)
+        p.add_argument("--alpha", type=float, default=d.alpha, help="weight of the hard-label loss")
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _classifier_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--checkpoint", type=Path)
+    g.add_argument("--two-stage", nargs=2, type=Path, metavar=("STAGE1", "STAGE2"))
+
+
+def add_model_commands(add: AddFn) -> None:
+    """Register the model subcommands with `add(name, func, help)`."""
+    p = add("models", cmd_models, "list every model: parameters, MACs per window, int8 weight bytes")
+    p.add_argument("--leads", type=int, default=1)
+    p.add_argument("--classes", type=int, default=3)
+    _train_options(add("train", cmd_train, "train a model on a data set (runs under torchrun for DDP)"), teacher=False)
+    _train_options(add("distill", cmd_distill, "distil a (12-lead) teacher into a single-lead student"), teacher=True)
+
+    p = add("evaluate", cmd_evaluate, "metrics on a data set split: recall/precision/F1, balanced accuracy, AUC, bootstrap CIs")
+    _classifier_options(p)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--split", choices=("train", "val", "test"), default="test")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of patients")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("predict", cmd_predict, "label every window of a CSV, NPY or WFDB signal")
+    _classifier_options(p)
+    p.add_argument("--input", type=Path, required=True)
+    p.add_argument("--input-rate", type=float, help="sampling rate of the input in Hz (WFDB records carry their own)")
+    p.add_argument("--lead-name", help="CSV column or WFDB lead to read")
+    p.add_argument("--hop-sec", type=float, help="hop between windows (default: the model's data set hop)")
+    p.add_argument("--out", type=Path, help="also write the result as JSON")

@@ -1,0 +1,423 @@
+"""Training and distillation on a window data set; runs unchanged under torchrun (DDP).
+
+One loop serves both: plain training minimises (weighted, smoothed, mixed-up) cross-entropy;
+distillation adds a frozen teacher's soft targets (KL at a temperature, weighted 1 - alpha).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset as TorchDataset, Sampler
+from tqdm import tqdm
+
+from .ad8232 import augment_window
+from .checkpoint import Checkpoint, CheckpointError, checkpoint_payload, load_checkpoint, read_payload, save_atomic
+from .dataset import Dataset, load_dataset, write_json_atomic
+from .models import build_model, model_config
+from .preprocess import zscore
+
+CHECKPOINT = "checkpoint.pt"
+LAST = "last.pt"
+HISTORY = "history.json"
+CURVE = "learning_curve.png"
+
+
+class TrainError(ValueError):
+    """A training run that cannot start as configured."""
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a run (the seed's train.py options plus the device-specific ones)."""
+
+    model: str = "mcu"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    leads: list[str] | None = None  # None: every lead of the data set
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    augment: bool = False
+    augment_strength: float = 1.0
+    mixup: float = 0.0
+    label_smoothing: float = 0.0
+    balanced_sampler: bool = False
+    class_weights: bool = True  # inverse-frequency loss weights when not using the balanced sampler
+    scheduler: str = "none"  # none | cosine
+    min_lr: float = 1e-5
+    patience: int = 7
+    seed: int = 13
+    # distillation (used when a teacher is given)
+    temperature: float = 4.0
+    alpha: float = 0.5
+
+
+# ---------------------------------------------------------------------------------------
+# distributed helpers
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> DistInfo:
+    """Join the process group torchrun describes in the environment (gloo on CPU, NCCL on GPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size())
+
+
+def broadcast_flag(flag: bool, info: DistInfo) -> bool:
+    if info.world == 1:
+        return flag
+    t = torch.tensor([int(flag)])
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
+# ---------------------------------------------------------------------------------------
+# data
+
+
+def lead_indices(ds: Dataset, leads: list[str] | None) -> list[int]:
+    """Positions of the wanted leads in the data set (case-insensitive)."""
+    names = [n.upper() for n in ds.leads]
+    if leads is None:
+        return list(range(len(names)))
+    missing = [lead for lead in leads if lead.upper() not in names]
+    if missing:
+        raise TrainError(f"{ds.path}: lead(s) {missing} not in the data set (has {ds.leads})")
+    return [names.index(lead.upper()) for lead in leads]
+
+
+class Windows(TorchDataset):
+    """Windows of one split; augmentation is seeded by (seed, epoch, window) so runs repeat."""
+
+    def __init__(self, ds: Dataset, index: np.ndarray, leads: list[int], augment: bool = False, strength: float = 1.0, seed: int = 0):
+        self.X, self.y, self.index, self.leads = ds.X, ds.y, index, leads
+        self.fs, self.eps = ds.spec.fs, ds.spec.zscore_eps
+        self.augment, self.strength, self.seed = augment, strength, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        k = int(self.index[i])
+        x = np.asarray(self.X[k][self.leads], dtype=np.float32)
+        if self.augment:
+            rng = np.random.default_rng([self.seed, self.epoch, k])
+            # disturb the full window (so a teacher and its student see the same one), then renormalise
+            x = zscore(augment_window(x, self.fs, rng, self.strength), self.eps)
+        return torch.from_numpy(np.ascontiguousarray(x)), int(self.y[k])
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffled (or class-balanced, with replacement) order, the same on every rank, split across ranks."""
+
+    def __init__(self, labels: np.ndarray, balanced: bool, seed: int, info: DistInfo):
+        self.labels, self.balanced, self.seed, self.info = labels, balanced, seed, info
+        self.epoch = 0
+        self.per_rank = -(-len(labels) // info.world)
+
+    def order(self) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, self.epoch, 7])
+        n = len(self.labels)
+        if not self.balanced:
+            return rng.permutation(n)
+        weights = class_weights(self.labels, int(self.labels.max()) + 1)[self.labels]
+        return rng.choice(n, size=n, replace=True, p=weights / weights.sum())
+
+    def __iter__(self) -> Iterator[int]:
+        order = self.order()
+        order = np.resize(order, self.per_rank * self.info.world)  # pad by wrapping so ranks step together
+        return iter(order[self.info.rank :: self.info.world].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Inverse-frequency weights normalised to mean 1 (the seed's rule)."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    w = counts.sum() / (counts + 1e-6)
+    return w / w.mean()
+
+
+# ---------------------------------------------------------------------------------------
+# the loop
+
+
+def evaluate_logits(model: nn.Module, loader: DataLoader, lead_idx: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels over a loader, in eval mode."""
+    model.eval()
+    logits, labels = [], []
+    with torch.no_grad():
+        for x, y in loader:
+            logits.append(model(x if lead_idx is None else x[:, lead_idx]).float())
+            labels.append(y)
+    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+
+
+def recall_per_class(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Recall of each class (NaN where the class is absent)."""
+    return np.array([np.mean(pred[y == c] == c) if np.any(y == c) else np.nan for c in range(n_classes)])
+
+
+@dataclass
+class RunState:
+    epoch: int = 0
+    best: float = -1.0
+    best_epoch: int = 0
+    stale: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _soft_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, dim=1), F.softmax(teacher / t, dim=1), reduction="batchmean") * t * t
+
+
+def _mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    lam = float(torch.distributions.Beta(alpha, alpha).sample().item()) if alpha > 0 else 1.0
+    perm = torch.randperm(x.size(0), generator=gen)
+    return lam * x + (1 - lam) * x[perm], y, y[perm], lam
+
+
+class Trainer:
+    """Holds model, optimiser and data for one run; `fit` runs epochs with early stopping."""
+
+    def __init__(self, cfg: TrainConfig, data: Path, out_dir: Path, teacher: Checkpoint | None = None, progress: bool = True):
+        self.cfg, self.out_dir, self.teacher, self.progress = cfg, Path(out_dir), teacher, progress
+        self.info = init_distributed()
+        torch.manual_seed(cfg.seed)
+        self.ds = load_dataset(data)
+        self.n_classes = len(self.ds.label_names)
+        self.train_idx, self.val_idx = self.ds.indices("train"), self.ds.indices("val")
+        for name, idx in (("train", self.train_idx), ("val", self.val_idx)):
+            if len(idx) == 0:
+                raise TrainError(f"{data}: the {name} split is empty")
+        self.leads = lead_indices(self.ds, cfg.leads)
+        self.lead_names = [self.ds.leads[i] for i in self.leads]
+        self.input_leads = self._input_leads()
+        kwargs = {**cfg.model_kwargs, "in_leads": len(self.leads), "n_classes": self.n_classes}
+        self.model = build_model(cfg.model, **kwargs)
+        self.model_config = model_config(self.model)
+        self.net: nn.Module = self.model
+        if self.info.world > 1:
+            self.net = nn.parallel.DistributedDataParallel(self.model)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=cfg.epochs, eta_min=cfg.min_lr) if cfg.scheduler == "cosine" else None
+        )
+        y_train = self.ds.y[self.train_idx]
+        weights = None
+        if cfg.class_weights and not cfg.balanced_sampler:
+            weights = torch.tensor(class_weights(y_train, self.n_classes), dtype=torch.float32)
+        self.loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
+        self.train_set = Windows(self.ds, self.train_idx, self.input_leads, cfg.augment, cfg.augment_strength, cfg.seed)
+        self.sampler = EpochSampler(y_train, cfg.balanced_sampler, cfg.seed, self.info)
+        per_rank = max(1, cfg.batch_size // self.info.world)
+        self.train_loader = DataLoader(self.train_set, batch_size=per_rank, sampler=self.sampler)
+        self.val_loader = DataLoader(Windows(self.ds, self.val_idx, self.leads), batch_size=256)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.state = RunState()
+
+    def _input_leads(self) -> list[int]:
+        """Leads the loader yields: the student's, or every lead the teacher needs."""
+        if self.teacher is None:
+            return self.leads
+        names = [n.upper() for n in self.ds.leads]
+        missing = [n for n in self.teacher.leads if n.upper() not in names]
+        if missing:
+            raise TrainError(f"teacher needs lead(s) {missing}, not in {self.ds.path} (has {self.ds.leads})")
+        if tuple(self.teacher.label_names) != tuple(self.ds.label_names):
+            raise TrainError(f"teacher labels {self.teacher.label_names} differ from the data set's {self.ds.label_names}")
+        self.teacher_leads = [names.index(n.upper()) for n in self.teacher.leads]
+        return list(range(len(names)))
+
+    # --- one epoch ---------------------------------------------------------------------
+    def _batch_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        ya, yb, lam = y, y, 1.0
+        if cfg.mixup > 0 and x.size(0) > 1:
+            x, ya, yb, lam = _mixup(x, y, cfg.mixup, self.gen)
+        student_x = x if self.teacher is None else x[:, self.leads]
+        logits = self.net(student_x)
+        loss = lam * self.loss_fn(logits, ya) + (1 - lam) * self.loss_fn(logits, yb)
+        if self.teacher is None:
+            return loss
+        with torch.no_grad():
+            soft = self.teacher.model(x[:, self.teacher_leads])
+        return cfg.alpha * loss + (1 - cfg.alpha) * _soft_loss(logits, soft, cfg.temperature)
+
+    def _train_epoch(self, epoch: int) -> float:
+        self.net.train()
+        self.sampler.epoch = self.train_set.epoch = epoch
+        losses = []
+        bar = tqdm(self.train_loader, desc=f"epoch {epoch}", leave=False, disable=not (self.progress and self.info.main))
+        for x, y in bar:
+            self.opt.zero_grad()
+            loss = self._batch_loss(x, y)
+            loss.backward()
+            self.opt.step()
+            losses.append(float(loss.item()))
+            bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+        if self.sched is not None:
+            self.sched.step()
+        mean = torch.tensor([float(np.mean(losses))])
+        if self.info.world > 1:
+            dist.all_reduce(mean)
+            mean /= self.info.world
+        return float(mean.item())
+
+    def _validate(self) -> dict[str, Any]:
+        logits, y = evaluate_logits(self.model, self.val_loader)
+        loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y)).item())
+        rec = recall_per_class(y, logits.argmax(1), self.n_classes)
+        return {"val_loss": loss, "val_balanced_accuracy": float(np.nanmean(rec)), "val_recall": {n: float(r) for n, r in zip(self.ds.label_names, rec)}}
+
+    # --- checkpoints -------------------------------------------------------------------
+    def _payload(self, **extra: Any) -> dict[str, Any]:
+        dataset = {
+            "path": str(self.ds.path),
+            "sha256": self.ds.meta["dataset_sha256"],
+            "label_set": self.ds.meta.get("label_set"),
+            "train_windows": int(len(self.train_idx)),
+            "val_windows": int(len(self.val_idx)),
+            "split_rule": "dataset split column: train for fitting, val for early stopping, test held out",
+        }
+        cfg = asdict(self.cfg) | {"world_size": self.info.world}
+        if self.teacher is not None:
+            cfg["teacher"] = {"path": str(self.teacher.path), "model": self.teacher.model_config, "leads": self.teacher.leads}
+        return checkpoint_payload(self.model, self.model_config, self.ds.label_names, self.ds.spec, self.lead_names, dataset, cfg, **extra)
+
+    def _save_last(self) -> None:
+        extra = {
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict() if self.sched else None,
+            "run_state": asdict(self.state),
+            "generator": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        save_atomic(self._payload(**extra), self.out_dir / LAST)
+
+    def resume(self) -> None:
+        """Continue from `out_dir/last.pt` (same model and data set only)."""
+        path = self.out_dir / LAST
+        obj = read_payload(path)
+        if obj["dataset"]["sha256"] != self.ds.meta["dataset_sha256"] or obj["model"] != self.model_config:
+            raise CheckpointError(f"{path}: was trained on another data set or model; cannot resume with these options")
+        self.model.load_state_dict(obj["state_dict"])
+        self.opt.load_state_dict(obj["optimizer"])
+        if self.sched is not None and obj.get("scheduler"):
+            self.sched.load_state_dict(obj["scheduler"])
+        self.gen.set_state(obj["generator"])
+        torch.set_rng_state(obj["torch_rng"])
+        self.state = RunState(**obj["run_state"])
+
+    # --- the run -----------------------------------------------------------------------
+    def fit(self) -> Path:
+        cfg, st = self.cfg, self.state
+        if self.info.main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        for epoch in range(st.epoch + 1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            train_loss = self._train_epoch(epoch)
+            stop = False
+            if self.info.main:
+                row = {"epoch": epoch, "train_loss": train_loss, **self._validate(), "lr": self.opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+                st.history.append(row)
+                st.epoch = epoch
+                if row["val_balanced_accuracy"] > st.best:
+                    st.best, st.best_epoch, st.stale = row["val_balanced_accuracy"], epoch, 0
+                    save_atomic(self._payload(history=st.history, best_epoch=epoch), self.out_dir / CHECKPOINT)
+                else:
+                    st.stale += 1
+                self._save_last()
+                write_history(self.out_dir, st.history)
+                print(
+                    f"epoch {epoch:3d}  loss {train_loss:.4f}  val loss {row['val_loss']:.4f}  "
+                    f"val bal.acc {row['val_balanced_accuracy']:.4f}  best {st.best:.4f}@{st.best_epoch}  {row['seconds']:.1f}s",
+                    flush=True,
+                )
+                stop = cfg.patience > 0 and st.stale >= cfg.patience
+            else:
+                st.epoch = epoch
+            if broadcast_flag(stop, self.info):
+                if self.info.main:
+                    print(f"early stop: no val improvement for {cfg.patience} epochs")
+                break
+        if self.info.main:
+            plot_history(st.history, self.out_dir / CURVE)
+        return self.out_dir / CHECKPOINT
+
+
+def write_history(out_dir: Path, history: list[dict[str, Any]]) -> None:
+    write_json_atomic(out_dir / HISTORY, history)
+
+
+def plot_history(history: list[dict[str, Any]], path: Path) -> Path:
+    """Learning curves: losses and validation balanced accuracy per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    a.plot(epochs, [h["train_loss"] for h in history], label="train loss")
+    a.plot(epochs, [h["val_loss"] for h in history], label="val loss")
+    a.set_xlabel("epoch")
+    a.legend()
+    b.plot(epochs, [h["val_balanced_accuracy"] for h in history], label="val balanced acc.")
+    for name in history[0]["val_recall"] if history else []:
+        b.plot(epochs, [h["val_recall"][name] for h in history], lw=0.8, ls="--", label=f"recall {name}")
+    b.set_xlabel("epoch")
+    b.set_ylim(0, 1)
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def train(cfg: TrainConfig, data: Path, out_dir: Path, teacher: Path | None = None, resume: bool = False, progress: bool = True) -> Path:
+    """Train (or distil from `teacher`) and return the best checkpoint's path."""
+    teacher_ckpt = load_checkpoint(teacher) if teacher else None
+    if teacher_ckpt is not None:
+        teacher_ckpt.model.requires_grad_(False)
+    trainer = Trainer(cfg, data, out_dir, teacher_ckpt, progress)
+    if resume:
+        trainer.resume()
+    try:
+        return trainer.fit()
+    finally:
+        if trainer.info.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def config_json(cfg: TrainConfig) -> str:
+    return json.dumps(asdict(cfg), indent=2)
