@@ -81,6 +81,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate
+
+    r = calibrate(args.checkpoint, args.data, args.out, args.split)
+    print(f"logit offsets {[round(b, 2) for b in r['logit_bias']]}: {args.split} balanced accuracy "
+          f"{r['balanced_accuracy_before']:.3f} -> {r['balanced_accuracy_after']:.3f}\n-> {args.out}")
+    return 0
+
+
 def _train_options(p: argparse.ArgumentParser, teacher: bool) -> None:
     d = TrainConfig()
     p.add_argument("--data", type=Path, required=True, help="data set directory (ecg-pipeline prepare)")
@@ -124,6 +133,12 @@ def add_model_commands(add: AddFn) -> None:
     p.add_argument("--classes", type=int, default=3)
     _train_options(add("train", cmd_train, "train a model on a data set (runs under torchrun for DDP)"), teacher=False)
     _train_options(add("distill", cmd_distill, "distil a (12-lead) teacher into a single-lead student"), teacher=True)
+
+    p = add("calibrate", cmd_calibrate, "fit per-class logit offsets on the validation split and fold them into the model")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="calibrated checkpoint to write")
+    p.add_argument("--split", choices=("val", "train"), default="val")
 
     p = add("evaluate", cmd_evaluate, "metrics on a data set split: recall/precision/F1, balanced accuracy, AUC, bootstrap CIs")
     _classifier_options(p)

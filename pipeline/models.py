@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch import fx, nn
 
+from .spec import DEFAULT_SPEC
+
 if TYPE_CHECKING:
     from rich.table import Table
 
 MCU_BUDGET = {"int8_weight_bytes": 65536, "activation_bytes": 32768}
-WINDOW = 2500
+WINDOW = DEFAULT_SPEC.window
 
 
 # --------------------------------------------------------------------------- rebuildable models

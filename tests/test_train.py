@@ -204,3 +204,20 @@ def test_ddp_two_processes_match_single(small, tmp_path):
     assert {k: v.shape for k, v in ddp["state_dict"].items()} == {k: v.shape for k, v in one["state_dict"].items()}
     hist = ddp["run_state"]["history"]
     assert len(hist) == 3 and hist[-1]["train_loss"] < hist[0]["train_loss"]
+
+
+def test_logit_bias_fit_and_fold(trained, small, tmp_path):
+    from pipeline.calibrate import balanced_accuracy_of, fit_logit_bias
+
+    logits = np.array([[2.0, 1.5, 0.0], [2.0, 1.6, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.2]])
+    y = np.array([1, 1, 2, 0])
+    bias = fit_logit_bias(logits, y)
+    assert balanced_accuracy_of(logits, y, 3) < 1.0 == balanced_accuracy_of(logits + bias, y, 3) and bias[0] == 0
+    out = tmp_path / "cal.pt"
+    assert main(["calibrate", "--checkpoint", str(trained / "checkpoint.pt"), "--data", str(small), "--out", str(out)]) == 0
+    cal, raw = load_checkpoint(out), load_checkpoint(trained / "checkpoint.pt")
+    b = np.array(cal.extra["calibration"]["logit_bias"])
+    x = torch.from_numpy(np.array(load_dataset(small).X[:4, 1:2]))
+    with torch.no_grad():
+        assert np.allclose(cal.model(x).numpy(), raw.model(x).numpy() + b, atol=1e-5)
+    assert cal.extra["calibration"]["balanced_accuracy_after"] >= cal.extra["calibration"]["balanced_accuracy_before"]
