@@ -314,6 +314,17 @@ class ModelStats:
         return self.int8_weight_bytes <= budget["int8_weight_bytes"] and self.peak_activation_bytes <= budget["activation_bytes"]
 
 
+def _forward_with_hook(model: nn.Module, x: torch.Tensor, hook: Callable[..., None], modules: list[nn.Module]) -> None:
+    """One no-grad forward pass with `hook` on `modules`, removed afterwards."""
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def _macs(model: nn.Module, x: torch.Tensor) -> int:
     """Multiply-accumulates of Conv1d and Linear layers for one item of `x` (pooling and adds count as 0)."""
     total = 0
@@ -326,13 +337,7 @@ def _macs(model: nn.Module, x: torch.Tensor) -> int:
             per_output = module.in_features
         total += out.numel() // out.shape[0] * per_output
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Linear))]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    _forward_with_hook(model, x, hook, [m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Linear))])
     return total
 
 
@@ -401,13 +406,7 @@ def _peak_by_hooks(model: nn.Module, x: torch.Tensor) -> int:
         nonlocal peak
         peak = max(peak, (sum(t.numel() for t in inp if torch.is_tensor(t)) + out.numel()) // x.shape[0])
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    _forward_with_hook(model, x, hook, [m for m in model.modules() if not list(m.children())])
     return peak
 
 
