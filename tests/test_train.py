@@ -221,3 +221,18 @@ def test_logit_bias_fit_and_fold(trained, small, tmp_path):
     with torch.no_grad():
         assert np.allclose(cal.model(x).numpy(), raw.model(x).numpy() + b, atol=1e-5)
     assert cal.extra["calibration"]["balanced_accuracy_after"] >= cal.extra["calibration"]["balanced_accuracy_before"]
+
+
+def test_predict_reads_wfdb_and_npy(trained, tmp_path):
+    from conftest import write_record
+
+    rng = np.random.default_rng(3)
+    sig = np.stack([GAINS[lead] * simulate_ecg("ARRHYTHMIA", 30, 500, rng) for lead in LEADS], axis=1)
+    rec = write_record(tmp_path, "rec1", sig, 500, LEADS)
+    out = tmp_path / "w.json"
+    assert main(["predict", "--checkpoint", str(trained / "checkpoint.pt"), "--input", str(rec) + ".hea", "--lead-name", "II", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["input_rate"] == 500 and len(result["windows"]) == 3
+    np.save(tmp_path / "x.npy", sig[:, 1])
+    assert main(["predict", "--checkpoint", str(trained / "checkpoint.pt"), "--input", str(tmp_path / "x.npy"), "--input-rate", "500", "--out", str(out)]) == 0
+    assert [w["label"] for w in json.loads(out.read_text())["windows"]] == [w["label"] for w in result["windows"]]
