@@ -112,6 +112,7 @@ def _train_options(p: argparse.ArgumentParser, teacher: bool) -> None:
     p.add_argument("--scheduler", choices=("none", "cosine"), default=d.scheduler)
     p.add_argument("--min-lr", type=float, default=d.min_lr)
     p.add_argument("--patience", type=int, default=d.patience, help="early stop after this many epochs without val improvement (0: never)")
+    p.add_argument("--ema", type=float, default=d.ema, help="keep an exponential moving average of the weights with this decay, e.g. 0.99 (0: off)")
     p.add_argument("--seed", type=int, default=d.seed)
     if teacher:
         p.add_argument("--temperature", type=float, default=d.temperature)

@@ -57,6 +57,7 @@ class TrainConfig:
     scheduler: str = "none"  # none | cosine
     min_lr: float = 1e-5
     patience: int = 7
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); validated and saved instead
     seed: int = 13
     # distillation (used when a teacher is given)
     temperature: float = 4.0
@@ -241,7 +242,17 @@ class Trainer:
         self.train_loader = DataLoader(self.train_set, batch_size=per_rank, sampler=self.sampler)
         self.val_loader = DataLoader(Windows(self.ds, self.val_idx, self.leads), batch_size=256)
         self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.ema = (
+            torch.optim.swa_utils.AveragedModel(self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+            if cfg.ema > 0
+            else None
+        )
         self.state = RunState()
+
+    @property
+    def kept(self) -> nn.Module:
+        """The weights that are validated and saved: the moving average when --ema is on."""
+        return self.ema.module if self.ema is not None else self.model
 
     def _input_leads(self) -> list[int]:
         """Leads the loader yields: the student's, or every lead the teacher needs."""
@@ -281,6 +292,8 @@ class Trainer:
             loss = self._batch_loss(x, y)
             loss.backward()
             self.opt.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             losses.append(float(loss.item()))
             bar.set_postfix(loss=f"{np.mean(losses):.4f}")
         if self.sched is not None:
@@ -292,7 +305,7 @@ class Trainer:
         return float(mean.item())
 
     def _validate(self) -> dict[str, Any]:
-        logits, y = evaluate_logits(self.model, self.val_loader)
+        logits, y = evaluate_logits(self.kept, self.val_loader)
         loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y)).item())
         rec = recall_per_class(y, logits.argmax(1), self.n_classes)
         return {"val_loss": loss, "val_balanced_accuracy": float(np.nanmean(rec)), "val_recall": {n: float(r) for n, r in zip(self.ds.label_names, rec)}}
@@ -310,11 +323,13 @@ class Trainer:
         cfg = asdict(self.cfg) | {"world_size": self.info.world}
         if self.teacher is not None:
             cfg["teacher"] = {"path": str(self.teacher.path), "model": self.teacher.model_config, "leads": self.teacher.leads}
-        return checkpoint_payload(self.model, self.model_config, self.ds.label_names, self.ds.spec, self.lead_names, dataset, cfg, **extra)
+        return checkpoint_payload(self.kept, self.model_config, self.ds.label_names, self.ds.spec, self.lead_names, dataset, cfg, **extra)
 
     def _save_last(self) -> None:
         extra = {
             "optimizer": self.opt.state_dict(),
+            "trained_state_dict": self.model.state_dict(),
+            "ema_state_dict": self.ema.state_dict() if self.ema is not None else None,
             "scheduler": self.sched.state_dict() if self.sched else None,
             "run_state": asdict(self.state),
             "generator": self.gen.get_state(),
@@ -328,7 +343,9 @@ class Trainer:
         obj = read_payload(path)
         if obj["dataset"]["sha256"] != self.ds.meta["dataset_sha256"] or obj["model"] != self.model_config:
             raise CheckpointError(f"{path}: was trained on another data set or model; cannot resume with these options")
-        self.model.load_state_dict(obj["state_dict"])
+        self.model.load_state_dict(obj["trained_state_dict"])
+        if self.ema is not None:
+            self.ema.load_state_dict(obj["ema_state_dict"])
         self.opt.load_state_dict(obj["optimizer"])
         if self.sched is not None and obj.get("scheduler"):
             self.sched.load_state_dict(obj["scheduler"])

@@ -89,13 +89,16 @@ def test_deterministic_for_a_seed(small, tmp_path):
 
 def test_resume_continues(small, tmp_path):
     args = ["train", "--data", str(small), "--out-dir", str(tmp_path), "--lead", "II", *TINY[:-5], "--patience", "0", "--no-progress"]
-    assert main([*args, "--epochs", "2"]) == 0
-    assert main([*args, "--epochs", "3", "--resume"]) == 0
+    assert main([*args, "--epochs", "2", "--ema", "0.9"]) == 0
+    assert main([*args, "--epochs", "3", "--ema", "0.9", "--resume"]) == 0
     assert [h["epoch"] for h in json.loads((tmp_path / "history.json").read_text())] == [1, 2, 3]
     with pytest.raises(CheckpointError, match="another data set or model"):
         from pipeline.train import TrainConfig, train
 
         train(TrainConfig(model="ecgnet", leads=["II"], epochs=4), small, tmp_path, resume=True, progress=False)
+    # the saved weights are the moving average, not the last step's
+    last = read_payload(tmp_path / "last.pt")
+    assert any(not torch.equal(last["state_dict"][k], last["trained_state_dict"][k]) for k in last["state_dict"] if k.endswith("weight"))
 
 
 def test_distillation_runs(small, tmp_path):
