@@ -1,10 +1,10 @@
 """Training and inference throughput (windows/s) of the models on this machine's CPU.
 
-Run by hand:  .venv/bin/python tests/bench/bench_train.py [--models mcu resnet] [--seconds 20]
-Training is a full step (forward, backward, AdamW) on batches of 64 windows of (1, 2500);
-inference is eval-mode forward on batches of 256. "seed recipe" is the seed project's
-ResNet with its data pipeline settings (batch 64, --augment --balanced-sampler), measured
-through the same loop. Writes tests/bench/results/bench_train.json.
+Run by hand:  .venv/bin/python tests/bench/bench_train.py [--seconds 20]
+Training is a full step (forward, backward, AdamW) on batches of 64 windows of (1, 2500),
+with or without the AD8232 augmentation the data loader adds; inference is eval-mode forward
+on batches of 256. The seed recipe trains the same ECGResNet at batch 64, so its row is the
+seed's speed on this machine. Writes tests/bench/results/bench_train.json.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = {}
     for label, name, augment in (("mcu student (+AD8232 augment)", "mcu", True), ("mcu student", "mcu", False),
-                                 ("ECGResNet (+AD8232 augment)", "resnet", True), ("seed recipe: ECGResNet", "resnet", False)):
+                                 ("ECGResNet (+AD8232 augment)", "resnet", True), ("ECGResNet (the seed recipe's network)", "resnet", False)):
         rows[label] = bench(name, args.seconds, augment)
         print(f"{label:32s} train {rows[label]['train_windows_s']:8.1f} win/s   inference {rows[label]['infer_windows_s']:8.1f} win/s", flush=True)
     out = HERE / "results" / "bench_train.json"
