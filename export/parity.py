@@ -1,0 +1,138 @@
+"""Parity report: torch float vs onnxruntime vs LiteRT (float, int8 reference/default kernels) vs TFLM."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.checkpoint import Checkpoint
+from pipeline.dataset import Dataset, write_json_atomic
+from pipeline.inference import select_leads
+
+from .runtimes import RuntimeResult, run_litert, run_onnx, run_tflm, run_torch
+
+INT8_REFERENCE = "litert_int8_reference"
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    min_int8_top1: float = 0.99  # top-1 agreement of every int8 runtime with torch
+    tflm_identical: float = 1.0  # share of windows whose TFLM int8 outputs equal LiteRT reference kernels'
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _recall(y: np.ndarray, pred: np.ndarray, labels: tuple[str, ...]) -> dict[str, float | None]:
+    return {n: (float(np.mean(pred[y == i] == i)) if np.any(y == i) else None) for i, n in enumerate(labels)}
+
+
+def compare(results: list[RuntimeResult], y: np.ndarray, labels: tuple[str, ...]) -> dict[str, Any]:
+    """The report dict from runtime results; the first result (torch) is the reference."""
+    ref = results[0]
+    ref_pred, ref_prob = ref.logits.argmax(1), _softmax(ref.logits)
+    runtimes = {}
+    for r in results:
+        runtimes[r.name] = {
+            "top1_agreement": float(np.mean(r.logits.argmax(1) == ref_pred)),
+            "max_abs_logit_diff": float(np.abs(r.logits - ref.logits).max()),
+            "mean_abs_prob_diff": float(np.abs(_softmax(r.logits) - ref_prob).mean()),
+            "per_class_recall": _recall(y, r.logits.argmax(1), labels),
+        }
+    by_name = {r.name: r for r in results}
+    tflm, refk = by_name.get("tflm"), by_name.get(INT8_REFERENCE)
+    identical = None
+    if tflm is not None and refk is not None and tflm.raw_int8 is not None and refk.raw_int8 is not None:
+        identical = float(np.mean(np.all(tflm.raw_int8 == refk.raw_int8, axis=1)))
+    float_recall = runtimes[ref.name]["per_class_recall"]
+    int8_recall = runtimes.get(INT8_REFERENCE, {}).get("per_class_recall", {})
+    delta = {n: (None if int8_recall.get(n) is None or float_recall[n] is None else int8_recall[n] - float_recall[n]) for n in labels}
+    return {"runtimes": runtimes, "tflm_identical_fraction": identical, "int8_recall_delta": delta, "n_windows": int(len(y)), "label_names": list(labels)}
+
+
+def run_all(ckpt: Checkpoint, onnx: Path, tfl_float: Path, tfl_int8: Path, windows: np.ndarray) -> list[RuntimeResult]:
+    """Every runtime on the same windows, torch first."""
+    return [
+        run_torch(ckpt, windows),
+        run_onnx(onnx, windows),
+        run_litert(tfl_float, windows, reference_kernels=False),
+        run_litert(tfl_int8, windows, reference_kernels=True),
+        run_litert(tfl_int8, windows, reference_kernels=False),
+        run_tflm(tfl_int8, windows),
+    ]
+
+
+def parity(ckpt: Checkpoint, onnx: Path, tfl_float: Path, tfl_int8: Path, ds: Dataset, split: str = "test", limit: int = 0) -> dict[str, Any]:
+    """Run every runtime over `split` of `ds` (first `limit` windows when limit > 0) and compare."""
+    if tuple(ds.label_names) != tuple(ckpt.label_names):
+        raise ValueError(f"{ds.path}: labels {ds.label_names} differ from the model's {ckpt.label_names}")
+    if ds.spec.window != ckpt.spec.window:
+        raise ValueError(f"{ds.path}: windows of {ds.spec.window} samples, the model takes {ckpt.spec.window}")
+    idx = ds.indices(split)
+    if limit:
+        idx = idx[:limit]
+    if len(idx) == 0:
+        raise ValueError(f"{ds.path}: the {split} split is empty")
+    windows = select_leads(np.asarray(ds.X[idx]), ds.leads, ckpt.leads, str(ds.path)).astype(np.float32)
+    report = compare(run_all(ckpt, onnx, tfl_float, tfl_int8, windows), ds.y[idx], ckpt.label_names)
+    report["data"] = {"path": str(ds.path), "sha256": ds.meta["dataset_sha256"], "split": split}
+    return report
+
+
+def failures(report: dict[str, Any], tol: Tolerances = Tolerances()) -> list[str]:
+    """Every tolerance the report passes, as a sentence each (empty: all met)."""
+    out = []
+    for name, r in report["runtimes"].items():
+        if "int8" in name or name == "tflm":
+            if r["top1_agreement"] < tol.min_int8_top1:
+                out.append(f"{name}: top-1 agreement with torch {r['top1_agreement']:.4f} < {tol.min_int8_top1}")
+    ident = report.get("tflm_identical_fraction")
+    if ident is None:
+        out.append("TFLM vs LiteRT reference kernels: not compared")
+    elif ident < tol.tflm_identical:
+        out.append(f"TFLM int8 outputs identical to LiteRT reference kernels on {ident:.4f} of windows < {tol.tflm_identical}")
+    return out
+
+
+def plot_parity(report: dict[str, Any], path: Path) -> Path:
+    """Per-runtime top-1 agreement and max logit difference, and the recall change of int8."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["runtimes"])
+    rt = report["runtimes"]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    axes[0].barh(names, [rt[n]["top1_agreement"] for n in names], color="tab:blue")
+    axes[0].set_xlim(min(0.9, min(rt[n]["top1_agreement"] for n in names)), 1.0)
+    axes[0].set_title("top-1 agreement with torch")
+    axes[1].barh(names, [max(rt[n]["max_abs_logit_diff"], 1e-9) for n in names], color="tab:orange")
+    axes[1].set_xscale("log")
+    axes[1].set_title("max |logit - torch logit|")
+    delta = report["int8_recall_delta"]
+    labels = list(delta)
+    axes[2].bar(labels, [delta[n] or 0.0 for n in labels], color="tab:green")
+    axes[2].axhline(0, color="k", lw=0.6)
+    axes[2].set_title("int8 recall - float recall")
+    ident = report.get("tflm_identical_fraction")
+    fig.suptitle(f"{report['n_windows']} windows; TFLM == LiteRT reference on {ident:.2%} of them" if ident is not None else f"{report['n_windows']} windows")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex[:8]}.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def write_parity(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "parity.json", report)
+    return out_dir / "parity.json", plot_parity(report, out_dir / "parity.png")
