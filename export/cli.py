@@ -1,4 +1,4 @@
-"""`ecg-export`: artifacts for the firmware. For now: the preprocessing spec the device must match."""
+"""`ecg-export`: bundle a checkpoint for the device, check parity across runtimes, report its budget."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pipeline.dataset import load_dataset, write_json_atomic
 from pipeline.labels import LABELS
 from pipeline.spec import DEFAULT_SPEC
 
+
 def cmd_spec(args: argparse.Namespace) -> int:
     """Write (or print) the PreprocessSpec with its SOS coefficients, from a data set or the default."""
     spec = load_dataset(args.data).spec if args.data else DEFAULT_SPEC
@@ -26,12 +27,82 @@ def cmd_spec(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tolerances(args: argparse.Namespace):
+    from .parity import Tolerances
+
+    return Tolerances(min_int8_top1=args.min_int8_top1, tflm_identical=args.tflm_identical)
+
+
+def _print_parity(report: dict, failed: list[str]) -> int:
+    for name, r in report["runtimes"].items():
+        print(f"{name:24s} top-1 {r['top1_agreement']:.4f}  max|dlogit| {r['max_abs_logit_diff']:.3g}  mean|dprob| {r['mean_abs_prob_diff']:.3g}")
+    print(f"TFLM == LiteRT reference kernels on {report['tflm_identical_fraction']:.2%} of {report['n_windows']} windows")
+    print("int8 - float recall: " + ", ".join(f"{k} {v:+.3f}" for k, v in report["int8_recall_delta"].items() if v is not None))
+    for f in failed:
+        print(f"FAIL: {f}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from .bundle import build_bundle, read_manifest
+
+    out, failed = build_bundle(args.checkpoint, args.data, args.out, args.calib_size, args.calib_seed, args.parity_limit, _tolerances(args))
+    m = read_manifest(out)
+    b = m["budget"]
+    print(f"bundle -> {out}")
+    print(f"int8 flatbuffer {b['flatbuffer_bytes']} B, weights {b['weight_bytes']} B, TFLM arena {b['arena_bytes']} B, {b['macs']:,} MACs, ops {', '.join(b['ops'])}")
+    return _print_parity(json.loads((out / "parity.json").read_text()), failed)
+
+
+def cmd_parity(args: argparse.Namespace) -> int:
+    from .bundle import bundle_parity
+
+    report, failed = bundle_parity(args.bundle, args.data, args.limit, _tolerances(args))
+    print(f"-> {Path(args.bundle) / 'parity.json'}, {Path(args.bundle) / 'parity.png'}")
+    return _print_parity(report, failed)
+
+
+def cmd_budget(args: argparse.Namespace) -> int:
+    from .budget import budget
+    from .bundle import read_manifest
+
+    manifest = read_manifest(args.bundle)
+    cost = budget((Path(args.bundle) / "model_int8.tflite").read_bytes(), macs=manifest["budget"].get("macs"))
+    for key in ("flatbuffer_bytes", "weight_bytes", "arena_bytes", "macs"):
+        print(f"{key:17s} {cost[key]:>12,}")
+    print("ops              " + ", ".join(f"{op} x{n}" for op, n in sorted(cost["op_counts"].items())))
+    return 0
+
+
+def _tolerance_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--min-int8-top1", type=float, default=0.99, help="least top-1 agreement of int8 runtimes with torch")
+    p.add_argument("--tflm-identical", type=float, default=1.0, help="least share of windows where TFLM equals LiteRT reference kernels")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ecg-export",
-        description=f"Export models and preprocessing for the device (ONNX, int8 TFLite and C arrays arrive with the export issue). {DISCLAIMER}",
-    )
+    parser = argparse.ArgumentParser(prog="ecg-export", description=f"Export a checkpoint for the device and check it. {DISCLAIMER}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("bundle", help="ONNX, float and int8 TFLite, C sources, manifest and parity report")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True, help="data set: calibration from its train split, checks on its test split")
+    p.add_argument("--out", type=Path, required=True, help="bundle directory (replaced atomically)")
+    p.add_argument("--calib-size", type=int, default=200, help="calibration windows, stratified by class")
+    p.add_argument("--calib-seed", type=int, default=0)
+    p.add_argument("--parity-limit", type=int, default=0, help="only the first N test windows in the parity report (0: all)")
+    _tolerance_options(p)
+    p.set_defaults(func=cmd_bundle)
+    p = sub.add_parser("parity", help="torch vs onnxruntime vs LiteRT (float, int8 reference/default) vs TFLM on a data set's test split")
+    p.add_argument("--bundle", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--limit", type=int, default=0, help="only the first N test windows (0: all)")
+    _tolerance_options(p)
+    p.set_defaults(func=cmd_parity)
+    p = sub.add_parser("budget", help="flatbuffer and weight bytes, TFLM arena, MACs and ops of a bundle's int8 model")
+    p.add_argument("--bundle", type=Path, required=True)
+    p.set_defaults(func=cmd_budget)
+    from .demo import add_demo_command
+
+    add_demo_command(sub)
     p = sub.add_parser("spec", help="the preprocessing spec (rate, window, filter sections) as JSON")
     p.add_argument("--data", type=Path, help="take the spec of this data set (default: the built-in spec)")
     p.add_argument("--out", type=Path, help="write here instead of printing")
@@ -40,7 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run(build_parser(), argv, (OSError, ValueError))
+    from pipeline.checkpoint import CheckpointError
+
+    from .onnx_export import ExportError
+
+    errors: tuple[type[BaseException], ...] = (OSError, ValueError, CheckpointError, ExportError)
+    return run(build_parser(), argv, errors)
 
 
 if __name__ == "__main__":

@@ -107,3 +107,29 @@ def run_tflm(path: Path, windows: np.ndarray, arena_bytes: int = TFLM_ARENA_BYTE
 
     logits = _each(windows, one)
     return RuntimeResult("tflm", logits, np.stack(raw) if raw else None)
+
+
+def first_divergence(path: Path, window: np.ndarray) -> dict[str, object]:
+    """Where TFLM and LiteRT's reference kernels part on one window: the first operator whose output differs.
+
+    Both interpreters keep every intermediate tensor; the operators are visited in execution order.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from tflite_micro.python.tflite_micro import runtime
+
+    ref = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF, experimental_preserve_all_tensors=True)
+    ref.allocate_tensors()
+    inp = ref.get_input_details()[0]
+    x = quantize_input(_nwc(window), *_quant(inp))
+    ref.set_tensor(inp["index"], x)
+    ref.invoke()
+    micro = runtime.Interpreter.from_bytes(Path(path).read_bytes(), arena_size=4 * TFLM_ARENA_BYTES, intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    micro.set_input(x, 0)
+    micro.invoke()
+    for op in ref._get_ops_details():
+        for t in op["outputs"]:
+            a = ref.get_tensor(t)
+            b = np.asarray(micro.GetTensor(int(t), 0)["tensor_data"]).reshape(a.shape)
+            if not np.array_equal(a, b):
+                return {"op_index": int(op["index"]), "op": op["op_name"], "max_lsb": int(np.abs(a.astype(np.int32) - b.astype(np.int32)).max())}
+    return {}
