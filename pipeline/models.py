@@ -198,7 +198,7 @@ class MCUResNet(Rebuildable):
 
     Layers: conv stem (stride `stem_stride`) + BN + ReLU, optional max pool (`stem_pool` = its
     stride, 0 for none), stages of `ResBlock`s (stride `stage_strides[i]` in each stage's first
-    block), mean over time, dropout, linear. BN always follows a conv so export folds it, ReLU
+    block), mean over time, dropout, a 1x1-conv head. BN always follows a conv so export folds it, ReLU
     fuses into the conv or add, and every pad is symmetric and static.
 
     Default (one lead, three classes, 2500 samples): 53,243 parameters, 8.28 M MACs, 53,692 int8
@@ -241,12 +241,15 @@ class MCUResNet(Rebuildable):
             width = ch
         self.stages = nn.Sequential(*stages)
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(width, n_classes)
+        # The head is a 1x1 convolution, not a Linear: it becomes CONV_2D, whose int8 reference
+        # kernels requantize in integer arithmetic in both LiteRT and TFLM, so the two agree bit for
+        # bit (LiteRT's reference FULLY_CONNECTED requantizes in float and can differ by one LSB).
+        self.classifier = nn.Conv1d(width, n_classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(x))
         # mean over time exports as ReduceMean -> TFLite MEAN (no adaptive pooling)
-        return self.classifier(self.dropout(x.mean(dim=-1)))
+        return self.classifier(self.dropout(x.mean(dim=-1, keepdim=True))).squeeze(-1)
 
 
 # --------------------------------------------------------------------------- registry

@@ -50,12 +50,10 @@ def test_parity_tflm_bit_identical(chain):
     _, data, bundle, _ = chain
     report = json.loads((bundle / "parity.json").read_text())
     assert report["n_windows"] == min(48, len(load_dataset(data).indices("test")))
-    # TFLM equals LiteRT's reference kernels except where LiteRT's reference FULLY_CONNECTED
-    # requantizes in float (upstream LiteRT issue 8567): at most one LSB, and named.
-    if report["tflm_identical_fraction"] < 1.0:
-        assert report["tflm_max_output_lsb_diff"] == 1
-        assert {d["op"] for d in report["tflm_divergences"]} == {"FULLY_CONNECTED"}
-    assert report["tflm_identical_fraction"] >= 0.95
+    # the student has no FULLY_CONNECTED (whose LiteRT reference kernel requantizes in float),
+    # so TFLM must equal LiteRT's reference kernels on every window
+    assert report["tflm_identical_fraction"] == 1.0 and report["tflm_max_output_lsb_diff"] == 0
+    assert report["tflm_divergences"] == []
     assert set(report["runtimes"]) == {"torch", "onnxruntime", "litert_float_default", "litert_int8_reference", "litert_int8_default", "tflm"}
     assert report["runtimes"]["onnxruntime"]["max_abs_logit_diff"] <= 1e-4
     assert report["runtimes"]["litert_int8_reference"]["top1_agreement"] >= 0.9
