@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ import numpy as np
 from pipeline.checkpoint import Checkpoint
 from pipeline.dataset import Dataset, write_json_atomic
 from pipeline.inference import select_leads
+from pipeline.report import save_figure
 
 from .runtimes import RuntimeResult, first_divergence, run_litert, run_onnx, run_tflm, run_torch
 
@@ -146,10 +145,8 @@ def plot_parity(report: dict[str, Any], path: Path) -> Path:
     ident = report.get("tflm_identical_fraction")
     fig.suptitle(f"{report['n_windows']} windows; TFLM == LiteRT reference on {ident:.2%} of them" if ident is not None else f"{report['n_windows']} windows")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex[:8]}.png")
-    fig.savefig(tmp, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

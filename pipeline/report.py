@@ -41,6 +41,18 @@ def print_summary(meta: dict[str, Any], path: Path, console: Console | None = No
         console.print(f"[yellow]{len(skipped['bad_records'])} bad record(s) skipped[/]")
 
 
+def save_figure(fig: Any, path: Path, dpi: int = 100) -> Path:
+    """Save a matplotlib figure as PNG through a temp file beside `path` (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex[:8]}.png")
+    try:
+        fig.savefig(tmp, dpi=dpi, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def plot_examples(ds: Dataset, out: Path, per_class: int = 3, seed: int = 0) -> Path:
     """PNG with `per_class` example windows of each label (first lead), written atomically."""
     import matplotlib
@@ -68,9 +80,6 @@ def plot_examples(ds: Dataset, out: Path, per_class: int = 3, seed: int = 0) -> 
     for ax in axes[-1]:
         ax.set_xlabel("s")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp-{uuid.uuid4().hex[:8]}.png")
-    fig.savefig(tmp, dpi=110)
+    save_figure(fig, out, dpi=110)
     plt.close(fig)
-    os.replace(tmp, out)
     return out

@@ -6,7 +6,6 @@ distillation adds a frozen teacher's soft targets (KL at a temperature, weighted
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ from .checkpoint import Checkpoint, CheckpointError, checkpoint_payload, load_ch
 from .dataset import Dataset, load_dataset, write_json_atomic
 from .models import build_model, model_config
 from .preprocess import zscore
+from .report import save_figure
 
 CHECKPOINT = "checkpoint.pt"
 LAST = "last.pt"
@@ -414,10 +414,8 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> Path:
     b.set_ylim(0, 1)
     b.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -435,6 +433,3 @@ def train(cfg: TrainConfig, data: Path, out_dir: Path, teacher: Path | None = No
         if trainer.info.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
 
-
-def config_json(cfg: TrainConfig) -> str:
-    return json.dumps(asdict(cfg), indent=2)
