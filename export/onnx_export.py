@@ -6,15 +6,14 @@ shape (1, n_classes). Batch norm folds into the convolutions during export.
 
 from __future__ import annotations
 
-import os
 import re
-import uuid
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from pipeline.atomic import atomic_target
 from pipeline.checkpoint import Checkpoint
 
 INPUT_NAME = "x"
@@ -99,18 +98,13 @@ def check_onnx(path: Path, in_shape: tuple[int, ...], n_classes: int) -> None:
 def export_onnx(ckpt: Checkpoint, path: Path) -> Path:
     """Write `ckpt.model` as ONNX to `path` (atomically: a temp file beside it, checked, then renamed)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     shape = input_shape(ckpt)
-    try:
+    with atomic_target(path) as tmp:
         try:
             _torch_export(ckpt.model, torch.zeros(shape, dtype=torch.float32), tmp)
         except Exception as exc:  # torch.onnx wraps failures in many types
             raise ExportError("onnx export", f"torch.onnx.export of {ckpt.model_config.get('name')!r} failed ({_cause(exc)})") from exc
         check_onnx(tmp, shape, len(ckpt.label_names))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

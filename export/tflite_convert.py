@@ -17,13 +17,13 @@ import re
 import shutil
 import sys
 import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 import numpy as np
 
+from pipeline.atomic import atomic_target
 from pipeline.inference import select_leads
 from pipeline.preprocess import quantize_input
 
@@ -201,12 +201,8 @@ def _produced(out: Path, name: str, log: Path) -> Path:
 
 def _copy_atomic(src: Path, dst: Path) -> Path:
     """Copy `src` to `dst` through a temp file beside `dst`."""
-    tmp = dst.with_name(f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_target(dst) as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dst
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .atomic import atomic_target
 from .models import build_model
 from .spec import PreprocessSpec
 
@@ -70,13 +69,8 @@ def checkpoint_payload(
 
 def save_atomic(obj: dict[str, Any], path: Path) -> Path:
     """torch.save to a temp file beside `path`, then rename: never a half-written checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_target(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import write_text_atomic
 from .spec import PreprocessSpec
 from .splits import SPLITS, check_split
 
@@ -114,9 +115,7 @@ def replace_dir(tmp: Path, final: Path) -> None:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 class DatasetWriter:

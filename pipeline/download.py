@@ -14,7 +14,6 @@ import json
 import os
 import posixpath
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Iterable
 
 from tqdm import tqdm
+
+from .atomic import write_bytes_atomic
 
 DEFAULT_BASE_URL = "https://physionet.org/files"
 URL_ENV = "ECG_EDGE_PHYSIONET_URL"
@@ -147,15 +148,7 @@ def _open(url: str, timeout: float, headers: dict[str, str] | None = None):
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data)
 
 
 # ---------------------------------------------------------------- file lists

@@ -7,8 +7,6 @@ undefined values (a class with no true windows, AUC with one class) are None the
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from .dataset import write_json_atomic
+from .report import save_figure
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 PROB_SUM_ATOL = 1e-3
@@ -372,15 +371,7 @@ def plot_confusion(cm: np.ndarray, label_names: Sequence[str], path: str | Path,
         ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label("row-normalised (recall)")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex[:8]}.png")
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_figure(fig, Path(path))
 
 
 def write_report(report: dict[str, Any], out_dir: Path, title: str) -> tuple[Path, Path]:

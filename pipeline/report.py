@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +9,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from .atomic import atomic_target
 from .dataset import Dataset
 from .splits import SPLITS
 
@@ -43,13 +42,8 @@ def print_summary(meta: dict[str, Any], path: Path, console: Console | None = No
 
 def save_figure(fig: Any, path: Path, dpi: int = 100) -> Path:
     """Save a matplotlib figure as PNG through a temp file beside `path` (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex[:8]}.png")
-    try:
+    with atomic_target(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

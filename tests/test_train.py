@@ -16,7 +16,7 @@ import torch
 from pipeline.checkpoint import CheckpointError, load_checkpoint, read_payload, save_atomic
 from pipeline.cli import main
 from pipeline.dataset import DatasetWriter, load_dataset
-from pipeline.inference import Single, TwoStage, combine_two_stage
+from pipeline.inference import Single, combine_two_stage
 from pipeline.labels import LABELS
 from pipeline.preprocess import preprocess_signal
 from pipeline.spec import PreprocessSpec
