@@ -19,7 +19,7 @@ from .dataset import DatasetWriter, count_table
 from .labels import LABEL_SETS
 from .records import RecordError
 from .sources import mitdb, nsrdb, ptbdb, ptbxl, synthetic
-from .sources.base import Options, Plan, Result, Task
+from .sources.base import Options, Plan, Result, Task, empty_result
 from .spec import PreprocessSpec
 from .splits import balance_indices, stratified_patient_split
 
@@ -50,7 +50,7 @@ def _process(job: tuple[Task, Options]) -> Result:
     try:
         return SOURCES[task.db].process(task, opts)
     except RecordError as exc:
-        return Result(task, np.zeros((0, 0, 0), np.float32), [], np.zeros(0, np.int64), error=str(exc))
+        return empty_result(task, error=str(exc))
 
 
 def _process_chunk(chunk: list[tuple[Task, Options]]) -> list[Result]:

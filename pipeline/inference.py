@@ -21,13 +21,18 @@ class Classifier(Protocol):
     def predict_proba(self, X: np.ndarray, lead_names: list[str]) -> np.ndarray: ...
 
 
-def select_leads(X: np.ndarray, have: list[str], want: list[str], source: str = "input") -> np.ndarray:
-    """The `want` leads of `X` (N, leads, W) by name; a clear error when one is missing."""
+def lead_positions(have: list[str], want: list[str], source: str = "input") -> list[int]:
+    """Positions of the `want` lead names in `have` (case-insensitive); a clear error when one is missing."""
     upper = [h.upper() for h in have]
     missing = [w for w in want if w.upper() not in upper]
     if missing:
-        raise ValueError(f"{source} lacks lead(s) {missing} that the model needs (has {have})")
-    return X[:, [upper.index(w.upper()) for w in want]]
+        raise ValueError(f"{source} lacks lead(s) {missing} (has {have})")
+    return [upper.index(w.upper()) for w in want]
+
+
+def select_leads(X: np.ndarray, have: list[str], want: list[str], source: str = "input") -> np.ndarray:
+    """The `want` leads of `X` (N, leads, W) by name."""
+    return X[:, lead_positions(have, want, source)]
 
 
 def checkpoint_proba(ckpt: Checkpoint, X: np.ndarray, lead_names: list[str], batch: int = 256) -> np.ndarray:

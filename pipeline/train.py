@@ -23,6 +23,7 @@ from tqdm import tqdm
 from .ad8232 import augment_window
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_payload, load_checkpoint, read_payload, save_atomic
 from .dataset import Dataset, load_dataset, write_json_atomic
+from .inference import lead_positions
 from .models import build_model, model_config
 from .preprocess import zscore
 from .report import save_figure
@@ -101,14 +102,8 @@ def broadcast_flag(flag: bool, info: DistInfo) -> bool:
 
 
 def lead_indices(ds: Dataset, leads: list[str] | None) -> list[int]:
-    """Positions of the wanted leads in the data set (case-insensitive)."""
-    names = [n.upper() for n in ds.leads]
-    if leads is None:
-        return list(range(len(names)))
-    missing = [lead for lead in leads if lead.upper() not in names]
-    if missing:
-        raise TrainError(f"{ds.path}: lead(s) {missing} not in the data set (has {ds.leads})")
-    return [names.index(lead.upper()) for lead in leads]
+    """Positions of the wanted leads in the data set (case-insensitive; None: every lead)."""
+    return list(range(len(ds.leads))) if leads is None else lead_positions(ds.leads, leads, f"data set {ds.path}")
 
 
 class Windows(TorchDataset):
@@ -258,14 +253,10 @@ class Trainer:
         """Leads the loader yields: the student's, or every lead the teacher needs."""
         if self.teacher is None:
             return self.leads
-        names = [n.upper() for n in self.ds.leads]
-        missing = [n for n in self.teacher.leads if n.upper() not in names]
-        if missing:
-            raise TrainError(f"teacher needs lead(s) {missing}, not in {self.ds.path} (has {self.ds.leads})")
+        self.teacher_leads = lead_positions(self.ds.leads, self.teacher.leads, f"data set {self.ds.path} (for the teacher)")
         if tuple(self.teacher.label_names) != tuple(self.ds.label_names):
             raise TrainError(f"teacher labels {self.teacher.label_names} differ from the data set's {self.ds.label_names}")
-        self.teacher_leads = [names.index(n.upper()) for n in self.teacher.leads]
-        return list(range(len(names)))
+        return list(range(len(self.ds.leads)))
 
     # --- one epoch ---------------------------------------------------------------------
     def _batch_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -86,9 +86,9 @@ def record_windows(task: Task, rec: Record, filtered: np.ndarray, starts: np.nda
     return Result(task=task, X=X, labels=[label] * len(starts), starts=starts, leads=rec.leads, files=rec.files)
 
 
-def excluded_result(task: Task, reason: str) -> Result:
-    """A record read but left out by a label rule."""
-    return Result(task, np.zeros((0, 0, 0), np.float32), [], np.zeros(0, np.int64), excluded=reason)
+def empty_result(task: Task, *, error: str | None = None, excluded: str | None = None) -> Result:
+    """A record that gives no windows: unreadable (`error`) or left out by a label rule (`excluded`)."""
+    return Result(task, np.zeros((0, 0, 0), np.float32), [], np.zeros(0, np.int64), error=error, excluded=excluded)
 
 
 def list_records(root: Path) -> list[str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..label_rules import ptb_label
 from ..records import read_record
-from .base import Options, Plan, Result, Task, excluded_result, list_records, present, record_windows, windows_of
+from .base import Options, Plan, Result, Task, empty_result, list_records, present, record_windows, windows_of
 
 NAME = "ptbdb"
 DEFAULT_LEADS = ("ii",)
@@ -23,6 +23,6 @@ def process(task: Task, opts: Options) -> Result:
     rec = read_record(task.path, opts.leads, fallback=opts.fallback, expected_fs=EXPECTED_FS)
     label = ptb_label(rec.comments)
     if label is None:
-        return excluded_result(task, "reason for admission is neither MI nor healthy control")
+        return empty_result(task, excluded="reason for admission is neither MI nor healthy control")
     filtered, starts = windows_of(rec, opts)
     return record_windows(task, rec, filtered, starts, label, opts)
