@@ -74,6 +74,33 @@ def cmd_budget(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_firmware(args: argparse.Namespace) -> int:
+    from .firmware import generate_firmware
+
+    info = generate_firmware(args.bundle, args.out)
+    n = info["native"]
+    print(f"generated sources -> {args.out} ({', '.join(sorted(info['files']))})")
+    print(f"native backend: {n['blob_bytes']:,} B model, {n['arena_bytes']:,} B arena (TFLM {info['tflm_arena_bytes']:,} B), ops {', '.join(n['ops'])}")
+    return 0
+
+
+def cmd_crosscheck(args: argparse.Namespace) -> int:
+    from .crosscheck import crosscheck, summary, write_report
+
+    report, failed = crosscheck(
+        args.bundle, args.data, args.target, mitdb=args.mitdb, mitdb_records=args.mitdb_records,
+        max_seconds=args.max_seconds, synthetic_seconds=args.synthetic_seconds, limit=args.limit,
+        raw_path_windows=args.raw_path_windows, work=args.work_dir, progress=not args.no_progress,
+    )  # fmt: skip
+    if args.out:
+        write_report(report, args.out)
+        print(f"-> {args.out}")
+    print(summary(report))
+    for f in failed:
+        print(f"FAIL: {f}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _tolerance_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-int8-top1", type=float, default=0.99, help="least top-1 agreement of int8 runtimes with torch")
     p.add_argument("--tflm-identical", type=float, default=1.0, help="least share of windows where TFLM equals LiteRT reference kernels")
@@ -100,6 +127,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("budget", help="flatbuffer and weight bytes, TFLM arena, MACs and ops of a bundle's int8 model")
     p.add_argument("--bundle", type=Path, required=True)
     p.set_defaults(func=cmd_budget)
+    p = sub.add_parser("firmware", help="write a bundle's generated C sources for the sketch (config, native model, TFLM model)")
+    p.add_argument("--bundle", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=Path("firmware/ecg_edge/src/generated"), help="directory (replaced as a whole)")
+    p.set_defaults(func=cmd_firmware)
+    p = sub.add_parser(
+        "crosscheck",
+        help="build the C core for a target and compare it with the Python reference and TFLM",
+        description="Builds the firmware core (host, host-asan, or cortex-m4 under QEMU), streams records through it "
+        "and runs the test windows through its native int8 kernels; exits 1 past tolerance. "
+        "Example: ecg-export crosscheck --bundle runs/demo/bundle --data runs/demo/dataset --target cortex-m4 --out r.json",
+    )
+    p.add_argument("--bundle", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True, help="data set: its test windows and test records")
+    p.add_argument("--target", choices=("host", "host-asan", "cortex-m4"), default="host")
+    p.add_argument("--out", type=Path, help="write the report (JSON) here")
+    p.add_argument("--mitdb", type=Path, help="MIT-BIH Arrhythmia directory: also stream its records (lead MLII)")
+    p.add_argument("--mitdb-records", type=int, default=0, help="only the first N MIT-BIH records (0: all)")
+    p.add_argument("--max-seconds", type=float, default=0.0, help="stream only the first S seconds of each MIT-BIH record (0: whole)")
+    p.add_argument("--synthetic-seconds", type=float, default=180.0, help="length of each synthetic AD8232 stream")
+    p.add_argument("--limit", type=int, default=0, help="only the first N test windows for the model check (0: all)")
+    p.add_argument("--raw-path-windows", type=int, default=64, help="windows checked through the whole device path")
+    p.add_argument("--work-dir", type=Path, help="keep builds and intermediate files here (default: a temporary directory)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_crosscheck)
     from .demo import add_demo_command
 
     add_demo_command(sub)

@@ -89,24 +89,33 @@ def run_litert(path: Path, windows: np.ndarray, reference_kernels: bool) -> Runt
     return RuntimeResult(name, logits, np.stack(raw) if raw else None)
 
 
-def run_tflm(path: Path, windows: np.ndarray, arena_bytes: int = TFLM_ARENA_BYTES) -> RuntimeResult:
-    """TensorFlow Lite Micro's own kernels through the `tflite-micro` Python runtime (int8 model)."""
+def _tflm(path: Path, arena_bytes: int = TFLM_ARENA_BYTES):
     from tflite_micro.python.tflite_micro import runtime
 
-    interp = runtime.Interpreter.from_bytes(Path(path).read_bytes(), arena_size=arena_bytes)
-    inp, out = interp.get_input_details(0), interp.get_output_details(0)
-    in_q, out_q = _quant(inp), _quant(out)
-    raw: list[np.ndarray] = []
+    return runtime.Interpreter.from_bytes(Path(path).read_bytes(), arena_size=arena_bytes)
 
-    def one(w: np.ndarray) -> np.ndarray:
-        interp.set_input(quantize_input(_nwc(w), *in_q), 0)
-        interp.invoke()
-        y = np.asarray(interp.get_output(0))[0]
-        raw.append(y.copy())
-        return (y.astype(np.float64) - out_q[1]) * out_q[0]
 
-    logits = _each(windows, one)
+def _tflm_invoke(interp, x: np.ndarray) -> np.ndarray:
+    interp.set_input(x, 0)
+    interp.invoke()
+    return np.asarray(interp.get_output(0))[0].copy()
+
+
+def run_tflm(path: Path, windows: np.ndarray, arena_bytes: int = TFLM_ARENA_BYTES) -> RuntimeResult:
+    """TensorFlow Lite Micro's own kernels through the `tflite-micro` Python runtime (int8 model)."""
+    interp = _tflm(path, arena_bytes)
+    in_q, out_q = _quant(interp.get_input_details(0)), _quant(interp.get_output_details(0))
+    raw = [_tflm_invoke(interp, quantize_input(_nwc(w), *in_q)) for w in windows]
+    logits = np.stack([(y.astype(np.float64) - out_q[1]) * out_q[0] for y in raw]) if raw else np.zeros((0, 0))
     return RuntimeResult("tflm", logits, np.stack(raw) if raw else None)
+
+
+def run_tflm_int8(path: Path, inputs: np.ndarray, arena_bytes: int = TFLM_ARENA_BYTES) -> np.ndarray:
+    """TFLM's int8 outputs `(n, outputs)` for int8 inputs given flat `(n, elements)` in the model's layout."""
+    interp = _tflm(path, arena_bytes)
+    shape = tuple(interp.get_input_details(0)["shape"])
+    outs = [_tflm_invoke(interp, np.asarray(x, dtype=np.int8).reshape(shape)).reshape(-1) for x in inputs]
+    return np.stack(outs) if outs else np.zeros((0, 0), dtype=np.int8)
 
 
 def first_divergence(path: Path, window: np.ndarray) -> dict[str, object]:

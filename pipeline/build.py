@@ -100,6 +100,7 @@ def build(plans: list[tuple[Plan, Options]], cfg: BuildConfig) -> Path:
     excluded: Counter[str] = Counter()
     lead_usage: Counter[str] = Counter()
     records: dict[str, dict[str, dict[str, str]]] = {p.db: {} for p, _ in plans}
+    paths: dict[str, dict[str, str]] = {p.db: {} for p, _ in plans}
     with DatasetWriter(cfg.out, cfg.spec) as writer:
         bar = tqdm(total=len(jobs), desc="records", unit="rec", disable=not cfg.progress)
         for res in _results(jobs, n_jobs):
@@ -119,6 +120,7 @@ def build(plans: list[tuple[Plan, Options]], cfg: BuildConfig) -> Path:
             writer.add(res.X, y, res.task.patient, res.task.record_id, res.starts, res.task.split)
             lead_usage.update({"+".join(res.leads): len(y)})
             records[res.task.db][res.task.record_id] = res.files
+            paths[res.task.db][res.task.record_id] = str(Path(res.task.path).resolve())
         bar.close()
         if bad:
             warnings.warn(f"skipped {len(bad)} bad record(s): " + "; ".join(bad[:SHOW_IDS]), stacklevel=2)
@@ -138,7 +140,7 @@ def build(plans: list[tuple[Plan, Options]], cfg: BuildConfig) -> Path:
             "counts": table,
             "balanced": cfg.balance,
             "seed": cfg.seed,
-            "sources": {p.db: {"metadata_files": p.extra_files, "records": records[p.db]} for p, _ in plans},
+            "sources": {p.db: {"metadata_files": p.extra_files, "records": records[p.db], "record_paths": paths[p.db]} for p, _ in plans},
             "skipped": {"missing": missing, "bad_records": bad, "excluded_by_label_rule": dict(excluded)},
             "excluded_at_plan": {p.db: p.excluded for p, _ in plans},
             "build_args": cfg.args,

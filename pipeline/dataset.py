@@ -68,6 +68,13 @@ class Dataset:
     def indices(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.split == split)
 
+    def record_path(self, record_id: str) -> Path:
+        """The WFDB record (path without extension) a window came from, as the build read it."""
+        for source in self.meta.get("sources", {}).values():
+            if record_id in source.get("record_paths", {}):
+                return Path(source["record_paths"][record_id])
+        raise DatasetError(f"data set {self.path}: no path for record {record_id} (built before record paths were kept: rebuild it)")
+
 
 class DatasetError(ValueError):
     """A data set directory that is missing, incomplete or inconsistent."""

@@ -62,3 +62,21 @@ def ecg_like(seconds: float, fs: float, hr: float = 72.0, seed: int = 0, leads: 
 
 def write_records_file(directory: Path, names: list[str]) -> None:
     (directory / "RECORDS").write_text("".join(f"{n}\n" for n in names))
+
+
+@pytest.fixture(scope="session")
+def demo_bundle(tmp_path_factory) -> tuple[Path, Path]:
+    """(data set, bundle) of a small synthetic demo run, built once and shared by pytest-xdist workers."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    out = root / "demo-bundle"
+    with FileLock(str(root / "demo-bundle.lock")):
+        if not (out / "bundle" / "manifest.json").exists():
+            from export.cli import main as export_main
+
+            code = export_main(["demo", "--out-dir", str(out), "--epochs", "4", "--patients-per-class", "6", "--no-progress"])
+            assert code == 0, "the demo chain failed"
+    return out / "dataset", out / "bundle"

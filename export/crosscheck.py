@@ -1,0 +1,426 @@
+"""`ecg-export crosscheck`: the C firmware core against the Python reference and TFLM, offline.
+
+Builds the core for a target (host, host-asan, cortex-m4 under QEMU), then:
+- model: the data set's test windows, quantized, through the native backend (`nn_runner`) and
+  through TFLM's Python runtime on the same int8 input: int8 outputs must be identical;
+- preprocessing: whole records streamed sample by sample at 250 Hz as ADC counts (the test split's
+  records, MIT-BIH records, synthetic AD8232 streams with drift, mains, saturation and lead-off)
+  through `stream_runner` and through `pipeline.device`: window status, z-scores and int8 inputs;
+- raw path: the same streams through `device_image` (filter -> window -> model on the device)
+  against TFLM on the reference's quantized windows;
+- cost: flash and RAM of the Cortex-M4 image, instructions per inference, per MAC and per sample.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.ad8232 import AD8232Config, Disturbances, mv_to_counts, to_adc
+from pipeline.dataset import Dataset, load_dataset, write_json_atomic
+from pipeline.device import DeviceWindow, WindowStatus, device_windows
+from pipeline.inference import select_leads
+from pipeline.preprocess import quantize_input, resample
+from pipeline.records import read_record
+from pipeline.spec import PreprocessSpec
+
+from .bundle import read_manifest
+from .firmware import generate_firmware
+from .onnx_export import ExportError
+from .runtimes import run_tflm_int8
+
+FIRMWARE_DIR = Path(__file__).resolve().parents[1] / "firmware"
+TARGETS = ("host", "host-asan", "cortex-m4")
+ADC = AD8232Config()
+PORTABLE_WINDOWS = 4
+CLOCKS_HZ = {"nano33ble_64mhz": 64e6, "esp32_240mhz": 240e6}
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    int8_identical: float = 1.0
+    preprocess_max_abs: float = 1e-4
+    input_identical: float = 0.999
+    status_identical: float = 1.0
+    raw_path_identical: float = 1.0
+
+
+@dataclass
+class Stream:
+    """One stream of ADC counts and lead-off flags the device would see."""
+
+    name: str
+    raw: np.ndarray  # uint16
+    lead_off: np.ndarray  # bool
+
+
+@dataclass
+class Target:
+    """A built target: runs its programs (natively, or under QEMU for the Cortex-M4)."""
+
+    name: str
+    build: Path
+    run: Callable[[str, list[str], Path], None]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def program(self, name: str) -> Path:
+        return self.build / (f"{name}.elf" if self.name == "cortex-m4" else name)
+
+
+def make(target: str, gen: Path, build: Path, programs: list[str], extra_cflags: str = "") -> None:
+    """Build harness programs of the firmware for `target`; the compiler's output goes into the error."""
+    cmd = ["make", "-s", "-C", str(FIRMWARE_DIR), f"TARGET={target}", f"GEN={gen}", f"BUILD={build}", f"EXTRA_CFLAGS={extra_cflags}"]
+    exe = ".elf" if target == "cortex-m4" else ""
+    cmd += [str(build / f"{p}{exe}") for p in programs]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ExportError(f"firmware build for {target} failed:\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}")
+
+
+def _runner(target: str, build: Path) -> Callable[[str, list[str], Path], None]:
+    if target == "cortex-m4":
+        from .qemu import run_elf
+
+        def run_m4(program: str, args: list[str], cwd: Path) -> None:
+            res = run_elf(build / f"{program}.elf", args, cwd=cwd)
+            if res.returncode != 0:
+                raise ExportError(f"{program} on the Cortex-M4 failed (exit {res.returncode}): {res.console[-1500:]}")
+
+        return run_m4
+
+    def run_host(program: str, args: list[str], cwd: Path) -> None:
+        proc = subprocess.run([str(build / program), *args], cwd=cwd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ExportError(f"{program} ({target}) failed (exit {proc.returncode}): {proc.stderr[-1500:]}")
+
+    return run_host
+
+
+def build_target(target: str, gen: Path, work: Path) -> Target:
+    if target not in TARGETS:
+        raise ExportError(f"unknown target {target!r}; expected one of {TARGETS}")
+    if target == "cortex-m4":
+        from .qemu import ensure_toolchain
+
+        ensure_toolchain()
+    build = work / f"build-{target}"
+    make(target, gen, build, ["nn_runner", "stream_runner", "device_image"])
+    return Target(target, build, _runner(target, build))
+
+
+# ------------------------------------------------------------------ streams
+
+
+def record_stream(path: Path, lead: str, spec: PreprocessSpec, max_seconds: float = 0.0) -> Stream:
+    """A WFDB record's lead as the device would see it: resampled to the spec's rate, in ADC counts."""
+    rec = read_record(path, [lead], fallback=lead == "MLII", hash_files=False)
+    x = resample(rec.signal[0], rec.fs, spec.fs)
+    if max_seconds:
+        x = x[: int(max_seconds * spec.fs)]
+    raw = mv_to_counts(x, ADC)
+    return Stream(path.name, raw, np.zeros(raw.size, dtype=bool))
+
+
+def synthetic_streams(spec: PreprocessSpec, seconds: float, seed: int = 0) -> list[Stream]:
+    """AD8232 streams with drift, mains, motion and lead-off, and one that clips at the rails."""
+    from pipeline.synthetic import simulate_ecg
+
+    rng = np.random.default_rng(seed)
+    n = int(seconds * spec.fs)
+    out = []
+    rough = Disturbances(wander_prob=1.0, mains_prob=1.0, motion_prob=1.0, emg_prob=1.0, lead_off_prob=1.0)
+    cases = [("NORMAL", "drift_mains_leadoff", rough, 1.0), ("ARRHYTHMIA", "drift_mains_leadoff", rough, 1.0), ("NORMAL", "clipping", Disturbances.none(), 2.5)]
+    for i, (label, kind, dist, gain) in enumerate(cases):
+        ecg = simulate_ecg(label, seconds, spec.fs, rng)[:n] * gain
+        raw, off = to_adc(ecg, spec.fs, rng, ADC, dist)
+        out.append(Stream(f"synthetic_{kind}_{i}", raw, off))
+    return out
+
+
+def write_samples(stream: Stream, path: Path) -> None:
+    packed = stream.raw.astype(np.uint32) | (stream.lead_off.astype(np.uint32) << 16)
+    packed.astype("<u4").tofile(path)
+
+
+def _logit_bytes(n_labels: int) -> int:
+    return (n_labels + 3) // 4 * 4
+
+
+def stream_dtype(window: int, n_labels: int) -> np.dtype:
+    """One window record of stream_runner's output."""
+    return np.dtype([("index", "<i4"), ("first", "<i4"), ("status", "<i4"), ("label", "<i4"),
+                     ("logits", "i1", _logit_bytes(n_labels)), ("z", "<f4", window), ("q", "i1", window)])  # fmt: skip
+
+
+def result_dtype(n_labels: int) -> np.dtype:
+    """One window record of device_image's output."""
+    return np.dtype([("index", "<i4"), ("first", "<i4"), ("status", "<i4"), ("label", "<i4"), ("logits", "i1", _logit_bytes(n_labels))])
+
+
+# ------------------------------------------------------------------ checks
+
+
+@dataclass
+class PreprocessTally:
+    windows: int = 0
+    status_equal: int = 0
+    ok_windows: int = 0
+    max_abs_diff: float = 0.0
+    input_equal: int = 0
+    input_total: int = 0
+    samples: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    per_stream: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, name: str, ref: list[DeviceWindow], dev: np.ndarray, in_q: tuple[float, int]) -> list[np.ndarray]:
+        """Compare one stream; returns the reference's quantized OK windows (for the raw-path check)."""
+        if len(dev) != len(ref):
+            raise ExportError(f"{name}: the device emitted {len(dev)} windows, the reference {len(ref)}")
+        quantized = []
+        diff = 0.0
+        for w, d in zip(ref, dev):
+            self.windows += 1
+            self.statuses[w.status.name] = self.statuses.get(w.status.name, 0) + 1
+            self.status_equal += int(d["status"]) == int(w.status) and int(d["index"]) == w.index and int(d["first"]) == w.start
+            if w.status != WindowStatus.OK or int(d["status"]) != int(w.status):
+                quantized.append(None)
+                continue
+            q = quantize_input(w.z, *in_q)
+            quantized.append(q)
+            self.ok_windows += 1
+            diff = max(diff, float(np.abs(d["z"].astype(np.float64) - w.z.astype(np.float64)).max()))
+            self.input_equal += int((d["q"] == q).sum())
+            self.input_total += q.size
+        self.max_abs_diff = max(self.max_abs_diff, diff)
+        self.per_stream[name] = {"windows": len(ref), "ok": sum(w.status == WindowStatus.OK for w in ref), "max_abs_diff": diff}
+        return quantized
+
+
+def model_check(target: Target, blob: Path, tflite: Path, inputs: np.ndarray, work: Path) -> dict[str, Any]:
+    """Native backend vs TFLM on the same int8 inputs `(n, features)`."""
+    inputs.astype(np.int8).tofile(work / "inputs.bin")
+    target.run("nn_runner", [str(blob), "inputs.bin", "outputs.bin", "nn_stats.bin"], work)
+    native = np.fromfile(work / "outputs.bin", dtype=np.int8).reshape(len(inputs), -1)
+    tflm = run_tflm_int8(tflite, inputs)
+    stats = np.fromfile(work / "nn_stats.bin", dtype="<u8") if (work / "nn_stats.bin").exists() else np.zeros(0)
+    return {
+        "windows": int(len(inputs)),
+        "identical": int((native == tflm).all(axis=1).sum()),
+        "max_lsb_diff": int(np.abs(native.astype(np.int32) - tflm.astype(np.int32)).max()) if len(inputs) else 0,
+        "instructions": [int(v) for v in stats[: len(inputs)]],
+        "native": native,
+    }
+
+
+def portable_check(tgt: Target, gen: Path, work: Path, blob: Path, inputs: np.ndarray, optimized: np.ndarray) -> None:
+    """The portable kernels on the Cortex-M4: their instruction count, and outputs equal to the DSP path's."""
+    build = work / "build-cortex-m4-portable"
+    make("cortex-m4", gen, build, ["nn_runner"], "-DNN_FORCE_PORTABLE=1")
+    portable = Target("cortex-m4", build, _runner("cortex-m4", build))
+    inputs.astype(np.int8).tofile(work / "portable_inputs.bin")
+    portable.run("nn_runner", [str(blob), "portable_inputs.bin", "portable_outputs.bin", "portable_stats.bin"], work)
+    out = np.fromfile(work / "portable_outputs.bin", dtype=np.int8).reshape(len(inputs), -1)
+    tgt.stats["portable_instructions"] = np.fromfile(work / "portable_stats.bin", dtype="<u8")[: len(inputs)].tolist()
+    tgt.stats["portable_identical"] = bool(np.array_equal(out, optimized))
+
+
+def iter_streams(ds: Dataset, lead: str, mitdb: Path | None, mitdb_records: int, max_seconds: float, synthetic_seconds: float) -> Iterator[Stream]:
+    for record_id in dict.fromkeys(ds.record[ds.indices("test")].tolist()):
+        yield record_stream(ds.record_path(record_id), lead, ds.spec)
+    if mitdb is not None:
+        names = [ln.strip() for ln in (mitdb / "RECORDS").read_text().split() if ln.strip()]
+        for name in names[:mitdb_records] if mitdb_records else names:
+            yield record_stream(mitdb / name, "MLII", ds.spec, max_seconds)
+    yield from synthetic_streams(ds.spec, synthetic_seconds)
+
+
+def crosscheck(
+    bundle: Path,
+    data: Path,
+    target: str,
+    *,
+    mitdb: Path | None = None,
+    mitdb_records: int = 0,
+    max_seconds: float = 0.0,
+    synthetic_seconds: float = 180.0,
+    limit: int = 0,
+    raw_path_windows: int = 64,
+    work: Path | None = None,
+    tol: Tolerances = Tolerances(),
+    progress: bool = True,
+) -> tuple[dict[str, Any], list[str]]:
+    """Run every check; returns the report and the tolerances it failed."""
+    bundle, data = Path(bundle), Path(data)
+    manifest = read_manifest(bundle)
+    ds = load_dataset(data)
+    if tuple(ds.label_names) != tuple(manifest["labels"]):
+        raise ExportError(f"data set {data}: labels {ds.label_names} differ from the bundle's {manifest['labels']}")
+    if ds.spec.fingerprint() != manifest["spec_fingerprint"]:
+        raise ExportError(f"data set {data}: preprocessing {ds.spec.fingerprint()} differs from the bundle's {manifest['spec_fingerprint']}")
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="ecg-crosscheck-") as scratch:
+        work = Path(work or scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        gen = work / "generated"
+        info = generate_firmware(bundle, gen)
+        from .native_model import build_native_model
+
+        native = build_native_model((bundle / "model_int8.tflite").read_bytes())
+        blob = work / "model.bin"
+        blob.write_bytes(native.blob)
+        tgt = build_target(target, gen, work)
+        q = manifest["quantization"]
+        in_q = (float(q["input"]["scale"]), int(q["input"]["zero_point"]))
+        lead = manifest["leads"][0]
+
+        # model: test windows of the data set
+        idx = ds.indices("test")
+        idx = idx[:limit] if limit else idx
+        windows = select_leads(np.asarray(ds.X[idx]), ds.leads, manifest["leads"], str(data))
+        inputs = np.stack([quantize_input(w.T.reshape(-1), *in_q) for w in windows]) if len(idx) else np.zeros((0, ds.spec.window), np.int8)
+        model = model_check(tgt, blob, bundle / "model_int8.tflite", inputs, work)
+        if target == "cortex-m4" and len(inputs):
+            portable_check(tgt, gen, work, blob, inputs[:PORTABLE_WINDOWS], model["native"][:PORTABLE_WINDOWS])
+
+        # preprocessing and raw path: whole streams
+        tally = PreprocessTally()
+        raw_equal = raw_total = 0
+        streams = list(iter_streams(ds, lead, mitdb, mitdb_records, max_seconds, synthetic_seconds))
+        rec_dt, res_dt = stream_dtype(ds.spec.window, len(ds.label_names)), result_dtype(len(ds.label_names))
+        for s in tqdm(streams, desc=f"streams ({target})", unit="stream", disable=not progress):
+            write_samples(s, work / "samples.bin")
+            tgt.run("stream_runner", ["-n", "samples.bin", "windows.bin", str(ADC.max_count), str(ds.spec.device_hop), "stream_stats.bin"], work)
+            dev = np.fromfile(work / "windows.bin", dtype=rec_dt)
+            st = np.fromfile(work / "stream_stats.bin", dtype="<u8")
+            tally.samples += int(st[0])
+            tgt.stats["push_instructions"] = tgt.stats.get("push_instructions", 0) + int(st[3])
+            tgt.stats["window_instructions"] = tgt.stats.get("window_instructions", 0) + int(st[4])
+            tgt.stats["ok_windows"] = tgt.stats.get("ok_windows", 0) + int(st[2])
+            ref = device_windows(s.raw, s.lead_off, ds.spec, ADC.max_count)
+            quantized = tally.add(s.name, ref, dev, in_q)
+            if raw_total >= raw_path_windows:
+                continue
+            tgt.run("device_image", ["samples.bin", "results.bin", str(ADC.max_count), str(ds.spec.device_hop)], work)
+            res = np.fromfile(work / "results.bin", dtype=res_dt)
+            ok = [(k, qw) for k, qw in enumerate(quantized) if qw is not None][: raw_path_windows - raw_total]
+            if ok:
+                tflm = run_tflm_int8(bundle / "model_int8.tflite", np.stack([qw for _, qw in ok]))
+                dev_logits = np.stack([res[k]["logits"][: len(ds.label_names)] for k, _ in ok])
+                raw_equal += int((dev_logits == tflm).all(axis=1).sum())
+                raw_total += len(ok)
+
+        report = _report(target, tgt, native, info, model, tally, raw_equal, raw_total, ds)
+        report["elapsed_s"] = round(time.time() - started, 1)
+        failed = failures(report, tol)
+        report["failures"] = failed
+        return report, failed
+
+
+def _cost(target: Target, native: Any, model: dict[str, Any], tally: PreprocessTally) -> dict[str, Any]:
+    if target.name != "cortex-m4" or not model["instructions"]:
+        return {}
+    from .qemu import elf_size
+
+    per_inf = float(np.mean(model["instructions"]))
+    size = elf_size(target.program("device_image"))
+    per_sample = target.stats["push_instructions"] / max(tally.samples, 1)
+    per_window = target.stats["window_instructions"] / max(target.stats["ok_windows"], 1)
+    out: dict[str, Any] = {
+        "flash_bytes": int(size["flash_bytes"]),
+        "ram_bytes": int(size["ram_bytes"]),
+        "image_sections": size,
+        "instructions_per_inference": round(per_inf),
+        "instructions_per_mac": per_inf / native.macs,
+        "preprocess_instructions_per_sample": per_sample,
+        "preprocess_instructions_per_window": per_window,
+    }
+    if target.stats.get("portable_instructions"):
+        out["instructions_per_mac_portable"] = float(np.mean(target.stats["portable_instructions"])) / native.macs
+        out["portable_identical"] = target.stats["portable_identical"]
+    for board, hz in CLOCKS_HZ.items():
+        out[f"inference_ms_{board}"] = 1e3 * per_inf / hz
+    return out
+
+
+def _report(target: str, tgt: Target, native: Any, info: dict, model: dict, tally: PreprocessTally, raw_equal: int, raw_total: int, ds: Dataset) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "target": target,
+        "windows": model["windows"],
+        "int8_identical_fraction": model["identical"] / model["windows"] if model["windows"] else None,
+        "int8_max_lsb_diff": model["max_lsb_diff"],
+        "preprocess_max_abs_diff": tally.max_abs_diff,
+        "input_identical_fraction": tally.input_equal / tally.input_total if tally.input_total else None,
+        "status_identical_fraction": tally.status_equal / tally.windows if tally.windows else None,
+        "raw_path_identical_fraction": raw_equal / raw_total if raw_total else None,
+        "raw_path_windows": raw_total,
+        "stream_windows": tally.windows,
+        "stream_ok_windows": tally.ok_windows,
+        "stream_samples": tally.samples,
+        "stream_statuses": tally.statuses,
+        "streams": tally.per_stream,
+        "model_sha256": info["model_sha256"],
+        "spec_fingerprint": info["spec_fingerprint"],
+        "native_arena_bytes": native.arena_bytes,
+        "tflm_arena_bytes": info["tflm_arena_bytes"],
+        "macs": native.macs,
+    }
+    report.update(_cost(tgt, native, model, tally))
+    hop_s = ds.spec.device_hop / ds.spec.fs
+    for board, hz in CLOCKS_HZ.items():
+        key = f"inference_ms_{board}"
+        if key in report:
+            report[f"hop_share_{board}"] = report[key] / 1e3 / hop_s
+    return report
+
+
+def failures(report: dict[str, Any], tol: Tolerances) -> list[str]:
+    checks = [
+        ("int8_identical_fraction", tol.int8_identical, ">="),
+        ("input_identical_fraction", tol.input_identical, ">="),
+        ("status_identical_fraction", tol.status_identical, ">="),
+        ("raw_path_identical_fraction", tol.raw_path_identical, ">="),
+        ("preprocess_max_abs_diff", tol.preprocess_max_abs, "<="),
+    ]
+    out = [] if report.get("portable_identical", True) else ["portable and DSP kernels differ on the Cortex-M4"]
+    for key, bound, op in checks:
+        value = report.get(key)
+        if value is None:
+            out.append(f"{key}: nothing was compared")
+        elif (op == ">=" and value < bound) or (op == "<=" and value > bound):
+            out.append(f"{key} {value:.6g} {'<' if op == '>=' else '>'} {bound}")
+    return out
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    write_json_atomic(Path(path), report)
+
+
+def summary(report: dict[str, Any]) -> str:
+    lines = [
+        f"target {report['target']}: {report['windows']} test windows, {report['stream_windows']} streamed windows "
+        f"({report['stream_samples']:,} samples, {report['stream_ok_windows']} classified)",
+        f"int8 outputs identical to TFLM: {report['int8_identical_fraction']:.2%}",
+        f"preprocessing max |dz| {report['preprocess_max_abs_diff']:.3g}, int8 inputs identical {report['input_identical_fraction']:.4%}, "
+        f"window status identical {report['status_identical_fraction']:.2%}",
+        f"raw device path == TFLM on the reference window: {report['raw_path_identical_fraction']:.2%} of {report['raw_path_windows']}",
+        f"native arena {report['native_arena_bytes']:,} B (TFLM {report['tflm_arena_bytes']:,} B), {report['macs']:,} MACs",
+    ]
+    if "flash_bytes" in report:
+        lines.append(f"Cortex-M4 image: flash {report['flash_bytes']:,} B, RAM {report['ram_bytes']:,} B")
+        lines.append(
+            f"{report['instructions_per_inference']:,} instructions per inference ({report['instructions_per_mac']:.3f} per MAC); "
+            f"preprocessing {report['preprocess_instructions_per_sample']:.0f} per sample + {report['preprocess_instructions_per_window']:,.0f} per window"
+        )
+        lines.append(
+            f"at 1 instruction/cycle: {report['inference_ms_nano33ble_64mhz']:.1f} ms at 64 MHz ({report['hop_share_nano33ble_64mhz']:.1%} of a hop), "
+            f"{report['inference_ms_esp32_240mhz']:.1f} ms at 240 MHz ({report['hop_share_esp32_240mhz']:.1%})"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""`ecg-export firmware`: a bundle's generated C sources for the sketch (never committed, never edited).
+
+Writes into one directory, replaced as a whole only when every file was generated:
+- `ecg_config.h`: labels, rate, window, hops, filter sections, quality rule, quantization, model hash;
+- `ecg_native_model.h/.c`: the model blob of the native backend (nn/ kernels), its arena size;
+- `ecg_model_data.h/.c` and `ecg_tflm_ops.h`: the flatbuffer, op resolver and arena for the tflm backend;
+- `generated.json`: where it came from (bundle, sha256s), for people and for the host tool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pipeline.atomic import write_text_atomic
+from pipeline.dataset import replace_dir, write_json_atomic
+from pipeline.spec import PreprocessSpec
+
+from .budget import op_names
+from .bundle import read_manifest, verify_files
+from .c_arrays import _banner, _define, _guard, config_header, flatbuffer_array
+from .native_model import build_native_model, write_native_sources
+from .onnx_export import ExportError
+
+TFLM_OPS_HEADER = "ecg_tflm_ops.h"
+# TFLM's MicroMutableOpResolver method for each builtin the project allows (export.budget.TFLM_BUILTINS).
+TFLM_ADD_METHOD = {
+    "CONV_2D": "AddConv2D", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "ADD": "AddAdd",
+    "MAX_POOL_2D": "AddMaxPool2D", "AVERAGE_POOL_2D": "AddAveragePool2D", "MEAN": "AddMean",
+    "FULLY_CONNECTED": "AddFullyConnected", "RESHAPE": "AddReshape", "PAD": "AddPad",
+    "QUANTIZE": "AddQuantize", "DEQUANTIZE": "AddDequantize", "SOFTMAX": "AddSoftmax",
+    "SQUEEZE": "AddSqueeze", "EXPAND_DIMS": "AddExpandDims", "MUL": "AddMul", "SUB": "AddSub",
+    "RELU": "AddRelu", "LOGISTIC": "AddLogistic", "CONCATENATION": "AddConcatenation",
+    "STRIDED_SLICE": "AddStridedSlice",
+}  # fmt: skip
+# The host measures TFLM's arena with 64-bit pointers; a 32-bit MCU needs less. Keep a margin anyway.
+TFLM_ARENA_MARGIN = 1.10
+
+
+def tflm_ops_header(tflite: bytes, arena_bytes: int) -> str:
+    """`ecg_tflm_ops.h`: the op resolver's size and registrations, and the arena for the tflm backend."""
+    ops = sorted(set(op_names(tflite)))
+    missing = [op for op in ops if op not in TFLM_ADD_METHOD]
+    if missing:
+        raise ExportError(f"no TFLM op resolver method known for {', '.join(missing)}")
+    guard = _guard(TFLM_OPS_HEADER)
+    calls = " ".join(f"(resolver).{TFLM_ADD_METHOD[op]}();" for op in ops)
+    return (
+        _banner("TFLM op resolver and arena for the tflm backend")
+        + f"#ifndef {guard}\n#define {guard}\n\n"
+        + _define("ECG_TFLM_NUM_OPS", str(len(ops)))
+        + _define("ECG_TFLM_REGISTER_OPS(resolver)", calls)
+        + _define("ECG_TFLM_ARENA_BYTES", str(int(arena_bytes * TFLM_ARENA_MARGIN + 15) // 16 * 16))
+        + f"\n#endif /* {guard} */\n"
+    )
+
+
+def generate_firmware(bundle: Path, out: Path) -> dict[str, Any]:
+    """Check the bundle, then write every generated source into `out` (replaced atomically)."""
+    bundle, out = Path(bundle), Path(out)
+    manifest = read_manifest(bundle)
+    verify_files(bundle, manifest)
+    spec = PreprocessSpec.from_dict(manifest["spec"])
+    if spec.filter != "causal":
+        raise ExportError(f"bundle {bundle}: its spec uses the {spec.filter} filter; the device runs the causal filter only")
+    tflite = (bundle / "model_int8.tflite").read_bytes()
+    native = build_native_model(tflite)
+    q = manifest["quantization"]
+    in_q = (float(q["input"]["scale"]), int(q["input"]["zero_point"]))
+    out_q = (float(q["output"]["scale"]), int(q["output"]["zero_point"]))
+    in_leads = int(q["input"]["shape"][-1])
+    sha = hashlib.sha256(tflite).hexdigest()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        write_text_atomic(tmp / "ecg_config.h", config_header(spec, manifest["labels"], in_q, out_q, sha, in_leads), encoding="ascii")
+        header, source = flatbuffer_array(tflite)
+        write_text_atomic(tmp / "ecg_model_data.h", header, encoding="ascii")
+        write_text_atomic(tmp / "ecg_model_data.c", source, encoding="ascii")
+        write_text_atomic(tmp / TFLM_OPS_HEADER, tflm_ops_header(tflite, int(manifest["budget"]["arena_bytes"])), encoding="ascii")
+        write_native_sources(tmp, native)
+        info = {
+            "bundle": str(bundle.resolve()),
+            "model_sha256": sha,
+            "spec_fingerprint": spec.fingerprint(),
+            "labels": list(manifest["labels"]),
+            "native": {"arena_bytes": native.arena_bytes, "blob_bytes": len(native.blob), "macs": native.macs, "ops": native.ops},
+            "tflm_arena_bytes": int(manifest["budget"]["arena_bytes"]),
+            "files": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(tmp.iterdir())},
+        }
+        write_json_atomic(tmp / "generated.json", info)
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return info

@@ -1,0 +1,56 @@
+#include "ecg_core.h"
+
+#include "ecg_infer.h"
+
+int ecg_core_init(ecg_core *c, uint16_t adc_max, uint32_t hop)
+{
+    ecg_pre_init(&c->pre, adc_max, hop);
+    c->ready = ecg_infer_init() == 0;
+    return c->ready ? 0 : -1;
+}
+
+int32_t ecg_argmax(const int8_t *logits, int n)
+{
+    int32_t best = 0;
+    int i;
+    for (i = 1; i < n; ++i) {
+        if (logits[i] > logits[best]) {
+            best = i;
+        }
+    }
+    return best;
+}
+
+int ecg_core_push(ecg_core *c, uint16_t raw, int lead_off, ecg_result *r)
+{
+    return ecg_pre_push(&c->pre, raw, lead_off) ? ecg_core_classify(c, r) : 0;
+}
+
+void ecg_core_window_result(const ecg_core *c, ecg_result *r)
+{
+    int i;
+    r->window_index = ecg_pre_window_index(&c->pre);
+    r->first_sample = ecg_pre_window_start(&c->pre);
+    r->status = ecg_pre_status(&c->pre);
+    r->label = -1;
+    for (i = 0; i < ECG_NUM_LABELS; ++i) {
+        r->logits[i] = 0;
+    }
+}
+
+int ecg_core_classify(ecg_core *c, ecg_result *r)
+{
+    ecg_core_window_result(c, r);
+    if (r->status != ECG_STATUS_OK) {
+        return 1;
+    }
+    if (!c->ready) {
+        return -1;
+    }
+    ecg_pre_window(&c->pre, ECG_INPUT_SCALE, ECG_INPUT_ZERO_POINT, ecg_infer_input(), 0);
+    if (ecg_infer_run(r->logits) != 0) {
+        return -1;
+    }
+    r->label = ecg_argmax(r->logits, ECG_NUM_LABELS);
+    return 1;
+}

@@ -1,0 +1,43 @@
+/* The device pipeline: raw ADC sample + lead-off flag in, a result every hop out.
+ * Preprocessing (ecg_preprocess.h) writes the quantized window straight into the model's input;
+ * the inference backend (ecg_infer.h) classifies windows whose status is ECG_STATUS_OK.
+ */
+#ifndef ECG_CORE_H
+#define ECG_CORE_H
+
+#include <stdint.h>
+
+#include "ecg_generated.h"
+#include "ecg_preprocess.h"
+
+typedef struct {
+    uint32_t window_index;
+    uint32_t first_sample;
+    int32_t status;                 /* ECG_STATUS_* */
+    int32_t label;                  /* argmax of logits (first on ties), -1 when not classified */
+    int8_t logits[ECG_NUM_LABELS];  /* int8 model outputs; zero when not classified */
+} ecg_result;
+
+typedef struct {
+    ecg_pre pre;
+    int ready;
+} ecg_core;
+
+/* 0 on success (the inference backend loaded its model); see ecg_infer_error() otherwise. */
+int ecg_core_init(ecg_core *c, uint16_t adc_max, uint32_t hop);
+
+/* Push one sample; returns 1 and fills *r when a window completed (classified or not), 0 otherwise,
+ * -1 when inference failed. */
+int ecg_core_push(ecg_core *c, uint16_t raw, int lead_off, ecg_result *r);
+
+/* The second half of ecg_core_push(), for a caller that pushed with ecg_pre_push() itself and got 1:
+ * status, quantized window into the model input, inference. Same return values. */
+int ecg_core_classify(ecg_core *c, ecg_result *r);
+
+/* Fill index, first sample and status of the window just completed; no logits, label -1. */
+void ecg_core_window_result(const ecg_core *c, ecg_result *r);
+
+/* Index of the largest logit, the first one on ties (numpy.argmax). */
+int32_t ecg_argmax(const int8_t *logits, int n);
+
+#endif /* ECG_CORE_H */

@@ -1,0 +1,152 @@
+/* Streams raw ADC samples through the device core and writes every window it emits.
+ *
+ *   stream_runner [-n] SAMPLES.bin OUT.bin ADC_MAX HOP [STATS.bin]
+ *
+ * -n: preprocessing only (status, z-scores, model inputs), no inference.
+ * SAMPLES.bin: one uint32 LE per sample, bits 0-15 the ADC count, bit 16 the lead-off flag.
+ * OUT.bin, one record per window: int32 index, first sample, status, label; int8 logits padded
+ * to 4 bytes; float32 z-scores and int8 model inputs (ECG_WINDOW_SAMPLES each; zero unless OK).
+ * STATS.bin (uint64 LE): samples, windows, windows with status OK, instructions in ecg_pre_push,
+ * instructions per OK window (ecg_core_classify: z-score + quantize + inference; with -n
+ * ecg_pre_window: z-score + quantize) in total and at most; instruction counts are 0 where the
+ * platform has no counter.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ecg_config.h"
+#include "ecg_core.h"
+#include "ecg_infer.h"
+#include "rt_io.h"
+
+#define CHUNK 1024
+#define LOGIT_BYTES ((ECG_NUM_LABELS + 3) / 4 * 4)
+
+static ecg_core core;
+static uint32_t samples[CHUNK];
+static float z[ECG_WINDOW_SAMPLES];
+static int8_t q[ECG_WINDOW_SAMPLES];
+
+static void le32(uint8_t *out, uint32_t v)
+{
+    out[0] = (uint8_t)v;
+    out[1] = (uint8_t)(v >> 8);
+    out[2] = (uint8_t)(v >> 16);
+    out[3] = (uint8_t)(v >> 24);
+}
+
+static int fail(const char *what, const char *detail)
+{
+    char line[200] = "stream_runner: ";
+    strncat(line, what, sizeof line - strlen(line) - 1);
+    strncat(line, detail, sizeof line - strlen(line) - 1);
+    rt_log(line);
+    return 1;
+}
+
+static int write_window(rt_file *out, const ecg_result *r)
+{
+    uint8_t head[16 + LOGIT_BYTES];
+    memset(head, 0, sizeof head);
+    le32(head, r->window_index);
+    le32(head + 4, r->first_sample);
+    le32(head + 8, (uint32_t)r->status);
+    le32(head + 12, (uint32_t)r->label);
+    memcpy(head + 16, r->logits, ECG_NUM_LABELS);
+    if (r->status != ECG_STATUS_OK) {
+        memset(q, 0, sizeof q);
+        memset(z, 0, sizeof z);
+    }
+    return rt_write(out, head, sizeof head) == sizeof head && rt_write(out, z, sizeof z) == sizeof z &&
+           rt_write(out, q, sizeof q) == sizeof q;
+}
+
+int harness_main(int argc, char **argv)
+{
+    rt_file *in, *out;
+    uint64_t stats[6] = {0, 0, 0, 0, 0, 0};
+    size_t n, i;
+    long adc_max, hop;
+    int infer = 1;
+
+    if (argc > 1 && strcmp(argv[1], "-n") == 0) {
+        infer = 0;
+        argc--;
+        argv++;
+    }
+    if (argc != 5 && argc != 6) {
+        return fail("usage: stream_runner [-n] SAMPLES.bin OUT.bin ADC_MAX HOP [STATS.bin]", "");
+    }
+    adc_max = strtol(argv[3], 0, 10);
+    hop = strtol(argv[4], 0, 10);
+    if (adc_max < 1 || adc_max > 65535 || hop < 1) {
+        return fail("ADC_MAX must be 1..65535 and HOP positive", "");
+    }
+    if (ecg_core_init(&core, (uint16_t)adc_max, (uint32_t)hop) != 0 && infer) {
+        return fail("inference backend failed to initialise: ", ecg_infer_error());
+    }
+    in = rt_open(argv[1], 0);
+    if (in == NULL) {
+        return fail("cannot open ", argv[1]);
+    }
+    out = rt_open(argv[2], 1);
+    if (out == NULL) {
+        rt_close(in);
+        return fail("cannot create ", argv[2]);
+    }
+    while ((n = rt_read(in, samples, sizeof samples)) > 0) {
+        if (n % sizeof samples[0] != 0) {
+            rt_close(in);
+            rt_close(out);
+            return fail(argv[1], ": size is not a whole number of uint32 samples");
+        }
+        for (i = 0; i < n / sizeof samples[0]; ++i) {
+            const uint32_t s = samples[i];
+            uint64_t t0 = rt_instructions(), t1;
+            ecg_result r;
+            int done = ecg_pre_push(&core.pre, (uint16_t)(s & 0xffffu), (int)((s >> 16) & 1u));
+            t1 = rt_instructions();
+            stats[0]++;
+            stats[3] += t1 - t0;
+            if (!done) {
+                continue;
+            }
+            if (!infer) {
+                ecg_core_window_result(&core, &r);
+                if (r.status == ECG_STATUS_OK) {
+                    ecg_pre_window(&core.pre, ECG_INPUT_SCALE, ECG_INPUT_ZERO_POINT, q, z);
+                }
+            } else if (ecg_core_classify(&core, &r) < 0) {
+                rt_close(in);
+                rt_close(out);
+                return fail("inference failed: ", ecg_infer_error());
+            }
+            t0 = rt_instructions() - t1;
+            if (infer && r.status == ECG_STATUS_OK) {
+                ecg_pre_window(&core.pre, ECG_INPUT_SCALE, ECG_INPUT_ZERO_POINT, q, z);
+            }
+            stats[1]++;
+            if (r.status == ECG_STATUS_OK) {
+                stats[2]++;
+                stats[4] += t0;
+                stats[5] = t0 > stats[5] ? t0 : stats[5];
+            }
+            if (!write_window(out, &r)) {
+                rt_close(in);
+                rt_close(out);
+                return fail("cannot write ", argv[2]);
+            }
+        }
+    }
+    rt_close(in);
+    if (rt_close(out) != 0) {
+        return fail("cannot write ", argv[2]);
+    }
+    if (argc == 6) {
+        rt_file *st = rt_open(argv[5], 1);
+        if (st == NULL || rt_write(st, stats, sizeof stats) != sizeof stats || rt_close(st) != 0) {
+            return fail("cannot write ", argv[5]);
+        }
+    }
+    return 0;
+}
