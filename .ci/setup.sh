@@ -7,13 +7,13 @@ VENV=${1:-.venv}
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 
-# Debian packages: build tools for the firmware tests (later issues add the ARM toolchain and QEMU).
-APT_PACKAGES=(make gcc)
+# Debian packages: host C build and static analysis, the Cortex-M4 toolchain and QEMU for the firmware tests.
+APT_PACKAGES=(make gcc cppcheck gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
   else
     echo "missing Debian packages: ${missing[*]} (install them with apt-get as root)" >&2
     exit 1

@@ -1,0 +1,225 @@
+/* Self-test of the platform layer (rt_io.h), on every target.
+ *
+ *   m4_selftest [--copy IN OUT] [--loop N] [--stack BYTES] [--sqrt X] [--exit STATUS] [--fault]
+ *               [--hang] [WORD...]
+ *
+ * Echoes every argument as "arg I [TEXT]". --copy copies IN to OUT through rt_read/rt_write
+ * ("copy bytes=N"). --loop runs a loop of exactly 2*N instructions between two rt_instructions()
+ * reads ("loop expected=2N measured=M overhead=O", O being two reads back to back; on the M4 also
+ * "ticks=T shift=S"; or "loop counter unavailable"). --stack uses at least BYTES of stack
+ * ("stack depth=D sum=S"). --sqrt prints round(1e6 * sqrtf(X)) ("sqrt micro=V"; on the M4 the
+ * FPU at work). --fault takes an undefined instruction (abort() on the host); --hang never
+ * returns. On the Cortex-M4 it ends with "stack used=U size=S". Returns STATUS (default 0).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt_io.h"
+
+#if defined(__arm__)
+#include "m4_platform.h"
+#endif
+
+static unsigned char copy_buf[3000]; /* not a power of two: exercises partial blocks */
+static char line[1200];
+
+/* Appends `v` in decimal to `line`. */
+static void append_u64(uint64_t v)
+{
+    char digits[21];
+    char *p = digits + sizeof digits - 1;
+    *p = '\0';
+    do {
+        *--p = (char)('0' + (int)(v % 10u));
+        v /= 10u;
+    } while (v != 0u);
+    strncat(line, p, sizeof line - strlen(line) - 1);
+}
+
+static void append(const char *text)
+{
+    strncat(line, text, sizeof line - strlen(line) - 1);
+}
+
+static int copy_file(const char *in_path, const char *out_path)
+{
+    rt_file *in = rt_open(in_path, 0);
+    rt_file *out;
+    uint64_t total = 0;
+    size_t n;
+    int ok = 1;
+
+    if (in == NULL) {
+        rt_log("copy: cannot open input");
+        return 0;
+    }
+    out = rt_open(out_path, 1);
+    if (out == NULL) {
+        rt_log("copy: cannot open output");
+        (void)rt_close(in);
+        return 0;
+    }
+    do {
+        n = rt_read(in, copy_buf, sizeof copy_buf);
+        if (n > 0u && rt_write(out, copy_buf, n) != n) {
+            rt_log("copy: short write");
+            ok = 0;
+            break;
+        }
+        total += n;
+    } while (n == sizeof copy_buf);
+    ok = (rt_close(in) == 0) && ok;
+    ok = (rt_close(out) == 0) && ok;
+    line[0] = '\0';
+    append("copy bytes=");
+    append_u64(total);
+    rt_log(line);
+    return ok;
+}
+
+/* Exactly 2 * n instructions (n >= 1) on the Cortex-M4: subs + bne per iteration. */
+static void spin(uint32_t n)
+{
+#if defined(__arm__)
+    __asm__ volatile("1:\n\t"
+                     "subs %0, %0, #1\n\t"
+                     "bne 1b\n\t"
+                     : "+r"(n)
+                     :
+                     : "cc");
+#else
+    volatile uint32_t i = n;
+    while (i != 0u) {
+        i = i - 1u;
+    }
+#endif
+}
+
+static void run_loop(uint32_t n)
+{
+    uint64_t start;
+    uint64_t stop;
+    uint64_t overhead;
+#if defined(__arm__)
+    uint64_t ticks = m4_ticks();
+#endif
+
+    if (!rt_counter_available()) {
+        spin(n);
+        rt_log("loop counter unavailable");
+        return;
+    }
+    start = rt_instructions();
+    stop = rt_instructions();
+    overhead = stop - start;
+    start = rt_instructions();
+    spin(n);
+    stop = rt_instructions();
+    line[0] = '\0';
+    append("loop expected=");
+    append_u64(2u * (uint64_t)n);
+    append(" measured=");
+    append_u64(stop - start);
+    append(" overhead=");
+    append_u64(overhead);
+#if defined(__arm__)
+    ticks = m4_ticks() - ticks;
+    append(" ticks=");
+    append_u64(ticks);
+    append(" shift=");
+    append_u64((uint64_t)m4_icount_shift());
+#endif
+    rt_log(line);
+}
+
+/* At least 256 bytes of stack per level: each level reads its caller's array, so every frame
+ * stays alive, and calls through a volatile pointer keep the compiler from inlining levels. */
+static unsigned stack_user(unsigned depth, const volatile unsigned char *caller);
+static unsigned (*volatile stack_call)(unsigned, const volatile unsigned char *) = stack_user;
+
+static unsigned stack_user(unsigned depth, const volatile unsigned char *caller)
+{
+    volatile unsigned char pad[256];
+    size_t i;
+    for (i = 0; i < sizeof pad; ++i) {
+        pad[i] = (unsigned char)(depth + i);
+    }
+    return caller[255] + (depth == 0u ? 0u : stack_call(depth - 1u, pad));
+}
+
+static void fault(void)
+{
+#if defined(__arm__)
+    __asm__ volatile("udf #0");
+#endif
+    abort();
+}
+
+static void hang(void)
+{
+    for (;;) {
+        __asm__ volatile("" ::: "memory");
+    }
+}
+
+int harness_main(int argc, char **argv)
+{
+    int status = 0;
+    int i;
+
+    for (i = 0; i < argc; ++i) {
+        line[0] = '\0';
+        append("arg ");
+        append_u64((uint64_t)i);
+        append(" [");
+        append(argv[i]);
+        append("]");
+        rt_log(line);
+    }
+    for (i = 1; i < argc; ++i) {
+        if (strcmp(argv[i], "--copy") == 0 && i + 2 < argc) {
+            if (!copy_file(argv[i + 1], argv[i + 2])) {
+                return 2;
+            }
+            i += 2;
+        } else if (strcmp(argv[i], "--loop") == 0 && i + 1 < argc) {
+            unsigned long n = strtoul(argv[++i], NULL, 10);
+            if (n == 0u || (unsigned long)(uint32_t)n != n) {
+                rt_log("loop: N must be in 1..2^32-1");
+                return 2;
+            }
+            run_loop((uint32_t)n);
+        } else if (strcmp(argv[i], "--stack") == 0 && i + 1 < argc) {
+            unsigned depth = (unsigned)(strtoul(argv[++i], NULL, 10) / 256u);
+            line[0] = '\0';
+            append("stack depth=");
+            append_u64(depth);
+            append(" sum=");
+            append_u64(stack_call(depth, (const volatile unsigned char *)copy_buf));
+            rt_log(line);
+        } else if (strcmp(argv[i], "--sqrt") == 0 && i + 1 < argc) {
+            volatile float x = (float)atof(argv[++i]);
+            float r = sqrtf(x) * 1e6f + 0.5f;
+            line[0] = '\0';
+            append("sqrt micro=");
+            append_u64(r > 0.0f ? (uint64_t)r : 0u);
+            rt_log(line);
+        } else if (strcmp(argv[i], "--exit") == 0 && i + 1 < argc) {
+            status = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--fault") == 0) {
+            fault();
+        } else if (strcmp(argv[i], "--hang") == 0) {
+            hang();
+        }
+    }
+#if defined(__arm__)
+    line[0] = '\0';
+    append("stack used=");
+    append_u64(m4_stack_high_water());
+    append(" size=");
+    append_u64(m4_stack_size());
+    rt_log(line);
+#endif
+    return status;
+}
