@@ -80,7 +80,8 @@ def cmd_firmware(args: argparse.Namespace) -> int:
     info = generate_firmware(args.bundle, args.out)
     n = info["native"]
     print(f"generated sources -> {args.out} ({', '.join(sorted(info['files']))})")
-    print(f"native backend: {n['blob_bytes']:,} B model, {n['arena_bytes']:,} B arena (TFLM {info['tflm_arena_bytes']:,} B), ops {', '.join(n['ops'])}")
+    ops = ", ".join(f"{op} x{n['ops'].count(op)}" for op in sorted(set(n["ops"])))
+    print(f"native backend: {n['blob_bytes']:,} B model, {n['arena_bytes']:,} B arena (TFLM {info['tflm_arena_bytes']:,} B), ops {ops}")
     return 0
 
 

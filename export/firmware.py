@@ -4,6 +4,7 @@ Writes into one directory, replaced as a whole only when every file was generate
 - `ecg_config.h`: labels, rate, window, hops, filter sections, quality rule, quantization, model hash;
 - `ecg_native_model.h/.c`: the model blob of the native backend (nn/ kernels), its arena size;
 - `ecg_model_data.h/.c` and `ecg_tflm_ops.h`: the flatbuffer, op resolver and arena for the tflm backend;
+- `ecg_protocol_defs.h`: the serial protocol's constants (firmware/PROTOCOL.md);
 - `generated.json`: where it came from (bundle, sha256s), for people and for the host tool.
 """
 
@@ -24,6 +25,7 @@ from .bundle import read_manifest, verify_files
 from .c_arrays import _banner, _define, _guard, config_header, flatbuffer_array
 from .native_model import build_native_model, write_native_sources
 from .onnx_export import ExportError
+from .protocol_defs import PROTOCOL_DEFS_HEADER, protocol_defs_header
 
 TFLM_OPS_HEADER = "ecg_tflm_ops.h"
 # TFLM's MicroMutableOpResolver method for each builtin the project allows (export.budget.TFLM_BUILTINS).
@@ -83,6 +85,7 @@ def generate_firmware(bundle: Path, out: Path) -> dict[str, Any]:
         write_text_atomic(tmp / "ecg_model_data.c", source, encoding="ascii")
         write_text_atomic(tmp / TFLM_OPS_HEADER, tflm_ops_header(tflite, int(manifest["budget"]["arena_bytes"])), encoding="ascii")
         write_native_sources(tmp, native)
+        write_text_atomic(tmp / PROTOCOL_DEFS_HEADER, protocol_defs_header(), encoding="ascii")
         info = {
             "bundle": str(bundle.resolve()),
             "model_sha256": sha,
