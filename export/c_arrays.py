@@ -27,6 +27,11 @@ MODEL_HEADER = "ecg_model_data.h"
 MODEL_SOURCE = "ecg_model_data.c"
 CONFIG_HEADER = "ecg_config.h"
 
+# 8-bit AVR (Uno) builds compile every file of the sketch but hold no model: avr-gcc refuses arrays
+# over 32 KB and a 16-bit unsigned int cannot hold their length, so model arrays are left out there.
+AVR_GUARD_OPEN = "/* 8-bit AVR boards hold no model (arrays over 32 KB do not compile there). */\n#if !defined(__AVR__)\n\n"
+AVR_GUARD_CLOSE = "\n#endif /* !__AVR__ */\n"
+
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 _ALIGN_MACRO = f"""#if defined(__GNUC__) || defined(__clang__)
@@ -105,10 +110,12 @@ def flatbuffer_array(tflite: bytes, name: str = "g_model", header_name: str = MO
     source = (
         _banner(f"TFLite flatbuffer {name} ({len(tflite)} bytes, sha256 {digest})")
         + f'#include "{header_name}"\n\n'
+        + AVR_GUARD_OPEN
         + _ALIGN_MACRO
         + f"\n\nECG_ALIGNED const unsigned char {name}[] = {{\n"
         + _hex_lines(tflite)
         + f"\n}};\n\nconst unsigned int {name}_len = {len(tflite)}u;\n"
+        + AVR_GUARD_CLOSE
     )
     return header, source
 

@@ -22,6 +22,7 @@ from scipy import signal as sps
 
 from export.budget import TFLM_BUILTINS, BudgetError, budget, op_names, tflm_arena_bytes, weight_bytes
 from export.c_arrays import GENERATED_MARK, config_header, flatbuffer_array, write_firmware_sources
+from pipeline.device import DEFAULT_RULE, WindowStatus
 from pipeline.labels import LABELS, STAGE1_LABELS
 from pipeline.spec import DEFAULT_SPEC, PreprocessSpec
 
@@ -247,6 +248,8 @@ int main(void) {
     printf("input %a %d %d\n", (double)ECG_INPUT_SCALE, ECG_INPUT_ZERO_POINT, (int)sizeof(ECG_INPUT_SCALE));
     printf("output %a %d %d\n", (double)ECG_OUTPUT_SCALE, ECG_OUTPUT_ZERO_POINT, (int)sizeof(ECG_OUTPUT_SCALE));
     printf("sha256 %s\nfingerprint %s\n", ECG_MODEL_SHA256, ECG_SPEC_FINGERPRINT);
+    printf("status %d %d %d\n", ECG_STATUS_OK, ECG_STATUS_LEAD_OFF, ECG_STATUS_SATURATED);
+    printf("quality %d %d\n", ECG_SATURATION_MAX_SAMPLES, ECG_RAIL_MARGIN_PER_1024);
     return 0;
 }
 """
@@ -265,7 +268,9 @@ def _expected(spec: PreprocessSpec, labels: tuple[str, ...], in_q, out_q, sha: s
     out += [f"band {spec.band_order} {float(spec.band_hz[0]).hex()} {float(spec.band_hz[1]).hex()}"]
     out += [f"notch {float(spec.notch_hz or 0.0).hex()}"]
     out += [f"input {f32(in_q[0])} {in_q[1]} 4", f"output {f32(out_q[0])} {out_q[1]} 4"]
-    return out + [f"sha256 {sha}", f"fingerprint {spec.fingerprint()}"]
+    out += [f"sha256 {sha}", f"fingerprint {spec.fingerprint()}"]
+    out += [f"status {int(WindowStatus.OK)} {int(WindowStatus.LEAD_OFF)} {int(WindowStatus.SATURATED)}"]
+    return out + [f"quality {DEFAULT_RULE.saturation_max_samples(spec.window)} {DEFAULT_RULE.rail_margin_per_1024}"]
 
 
 def _normalise_hex(line: str) -> str:

@@ -1,11 +1,12 @@
 /* The native backend: nn/ kernels on the model blob generated from the bundle. */
+#include "ecg_board.h"
 #if !defined(ECG_BACKEND_TFLM) || !ECG_BACKEND_TFLM
 
 #include <string.h>
 
 #include "ecg_generated.h"
 #include "ecg_infer.h"
-#include "nn_model.h"
+#include "nn/nn_model.h"
 
 /* int32-aligned: biases and scratch in the arena are read as int32. */
 static union {

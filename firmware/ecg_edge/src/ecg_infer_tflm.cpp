@@ -3,6 +3,7 @@
 // "Arduino_TensorFlowLite"/"tflite-micro-arduino-examples" library, or ESP-IDF's esp-tflite-micro
 // with ESP-NN). This repository's machines have no TFLM C++ sources, so this file is not built or
 // tested here; the native backend is, bit-exact with TFLM's reference kernels.
+#include "ecg_board.h"
 #if defined(ECG_BACKEND_TFLM) && ECG_BACKEND_TFLM
 
 #include <new>

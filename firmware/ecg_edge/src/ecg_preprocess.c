@@ -1,3 +1,8 @@
+/* Arduino IDE builds have no per-project flags: keep a*b+c unfused so float32 results match numpy. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 #include "ecg_preprocess.h"
 
 #include <math.h>
