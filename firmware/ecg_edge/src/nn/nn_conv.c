@@ -1,0 +1,141 @@
+/* CONV_2D, int8 with per-channel requantization: TFLM's reference_integer_ops::ConvPerChannel.
+ * Taps that fall into the padding are skipped (they contribute 0), as in the reference. */
+#include "nn_kernels.h"
+
+#include "nn_fixedpoint.h"
+
+void nn_conv_s8_portable(const nn_conv_params *p, const int8_t *input, int8_t *output)
+{
+    int32_t b, oy, ox, oc, ky, kx, ic;
+    for (b = 0; b < p->batches; ++b) {
+        for (oy = 0; oy < p->out_h; ++oy) {
+            const int32_t in_y0 = oy * p->stride_h - p->pad_h;
+            for (ox = 0; ox < p->out_w; ++ox) {
+                const int32_t in_x0 = ox * p->stride_w - p->pad_w;
+                for (oc = 0; oc < p->out_c; ++oc) {
+                    int32_t acc = 0;
+                    for (ky = 0; ky < p->k_h; ++ky) {
+                        const int32_t iy = in_y0 + p->dil_h * ky;
+                        if (iy < 0 || iy >= p->in_h) {
+                            continue;
+                        }
+                        for (kx = 0; kx < p->k_w; ++kx) {
+                            const int32_t ix = in_x0 + p->dil_w * kx;
+                            const int8_t *in_px;
+                            const int8_t *w;
+                            if (ix < 0 || ix >= p->in_w) {
+                                continue;
+                            }
+                            in_px = input + (((size_t)b * (size_t)p->in_h + (size_t)iy) * (size_t)p->in_w + (size_t)ix) * (size_t)p->in_c;
+                            w = p->filter + (((size_t)oc * (size_t)p->k_h + (size_t)ky) * (size_t)p->k_w + (size_t)kx) * (size_t)p->in_c;
+                            for (ic = 0; ic < p->in_c; ++ic) {
+                                acc += (int32_t)w[ic] * ((int32_t)in_px[ic] + p->input_offset);
+                            }
+                        }
+                    }
+                    if (p->bias != NULL) {
+                        acc += p->bias[oc];
+                    }
+                    acc = nn_multiply_by_quantized_multiplier(acc, p->multiplier[oc], p->shift[oc]);
+                    acc += p->output_offset;
+                    output[(((size_t)b * (size_t)p->out_h + (size_t)oy) * (size_t)p->out_w + (size_t)ox) * (size_t)p->out_c + (size_t)oc] =
+                        (int8_t)nn_clamp32(acc, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
+static int32_t nn_conv_depth(const nn_conv_params *p)
+{
+    return p->k_h * p->k_w * p->in_c;
+}
+
+size_t nn_conv_s8_scratch_bytes(const nn_conv_params *p)
+{
+    return NN_MATMUL_SCRATCH_BYTES(nn_conv_depth(p), p->out_c);
+}
+
+/* The receptive field of output (oy, ox) as column c of `cols`: input + input_offset, 0 in the
+ * padding. With dilation 1 in width, each kernel row is one contiguous run of the input. */
+static void nn_im2col(const nn_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, int16_t *cols, int32_t n_cols, int32_t c)
+{
+    const int32_t depth = nn_conv_depth(p);
+    const int32_t in_y0 = oy * p->stride_h - p->pad_h;
+    const int32_t in_x0 = ox * p->stride_w - p->pad_w;
+    const int32_t row_len = p->k_w * p->in_c;
+    int32_t ky, kx, k0 = 0;
+    for (ky = 0; ky < p->k_h; ++ky, k0 += row_len) {
+        const int32_t iy = in_y0 + p->dil_h * ky;
+        const int8_t *in_row;
+        if (iy < 0 || iy >= p->in_h) {
+            nn_column_put(cols, depth, n_cols, c, k0, NULL, row_len, 0);
+            continue;
+        }
+        in_row = in_b + (size_t)iy * (size_t)p->in_w * (size_t)p->in_c;
+        if (p->dil_w == 1) {
+            const int32_t lo = nn_min32(nn_max32(0, -in_x0), p->k_w);    /* first tap inside */
+            const int32_t hi = nn_max32(nn_min32(p->k_w, p->in_w - in_x0), lo); /* one past the last */
+            if (lo > 0) {
+                nn_column_put(cols, depth, n_cols, c, k0, NULL, lo * p->in_c, 0);
+            }
+            if (hi > lo) {
+                nn_column_put(cols, depth, n_cols, c, k0 + lo * p->in_c, in_row + (size_t)(in_x0 + lo) * (size_t)p->in_c, (hi - lo) * p->in_c,
+                              p->input_offset);
+            }
+            if (hi < p->k_w) {
+                nn_column_put(cols, depth, n_cols, c, k0 + hi * p->in_c, NULL, (p->k_w - hi) * p->in_c, 0);
+            }
+        } else {
+            for (kx = 0; kx < p->k_w; ++kx) {
+                const int32_t ix = in_x0 + p->dil_w * kx;
+                const int8_t *src = ix >= 0 && ix < p->in_w ? in_row + (size_t)ix * (size_t)p->in_c : NULL;
+                nn_column_put(cols, depth, n_cols, c, k0 + kx * p->in_c, src, p->in_c, p->input_offset);
+            }
+        }
+    }
+}
+
+void nn_conv_s8_fast(const nn_conv_params *p, const int8_t *input, int8_t *output, int16_t *scratch)
+{
+    const int32_t depth = nn_conv_depth(p);
+    const int32_t positions = p->out_h * p->out_w;
+    nn_row_requant *table = (nn_row_requant *)(void *)(scratch + NN_MATMUL_COLS * depth); /* 4-byte aligned */
+    nn_requant rq;
+    int32_t b;
+    rq.multiplier = p->multiplier;
+    rq.shift = p->shift;
+    rq.per_channel = 1;
+    rq.output_offset = p->output_offset;
+    rq.act_min = p->act_min;
+    rq.act_max = p->act_max;
+    rq.bounded = p->bounded;
+    nn_row_requant_prepare(p->bias, &rq, p->out_c, table);
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *in_b = input + (size_t)b * (size_t)p->in_h * (size_t)p->in_w * (size_t)p->in_c;
+        int8_t *out_b = output + (size_t)b * (size_t)positions * (size_t)p->out_c;
+        int32_t oy = 0, ox = 0; /* the coordinates of output position `pos` */
+        int32_t pos;
+        for (pos = 0; pos < positions; pos += NN_MATMUL_COLS) {
+            const int32_t n = nn_min32(NN_MATMUL_COLS, positions - pos);
+            int32_t c;
+            for (c = 0; c < n; ++c) {
+                nn_im2col(p, in_b, oy, ox, scratch, n, c);
+                if (++ox == p->out_w) {
+                    ox = 0;
+                    ++oy;
+                }
+            }
+            nn_mat_mult_s8_s16(p->filter, p->out_c, depth, scratch, n, table, &rq, out_b + (size_t)pos * (size_t)p->out_c, p->out_c);
+        }
+    }
+}
+
+void nn_conv_s8(const nn_conv_params *p, const int8_t *input, int8_t *output, int16_t *scratch)
+{
+    if (NN_FORCE_PORTABLE || scratch == NULL) {
+        nn_conv_s8_portable(p, input, output);
+    } else {
+        nn_conv_s8_fast(p, input, output, scratch);
+    }
+}
