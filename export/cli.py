@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="data set: its test windows and test records")
     p.add_argument("--target", choices=("host", "host-asan", "cortex-m4"), default="host")
     p.add_argument("--out", type=Path, help="write the report (JSON) here")
-    p.add_argument("--mitdb", type=Path, help="MIT-BIH Arrhythmia directory: also stream its records (lead MLII)")
+    p.add_argument("--mitdb", type=Path, help="MIT-BIH Arrhythmia directory: also stream its records (MLII, else the next lead the pipeline prefers)")
     p.add_argument("--mitdb-records", type=int, default=0, help="only the first N MIT-BIH records (0: all)")
     p.add_argument("--max-seconds", type=float, default=0.0, help="stream only the first S seconds of each MIT-BIH record (0: whole)")
     p.add_argument("--synthetic-seconds", type=float, default=180.0, help="length of each synthetic AD8232 stream")

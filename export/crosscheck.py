@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -30,6 +30,7 @@ from pipeline.device import DeviceWindow, WindowStatus, device_windows
 from pipeline.inference import select_leads
 from pipeline.preprocess import quantize_input, resample
 from pipeline.records import read_record
+from pipeline.sources import mitdb as mitdb_source
 from pipeline.spec import PreprocessSpec
 
 from .bundle import read_manifest
@@ -119,9 +120,9 @@ def build_target(target: str, gen: Path, work: Path) -> Target:
 # ------------------------------------------------------------------ streams
 
 
-def record_stream(path: Path, lead: str, spec: PreprocessSpec, max_seconds: float = 0.0) -> Stream:
-    """A WFDB record's lead as the device would see it: resampled to the spec's rate, in ADC counts."""
-    rec = read_record(path, [lead], fallback=lead == "MLII", hash_files=False)
+def record_stream(path: Path, leads: Sequence[str], spec: PreprocessSpec, max_seconds: float = 0.0) -> Stream:
+    """A WFDB record as the device would see it: the first of `leads` it has, resampled to the spec's rate, in ADC counts."""
+    rec = read_record(path, list(leads), fallback=True, hash_files=False)
     x = resample(rec.signal[0], rec.fs, spec.fs)
     if max_seconds:
         x = x[: int(max_seconds * spec.fs)]
@@ -234,11 +235,11 @@ def portable_check(tgt: Target, gen: Path, work: Path, blob: Path, inputs: np.nd
 
 def iter_streams(ds: Dataset, lead: str, mitdb: Path | None, mitdb_records: int, max_seconds: float, synthetic_seconds: float) -> Iterator[Stream]:
     for record_id in dict.fromkeys(ds.record[ds.indices("test")].tolist()):
-        yield record_stream(ds.record_path(record_id), lead, ds.spec)
+        yield record_stream(ds.record_path(record_id), [lead], ds.spec)
     if mitdb is not None:
         names = [ln.strip() for ln in (mitdb / "RECORDS").read_text().split() if ln.strip()]
         for name in names[:mitdb_records] if mitdb_records else names:
-            yield record_stream(mitdb / name, "MLII", ds.spec, max_seconds)
+            yield record_stream(mitdb / name, mitdb_source.DEFAULT_LEADS, ds.spec, max_seconds)
     yield from synthetic_streams(ds.spec, synthetic_seconds)
 
 
