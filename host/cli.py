@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from serial.tools import list_ports
@@ -21,6 +22,22 @@ def cmd_ports(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_parity(args: argparse.Namespace) -> int:
+    from .parity import run_parity, summary
+
+    report, failed = run_parity(
+        args.port, args.bundle, args.data, baud=args.baud, limit=args.limit, streams=args.streams,
+        synthetic_seconds=args.synthetic_seconds, cpu_hz=args.cpu_mhz * 1e6, timeout=args.timeout, out=args.out,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    print(summary(report))
+    if args.out:
+        print(f"-> {args.out}, {args.out.with_suffix('.png')}")
+    for f in failed:
+        print(f"FAIL: {f}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ecg-host",
@@ -30,11 +47,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ports", help="list serial ports")
     p.add_argument("--links", action="store_true", help="include symlinks such as /dev/serial/by-id/*")
     p.set_defaults(func=cmd_ports)
+    p = sub.add_parser(
+        "parity",
+        help="check a running device against the Python reference over the serial link",
+        description="Sends the test split to the device as REPLAY windows (model alone) and REPLAY sample streams "
+        "(whole device path) and compares its RESULTs with TFLM and the Python device path; exits 1 past tolerance. "
+        "Example: ecg-host parity --port /dev/ttyUSB0 --bundle runs/demo/bundle --data runs/demo/dataset --out parity.json",
+    )
+    p.add_argument("--port", required=True, help="serial port of the board, or the pty of simulate/emulate")
+    p.add_argument("--bundle", type=Path, required=True, help="the bundle the device's firmware was generated from")
+    p.add_argument("--data", type=Path, required=True, help="data set: test windows and test records")
+    p.add_argument("--out", type=Path, help="report JSON (and a PNG of device vs float probabilities beside it)")
+    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--limit", type=int, default=0, help="only the first N test windows (0: all)")
+    p.add_argument("--streams", type=int, default=0, help="only the first N test records as streams, plus one synthetic stream (0: all)")
+    p.add_argument("--synthetic-seconds", type=float, default=60.0)
+    p.add_argument("--cpu-mhz", type=float, default=64.0, help="clock used to turn instruction counts into ms")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for any answer")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_parity)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run(build_parser(), argv, (OSError, ValueError))
+    from .link import LinkError
+
+    return run(build_parser(), argv, (OSError, ValueError, LinkError))
 
 
 if __name__ == "__main__":

@@ -552,6 +552,11 @@ class ReplayCredits:
         self._in_flight: OrderedDict[int, int] = OrderedDict()
 
     @property
+    def in_flight(self) -> int:
+        """Frames sent and not yet answered."""
+        return len(self._in_flight)
+
+    @property
     def room(self) -> int:
         """Replay samples that may be sent now."""
         return max(0, self.credits - sum(self._in_flight.values()))

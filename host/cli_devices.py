@@ -1,0 +1,98 @@
+"""`ecg-host simulate` and `ecg-host emulate`: a device on a pseudo-terminal, in the foreground until Ctrl-C.
+
+host/cli.py adds them with `add_device_commands(subparsers)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .devices import DEFAULT_ICOUNT_SHIFT, Device, DeviceError, SignalOptions, emulate, info_summary, query_info, simulate
+
+POLL_S = 0.5
+
+
+def _lead_off(text: str) -> tuple[int, int]:
+    try:
+        every, length = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected EVERY_S,FOR_S (e.g. 30,5)") from None
+    if not 0 < length < every:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 < FOR_S < EVERY_S")
+    return every, length
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", type=Path, required=True, help="bundle directory (ecg-export bundle / demo)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--record", type=Path, help="WFDB record (path without extension) to play as the ADC input")
+    src.add_argument("--synthetic", action="store_true", help="the firmware's AD8232 signal model as the ADC input (default)")
+    p.add_argument("--lead", help="lead of --record to play (default: the bundle's)")
+    p.add_argument("--loop", action="store_true", help="play --record again at its end (default: the electrodes come off there)")
+    p.add_argument("--heart-rate", type=int, default=72, help="signal model: mean heart rate, bpm (default 72)")
+    p.add_argument("--seed", type=int, default=1, help="signal model: random seed (default 1)")
+    p.add_argument("--lead-off", type=_lead_off, metavar="EVERY_S,FOR_S", help="signal model: electrodes off for FOR_S seconds every EVERY_S")
+    p.add_argument("--link", type=Path, help="also make this symlink to the device's pty (like socat's link=)")
+    p.add_argument("--work", type=Path, help="build cache (default $ECG_EDGE_CACHE/devices or ~/.cache/ecg-edge/devices)")
+
+
+def _run(kind: str, start: Any, args: argparse.Namespace, **extra: Any) -> int:
+    from export.onnx_export import ExportError
+    from export.qemu import ToolchainMissing
+
+    opts = SignalOptions(args.heart_rate, args.seed, args.lead_off)
+    what = f"record {args.record}" if args.record else "the AD8232 signal model"
+    print(f"building and starting the {kind} device ({what}) ...", flush=True)
+    try:
+        dev: Device = start(args.bundle, record=args.record, synthetic=args.record is None, link=args.link,
+                            signal_opts=opts, loop=args.loop, lead=args.lead, work=args.work, **extra)  # fmt: skip
+    except (DeviceError, ExportError, ToolchainMissing, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with dev:
+        print(f"{kind} device on {dev.port}" + (f" (link {dev.link})" if dev.link else ""))
+        try:
+            print(info_summary(query_info(dev.port)))
+        except DeviceError as exc:
+            print(f"warning: {exc}", file=sys.stderr)
+        print(f"serial port ready: {dev.link or dev.port} (any baud rate; Ctrl-C stops the device)", flush=True)
+        try:
+            while dev.alive:
+                time.sleep(POLL_S)
+        except KeyboardInterrupt:
+            print()
+        if not dev.alive and dev.returncode not in (0, None):
+            print(f"error: the device stopped (status {dev.returncode}):\n{dev.console()[-2000:]}", file=sys.stderr)
+            return 1
+    counters = dev.counters()
+    if counters:
+        print("device counters: " + ", ".join(f"{k} {v}" for k, v in counters.items()))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    return _run("virtual", simulate, args)
+
+
+def cmd_emulate(args: argparse.Namespace) -> int:
+    return _run("emulated Cortex-M4", emulate, args, icount_shift=args.icount_shift)
+
+
+def add_device_commands(subparsers: Any) -> None:
+    """Add `simulate` and `emulate` to ecg-host's subcommands."""
+    p = subparsers.add_parser("simulate", help="virtual device on a pseudo-terminal (host build of the firmware)",
+                              description="Run the firmware's host build as a virtual device on a pseudo-terminal, "
+                              "fed by the AD8232 signal model or a record, until Ctrl-C.")  # fmt: skip
+    _common(p)
+    p.set_defaults(func=cmd_simulate)
+    p = subparsers.add_parser("emulate", help="Cortex-M4 image under QEMU on a pseudo-terminal",
+                              description="Run the firmware's Cortex-M4 image under qemu-system-arm (mps2-an386, "
+                              f"-icount shift={DEFAULT_ICOUNT_SHIFT}: 62.5 M instructions/s) with UART0 on a "
+                              "pseudo-terminal, until Ctrl-C.")  # fmt: skip
+    _common(p)
+    p.add_argument("--icount-shift", type=int, default=DEFAULT_ICOUNT_SHIFT, help="QEMU -icount shift: 2^S ns per instruction (default 4)")
+    p.set_defaults(func=cmd_emulate)

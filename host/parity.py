@@ -1,0 +1,183 @@
+"""`ecg-host parity`: a running device (board, virtual device, emulator) against the Python reference.
+
+Over the serial link: INFO must name the bundle's model (sha256) and preprocessing (spec
+fingerprint); the test split's windows go to the device as REPLAY_WINDOW (the model alone, compared
+with TFLM's int8 outputs and the float model's top-1), and whole records and synthetic AD8232
+streams as REPLAY_SAMPLES (the whole device path, compared with `pipeline.device` + TFLM).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from export.bundle import read_manifest, verify_files
+from export.crosscheck import ADC, iter_streams
+from export.protocol_defs import TimeUnit
+from export.runtimes import run_litert, run_tflm_int8
+from pipeline.atomic import write_bytes_atomic
+from pipeline.dataset import load_dataset, write_json_atomic
+from pipeline.device import WindowStatus, device_windows
+from pipeline.inference import select_leads
+from pipeline.preprocess import quantize_input
+
+from .link import DeviceLink, LinkError
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    int8_identical: float = 1.0
+    raw_path_identical: float = 1.0
+
+
+def check_identity(info: Any, bundle: Path, manifest: dict[str, Any], port: str) -> None:
+    sha = hashlib.sha256((bundle / "model_int8.tflite").read_bytes()).hexdigest()
+    if info.model_sha256.hex() != sha:
+        raise LinkError(f"device on {port} runs model {info.model_sha256.hex()[:16]}..., the bundle has {sha[:16]}...: flash the bundle's firmware (ecg-export firmware --bundle {bundle})")
+    if info.spec_fingerprint.hex() != manifest["spec_fingerprint"]:
+        raise LinkError(f"device on {port} preprocesses with spec {info.spec_fingerprint.hex()}, the bundle with {manifest['spec_fingerprint']}")
+
+
+def info_dict(info: Any) -> dict[str, Any]:
+    return {
+        "firmware": info.firmware, "backend": info.backend, "model_sha256": info.model_sha256.hex(),
+        "spec_fingerprint": info.spec_fingerprint.hex(), "rate_hz": info.rate_hz, "window": info.window, "hop": info.hop,
+        "adc_bits": info.adc_bits, "capabilities": int(info.capabilities), "labels": list(info.labels),
+        "input_scale": info.input_scale, "input_zero_point": info.input_zero_point,
+        "output_scale": info.output_scale, "output_zero_point": info.output_zero_point, "time_unit": info.time_unit.name,
+    }  # fmt: skip
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def plot(float_logits: np.ndarray, device_logits: np.ndarray, labels: list[str], out: Path) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pf, pd = _softmax(float_logits), _softmax(device_logits)
+    fig, axes = plt.subplots(1, len(labels), figsize=(4 * len(labels), 4))
+    for k, ax in enumerate(np.atleast_1d(axes)):
+        ax.scatter(pf[:, k], pd[:, k], s=10, alpha=0.6)
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+        ax.set(title=f"P({labels[k]})", xlabel="float model", ylabel="device (int8)", xlim=(0, 1), ylim=(0, 1))
+    fig.suptitle("device vs float model probabilities (research tool, not a medical device)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes_atomic(out, buf.getvalue())
+
+
+def run_parity(
+    port: str,
+    bundle: Path,
+    data: Path,
+    *,
+    baud: int = 115200,
+    limit: int = 0,
+    streams: int = 0,
+    synthetic_seconds: float = 60.0,
+    cpu_hz: float = 64e6,
+    timeout: float = 10.0,
+    out: Path | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, Any], list[str]]:
+    bundle, data = Path(bundle), Path(data)
+    manifest = read_manifest(bundle)
+    verify_files(bundle, manifest)
+    ds = load_dataset(data)
+    q = manifest["quantization"]
+    in_q = (float(q["input"]["scale"]), int(q["input"]["zero_point"]))
+    out_q = (float(q["output"]["scale"]), int(q["output"]["zero_point"]))
+    tflite = bundle / "model_int8.tflite"
+    idx = ds.indices("test")
+    idx = idx[:limit] if limit else idx
+    windows = select_leads(np.asarray(ds.X[idx]), ds.leads, manifest["leads"], str(data)).astype(np.float32)
+    inputs = np.stack([quantize_input(w.T.reshape(-1), *in_q) for w in windows])
+    reference = run_tflm_int8(tflite, inputs)
+    float_logits = run_litert(bundle / "model_float.tflite", windows, reference_kernels=False).logits
+
+    with DeviceLink(port, baud) as link:
+        info = link.get_info(timeout=min(timeout, 5.0))
+        check_identity(info, bundle, manifest, port)
+        device = np.zeros_like(reference)
+        times = []
+        for k, x in enumerate(tqdm(inputs, desc="replay windows", unit="win", disable=not progress)):
+            r = link.replay_window(k, x.tobytes(), timeout)
+            device[k] = np.asarray(r.logits, dtype=np.int8)
+            times.append(r.time)
+        raw_equal = raw_total = 0
+        stream_list = list(iter_streams(ds, manifest["leads"][0], None, 0, 0.0, synthetic_seconds))
+        if streams:
+            stream_list = stream_list[:streams] + [s for s in stream_list if s.name.startswith("synthetic")][:1]
+        for s in tqdm(stream_list, desc="replay streams", unit="stream", disable=not progress):
+            ref = device_windows(s.raw, s.lead_off, ds.spec, ADC.max_count)
+            results = link.replay_stream(s.raw, s.lead_off, len(ref), timeout)
+            ok = [(w, quantize_input(w.z, *in_q)) for w in ref if w.status == WindowStatus.OK]
+            tflm = run_tflm_int8(tflite, np.stack([qw for _, qw in ok])) if ok else np.zeros((0, 0), np.int8)
+            expected = {w.index: (int(w.status), None) for w in ref}
+            expected.update({w.index: (int(w.status), tuple(int(v) for v in t)) for (w, _), t in zip(ok, tflm)})
+            for r in results:
+                raw_total += 1
+                want = expected.get(r.window_index)
+                raw_equal += want is not None and want[0] == int(r.status) and (want[1] is None or want[1] == tuple(r.logits))
+            raw_total += max(0, len(ref) - len(results))
+        link.poll(0.2)
+        stats = link.stats
+
+    unit = info.time_unit
+    to_ms = (lambda t: t / 1e3) if unit == TimeUnit.MICROSECONDS else (lambda t: t / cpu_hz * 1e3)
+    report: dict[str, Any] = {
+        "port": port,
+        "device": info_dict(info),
+        "windows": int(len(inputs)),
+        "int8_identical_fraction": float((device == reference).all(axis=1).mean()) if len(inputs) else None,
+        "int8_max_lsb_diff": int(np.abs(device.astype(np.int32) - reference.astype(np.int32)).max()) if len(inputs) else 0,
+        "raw_path_identical_fraction": raw_equal / raw_total if raw_total else None,
+        "raw_path_windows": raw_total,
+        "top1_agreement_float": float((device.argmax(1) == float_logits.argmax(1)).mean()) if len(inputs) else None,
+        "frames_dropped": stats.frames_dropped,
+        "crc_errors": stats.crc_errors,
+        "dropped_bytes": stats.dropped_bytes,
+        "samples_lost": stats.samples_lost,
+        "device_errors": stats.errors,
+        "max_inference_ms": max(map(to_ms, times)) if times else None,
+        "inference_time_basis": "microseconds measured on the device" if unit == TimeUnit.MICROSECONDS else f"instructions at {cpu_hz / 1e6:g} MHz",
+    }
+    tol = Tolerances()
+    failed = []
+    for key, bound in (("int8_identical_fraction", tol.int8_identical), ("raw_path_identical_fraction", tol.raw_path_identical)):
+        v = report[key]
+        if v is None or v < bound:
+            failed.append(f"{key} {v} < {bound}")
+    report["failures"] = failed
+    if out is not None:
+        write_json_atomic(Path(out), report)
+        if len(inputs):
+            dq = (device.astype(np.float64) - out_q[1]) * out_q[0]
+            plot(float_logits, dq, list(manifest["labels"]), Path(out).with_suffix(".png"))
+    return report, failed
+
+
+def summary(report: dict[str, Any]) -> str:
+    d = report["device"]
+    return "\n".join([
+        f"device: {d['firmware']} ({d['backend']}), model {d['model_sha256'][:16]}..., spec {d['spec_fingerprint']}",
+        f"model alone: int8 outputs identical to TFLM on {report['int8_identical_fraction']:.2%} of {report['windows']} windows; "
+        f"top-1 agrees with the float model on {report['top1_agreement_float']:.2%}",
+        f"whole device path: {report['raw_path_identical_fraction']:.2%} of {report['raw_path_windows']} windows identical to the reference",
+        f"link: {report['frames_dropped']} frames dropped, {report['crc_errors']} CRC errors, {report['samples_lost']} samples lost; "
+        f"slowest inference {report['max_inference_ms']:.1f} ms ({report['inference_time_basis']})",
+    ])
