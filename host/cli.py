@@ -1,4 +1,4 @@
-"""`ecg-host`: the serial host tool. For now: list the serial ports a board may be on."""
+"""`ecg-host`: the serial host tool (ports, parity, simulate, emulate)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ecg-host",
-        description=f"Talk to an ecg-edge board over serial (monitor, record, parity and simulate arrive with the host issue). {DISCLAIMER}",
+        description=f"Talk to an ecg-edge board over serial: list ports, check a device against the Python reference, run a virtual or emulated device. {DISCLAIMER}",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("ports", help="list serial ports")
@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for any answer")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_parity)
+    from .cli_devices import add_device_commands
+
+    add_device_commands(sub)
     return parser
 
 
