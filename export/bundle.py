@@ -140,6 +140,12 @@ def read_manifest(bundle: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def quantization(manifest: dict[str, Any]) -> tuple[tuple[float, int], tuple[float, int]]:
+    """((input scale, zero point), (output scale, zero point)) of a bundle's int8 model."""
+    q = manifest["quantization"]
+    return tuple((float(q[k]["scale"]), int(q[k]["zero_point"])) for k in ("input", "output"))  # type: ignore[return-value]
+
+
 def verify_files(bundle: Path, manifest: dict[str, Any]) -> None:
     """Refuse a bundle whose files do not match the sha256s its manifest lists."""
     for rel, digest in manifest["files"].items():

@@ -13,7 +13,6 @@ Builds the core for a target (host, host-asan, cortex-m4 under QEMU), then:
 
 from __future__ import annotations
 
-import json
 import subprocess
 import tempfile
 import time
@@ -33,7 +32,7 @@ from pipeline.records import read_record
 from pipeline.sources import mitdb as mitdb_source
 from pipeline.spec import PreprocessSpec
 
-from .bundle import read_manifest
+from .bundle import quantization, read_manifest
 from .firmware import generate_firmware
 from .onnx_export import ExportError
 from .runtimes import run_tflm_int8
@@ -205,6 +204,17 @@ class PreprocessTally:
         return quantized
 
 
+def test_inputs(ds: Dataset, manifest: dict[str, Any], limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The test split's windows in the model's leads `(n, leads, window)` float32, and their int8 model
+    inputs `(n, window * leads)` in the TFLite layout, quantized as the device does."""
+    idx = ds.indices("test")
+    idx = idx[:limit] if limit else idx
+    windows = select_leads(np.asarray(ds.X[idx]), ds.leads, manifest["leads"], str(ds.path)).astype(np.float32)
+    in_q, _ = quantization(manifest)
+    inputs = [quantize_input(w.T.reshape(-1), *in_q) for w in windows]
+    return windows, np.stack(inputs) if inputs else np.zeros((0, ds.spec.window * len(manifest["leads"])), np.int8)
+
+
 def model_check(target: Target, blob: Path, tflite: Path, inputs: np.ndarray, work: Path) -> dict[str, Any]:
     """Native backend vs TFLM on the same int8 inputs `(n, features)`."""
     inputs.astype(np.int8).tofile(work / "inputs.bin")
@@ -278,15 +288,9 @@ def crosscheck(
         blob = work / "model.bin"
         blob.write_bytes(native.blob)
         tgt = build_target(target, gen, work)
-        q = manifest["quantization"]
-        in_q = (float(q["input"]["scale"]), int(q["input"]["zero_point"]))
+        in_q, _ = quantization(manifest)
         lead = manifest["leads"][0]
-
-        # model: test windows of the data set
-        idx = ds.indices("test")
-        idx = idx[:limit] if limit else idx
-        windows = select_leads(np.asarray(ds.X[idx]), ds.leads, manifest["leads"], str(data))
-        inputs = np.stack([quantize_input(w.T.reshape(-1), *in_q) for w in windows]) if len(idx) else np.zeros((0, ds.spec.window), np.int8)
+        _, inputs = test_inputs(ds, manifest, limit)
         model = model_check(tgt, blob, bundle / "model_int8.tflite", inputs, work)
         if target == "cortex-m4" and len(inputs):
             portable_check(tgt, gen, work, blob, inputs[:PORTABLE_WINDOWS], model["native"][:PORTABLE_WINDOWS])

@@ -21,7 +21,7 @@ from pipeline.dataset import replace_dir, write_json_atomic
 from pipeline.spec import PreprocessSpec
 
 from .budget import op_names
-from .bundle import read_manifest, verify_files
+from .bundle import quantization, read_manifest, verify_files
 from .c_arrays import _banner, _define, _guard, config_header, flatbuffer_array
 from .native_model import build_native_model, write_native_sources
 from .onnx_export import ExportError
@@ -70,10 +70,8 @@ def generate_firmware(bundle: Path, out: Path) -> dict[str, Any]:
         raise ExportError(f"bundle {bundle}: its spec uses the {spec.filter} filter; the device runs the causal filter only")
     tflite = (bundle / "model_int8.tflite").read_bytes()
     native = build_native_model(tflite)
-    q = manifest["quantization"]
-    in_q = (float(q["input"]["scale"]), int(q["input"]["zero_point"]))
-    out_q = (float(q["output"]["scale"]), int(q["output"]["zero_point"]))
-    in_leads = int(q["input"]["shape"][-1])
+    in_q, out_q = quantization(manifest)
+    in_leads = int(manifest["quantization"]["input"]["shape"][-1])
     sha = hashlib.sha256(tflite).hexdigest()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")

@@ -16,14 +16,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from export.bundle import read_manifest, verify_files
-from export.crosscheck import ADC, iter_streams
+from export.bundle import quantization, read_manifest, verify_files
+from export.crosscheck import ADC, iter_streams, test_inputs
 from export.protocol_defs import TimeUnit
 from export.runtimes import run_litert, run_tflm_int8
 from pipeline.atomic import write_bytes_atomic
 from pipeline.dataset import load_dataset, write_json_atomic
 from pipeline.device import WindowStatus, device_windows
-from pipeline.inference import select_leads
 from pipeline.preprocess import quantize_input
 
 from .link import DeviceLink, LinkError
@@ -98,14 +97,9 @@ def run_parity(
     manifest = read_manifest(bundle)
     verify_files(bundle, manifest)
     ds = load_dataset(data)
-    q = manifest["quantization"]
-    in_q = (float(q["input"]["scale"]), int(q["input"]["zero_point"]))
-    out_q = (float(q["output"]["scale"]), int(q["output"]["zero_point"]))
+    in_q, out_q = quantization(manifest)
     tflite = bundle / "model_int8.tflite"
-    idx = ds.indices("test")
-    idx = idx[:limit] if limit else idx
-    windows = select_leads(np.asarray(ds.X[idx]), ds.leads, manifest["leads"], str(data)).astype(np.float32)
-    inputs = np.stack([quantize_input(w.T.reshape(-1), *in_q) for w in windows])
+    windows, inputs = test_inputs(ds, manifest, limit)
     reference = run_tflm_int8(tflite, inputs)
     float_logits = run_litert(bundle / "model_float.tflite", windows, reference_kernels=False).logits
 

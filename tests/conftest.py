@@ -80,3 +80,24 @@ def demo_bundle(tmp_path_factory) -> tuple[Path, Path]:
             code = export_main(["demo", "--out-dir", str(out), "--epochs", "4", "--patients-per-class", "6", "--no-progress"])
             assert code == 0, "the demo chain failed"
     return out / "dataset", out / "bundle"
+
+
+def require_m4_toolchain() -> None:
+    """arm-none-eabi-gcc, newlib and qemu-system-arm: installed when missing under CI=true as root
+    (a failure if that cannot be done), a skip with the apt-get command elsewhere."""
+    from export import qemu
+
+    if qemu.qemu_available():
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        try:
+            qemu.ensure_toolchain()
+        except Exception as exc:  # noqa: BLE001 - any failure to install is the CI failure
+            pytest.fail(f"the Cortex-M4 toolchain is required under CI=true: {exc}")
+        return
+    pytest.skip(f"Cortex-M4 toolchain missing ({', '.join(qemu.missing_tools())}): {qemu.APT_COMMAND}")
+
+
+@pytest.fixture
+def m4_toolchain() -> None:
+    require_m4_toolchain()

@@ -7,12 +7,11 @@ under QEMU (skipped only where the toolchain cannot be installed, and never unde
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
+from conftest import require_m4_toolchain
 
 from export.cli import main as export_main
 from export.crosscheck import FIRMWARE_DIR, crosscheck
@@ -23,17 +22,6 @@ from pipeline.cli import main as pipeline_main
 pytestmark = pytest.mark.slow
 
 
-def _m4_or_skip() -> None:
-    from export.qemu import ensure_toolchain, qemu_available
-
-    if qemu_available():
-        return
-    try:
-        ensure_toolchain()
-    except Exception as exc:  # noqa: BLE001 - reported below
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"the Cortex-M4 toolchain is required under CI: {exc}")
-        pytest.skip(f"Cortex-M4 toolchain not installable here: {exc}")
 
 
 def test_generated_sources(demo_bundle, tmp_path):
@@ -98,7 +86,7 @@ def test_crosscheck_host(demo_bundle, tmp_path, target):
 
 
 def test_crosscheck_cortex_m4(demo_bundle, tmp_path):
-    _m4_or_skip()
+    require_m4_toolchain()
     data, bundle = demo_bundle
     report, failed = crosscheck(bundle, data, "cortex-m4", limit=6, raw_path_windows=4, synthetic_seconds=40, progress=False)
     assert failed == []
@@ -131,7 +119,7 @@ def test_crosscheck_ptbxl_student(shared_data, tmp_path):
     report, failed = crosscheck(bundle, data, "host", mitdb=shared_data / "mitdb", mitdb_records=3, max_seconds=300, synthetic_seconds=60, progress=False)
     assert failed == [], failed
     assert report["streams"]["100"]["windows"] == (300 * 250 - 2500) // 625 + 1
-    _m4_or_skip()
+    require_m4_toolchain()
     report, failed = crosscheck(bundle, data, "cortex-m4", mitdb=shared_data / "mitdb", mitdb_records=1, max_seconds=60,
                                 synthetic_seconds=30, limit=4, raw_path_windows=2, progress=False)  # fmt: skip
     assert failed == [], failed

@@ -7,7 +7,6 @@ Skipped when the Arm toolchain or QEMU is missing; under CI=true that is a failu
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_m4_toolchain
 
 from export import qemu
 
@@ -22,16 +22,6 @@ FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
 LOOP = 500_000  # iterations of the 2-instruction calibrated loop
 
 
-def _require_toolchain() -> None:
-    if qemu.qemu_available():
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        try:
-            qemu.ensure_toolchain()  # installs with apt-get as root, raises otherwise
-        except (qemu.ToolchainMissing, subprocess.SubprocessError, OSError) as exc:
-            pytest.fail(f"the Cortex-M4 toolchain is required under CI=true: {exc}")
-        return
-    pytest.skip(f"Cortex-M4 toolchain missing ({', '.join(qemu.missing_tools())}): {qemu.APT_COMMAND}")
 
 
 def _make(target: str, build: Path, gen: Path, program: str, *extra: str) -> Path:
@@ -44,7 +34,7 @@ def _make(target: str, build: Path, gen: Path, program: str, *extra: str) -> Pat
 
 @pytest.fixture(scope="module")
 def elf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    _require_toolchain()
+    require_m4_toolchain()
     gen = tmp_path_factory.mktemp("gen")  # empty: the self-test does not use the core
     return _make("cortex-m4", tmp_path_factory.mktemp("m4"), gen, "m4_selftest.elf")
 
@@ -151,7 +141,7 @@ def test_stack_high_water(elf: Path, tmp_path: Path) -> None:
 
 
 def test_stack_size_is_configurable(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
-    _require_toolchain()
+    require_m4_toolchain()
     build, gen = tmp_path_factory.mktemp("m4big"), tmp_path_factory.mktemp("gen")
     big = _make("cortex-m4", build, gen, "m4_selftest.elf", "M4_STACK_BYTES=8192")
     assert qemu.elf_size(big)["stack"] == 8192

@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+from conftest import require_m4_toolchain
 
 import tflite_ops as ops
 from export.native_model import (
@@ -699,19 +700,12 @@ int main(void) {
 # --------------------------------------------------------------------------- Cortex-M4 under QEMU
 
 
-def _qemu_ready() -> bool:
-    try:
-        from export.qemu import qemu_available
-    except ImportError:
-        return False
-    return qemu_available() and (FIRMWARE / "mk" / "cortex-m4.mk").is_file()
-
-
-needs_qemu = pytest.mark.skipif(not _qemu_ready(), reason="arm-none-eabi-gcc, newlib or qemu-system-arm missing")
+needs_qemu = pytest.mark.usefixtures("m4_toolchain")
 
 
 @pytest.fixture(scope="module")
 def m4_runners(tmp_path_factory) -> dict[str, Path]:
+    require_m4_toolchain()
     root = tmp_path_factory.mktemp("nn-m4")
     return {b.name: build_runner(b, root) for b in M4_BUILDS}
 

@@ -15,6 +15,7 @@ import tty
 from pathlib import Path
 
 import pytest
+from conftest import require_m4_toolchain
 
 from host.cli import main as host_main
 from host.devices import emulate, simulate
@@ -24,17 +25,6 @@ from host.parity import run_parity
 pytestmark = pytest.mark.slow
 
 
-def _m4_or_skip() -> None:
-    from export.qemu import ensure_toolchain, qemu_available
-
-    if qemu_available():
-        return
-    try:
-        ensure_toolchain()
-    except Exception as exc:  # noqa: BLE001 - reported below
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"the Cortex-M4 toolchain is required under CI: {exc}")
-        pytest.skip(f"Cortex-M4 toolchain not installable here: {exc}")
 
 
 def _check(report: dict) -> None:
@@ -59,7 +49,7 @@ def test_parity_against_simulate(demo_bundle, tmp_path):
 
 
 def test_parity_against_emulate(demo_bundle, tmp_path):
-    _m4_or_skip()
+    require_m4_toolchain()
     data, bundle = demo_bundle
     with emulate(bundle) as dev:
         report, failed = run_parity(dev.port, bundle, data, limit=6, streams=1, synthetic_seconds=20, timeout=30, progress=False)

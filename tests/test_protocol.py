@@ -9,7 +9,6 @@ on the Cortex-M4 under QEMU.
 from __future__ import annotations
 
 import copy
-import os
 import random
 import re
 import shutil
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from conftest import require_m4_toolchain
 
 from export.crosscheck import FIRMWARE_DIR
 from export.firmware import generate_firmware
@@ -78,14 +78,6 @@ def gen_dir(demo_bundle, tmp_path_factory) -> Path:
     return gen
 
 
-def _qemu_or_skip() -> None:
-    from export.qemu import qemu_available
-
-    if not qemu_available():
-        msg = "qemu-system-arm or arm-none-eabi-gcc is missing"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"the Cortex-M4 toolchain is required under CI: {msg}")
-        pytest.skip(msg)
 
 
 @pytest.fixture(scope="module", params=TARGETS)
@@ -93,7 +85,7 @@ def tool(request, gen_dir, tmp_path_factory) -> Callable[..., None]:
     """Runs proto_tool of one target with file arguments; a non-zero exit fails the test."""
     target = request.param
     if target == "cortex-m4":
-        _qemu_or_skip()
+        require_m4_toolchain()
     build = tmp_path_factory.mktemp(f"proto-{target}")
     program = build / ("proto_tool.elf" if target == "cortex-m4" else "proto_tool")
     cmd = ["make", "-s", "-j8", "-C", str(FIRMWARE_DIR), f"TARGET={target}", f"GEN={gen_dir}", f"BUILD={build}", str(program)]

@@ -13,6 +13,7 @@
 #include "ecg_config.h"
 #include "ecg_core.h"
 #include "ecg_infer.h"
+#include "harness_util.h"
 #include "rt_io.h"
 
 #define CHUNK 64
@@ -22,19 +23,7 @@ static ecg_core core;
 
 static int fail(const char *what, const char *detail)
 {
-    char line[200] = "device_image: ";
-    strncat(line, what, sizeof line - strlen(line) - 1);
-    strncat(line, detail, sizeof line - strlen(line) - 1);
-    rt_log(line);
-    return 1;
-}
-
-static void le32(uint8_t *out, uint32_t v)
-{
-    out[0] = (uint8_t)v;
-    out[1] = (uint8_t)(v >> 8);
-    out[2] = (uint8_t)(v >> 16);
-    out[3] = (uint8_t)(v >> 24);
+    return harness_fail("device_image", what, detail);
 }
 
 int harness_main(int argc, char **argv)
@@ -75,10 +64,10 @@ int harness_main(int argc, char **argv)
             }
             if (got == 1) {
                 memset(rec, 0, sizeof rec);
-                le32(rec, r.window_index);
-                le32(rec + 4, r.first_sample);
-                le32(rec + 8, (uint32_t)r.status);
-                le32(rec + 12, (uint32_t)r.label);
+                harness_le32(rec, r.window_index);
+                harness_le32(rec + 4, r.first_sample);
+                harness_le32(rec + 8, (uint32_t)r.status);
+                harness_le32(rec + 12, (uint32_t)r.label);
                 memcpy(rec + 16, r.logits, ECG_NUM_LABELS);
                 bad = rt_write(out, rec, sizeof rec) != sizeof rec;
             }

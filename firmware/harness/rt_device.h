@@ -26,11 +26,13 @@ typedef void (*rt_device_tick_fn)(void);
 int rt_device_serial_open(const char *spec);
 /* Up to n received bytes; never blocks (0 when nothing is waiting). */
 size_t rt_device_serial_read(uint8_t *buf, size_t n);
-/* Send n bytes, waiting while the line is busy. Bytes nobody can take are dropped, as a UART with
- * nothing attached would: host: the other side of the pty is closed, or the line stayed blocked for
- * 50 ms; QEMU drops them itself while no client has the pty open. */
+/* Send n bytes, waiting while the line is busy. Bytes nobody takes are dropped, as a UART with
+ * nothing attached would: when the line stayed blocked for 50 ms (a client that does not read; then
+ * at once until it moves again), and on the host when the other side of the pty is closed. Under
+ * QEMU the pty backend drops while no client is connected and, with a client that does not read,
+ * blocks inside the UART write: the emulated board (and its virtual time) stands still until read. */
 void rt_device_serial_write(const uint8_t *data, size_t n);
-/* Bytes dropped by rt_device_serial_write (host; 0 on the M4). */
+/* Bytes dropped by rt_device_serial_write. */
 uint32_t rt_device_serial_dropped(void);
 
 /* Call `fn` from the timer interrupt `hz` times per second. 0 on success, -1 with rt_device_error(). */

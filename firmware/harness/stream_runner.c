@@ -17,6 +17,7 @@
 #include "ecg_config.h"
 #include "ecg_core.h"
 #include "ecg_infer.h"
+#include "harness_util.h"
 #include "rt_io.h"
 
 #define CHUNK 1024
@@ -27,31 +28,19 @@ static uint32_t samples[CHUNK];
 static float z[ECG_WINDOW_SAMPLES];
 static int8_t q[ECG_WINDOW_SAMPLES];
 
-static void le32(uint8_t *out, uint32_t v)
-{
-    out[0] = (uint8_t)v;
-    out[1] = (uint8_t)(v >> 8);
-    out[2] = (uint8_t)(v >> 16);
-    out[3] = (uint8_t)(v >> 24);
-}
-
 static int fail(const char *what, const char *detail)
 {
-    char line[200] = "stream_runner: ";
-    strncat(line, what, sizeof line - strlen(line) - 1);
-    strncat(line, detail, sizeof line - strlen(line) - 1);
-    rt_log(line);
-    return 1;
+    return harness_fail("stream_runner", what, detail);
 }
 
 static int write_window(rt_file *out, const ecg_result *r)
 {
     uint8_t head[16 + LOGIT_BYTES];
     memset(head, 0, sizeof head);
-    le32(head, r->window_index);
-    le32(head + 4, r->first_sample);
-    le32(head + 8, (uint32_t)r->status);
-    le32(head + 12, (uint32_t)r->label);
+    harness_le32(head, r->window_index);
+    harness_le32(head + 4, r->first_sample);
+    harness_le32(head + 8, (uint32_t)r->status);
+    harness_le32(head + 12, (uint32_t)r->label);
     memcpy(head + 16, r->logits, ECG_NUM_LABELS);
     if (r->status != ECG_STATUS_OK) {
         memset(q, 0, sizeof q);
