@@ -5,7 +5,7 @@
  *
  *   device_firmware [--serial PATH|fd:N] [--samples FILE [--loop]] [--heart-rate BPM] [--seed N]
  *                   [--lead-off EVERY_S,FOR_S] [--adc-bits N] [--seconds S] [--report S]
- *                   [--stall AT_S,MS]
+ *                   [--stall AT_S,MS] [--busy-after-rx MS]
  *
  * --serial      host: the tty or pty to talk on ("fd:N": an inherited descriptor); the M4 uses UART0
  * --samples     raw ADC readings instead of the signal model: one uint32 LE per sample, bits 0-15 the
@@ -20,6 +20,9 @@
  * --report      also print the counters every S seconds of samples (QEMU ends without a last word)
  * --stall       after AT_S seconds of samples the main loop stops for MS milliseconds, once: a board
  *               too slow for a moment (more than the ring's 2 s loses samples; tests use it)
+ * --busy-after-rx  the main loop stays busy MS milliseconds after handing bytes to the app (an
+ *               inference in the middle of a read on a slow board: the app must not take that for an
+ *               idle line; tests use it)
  *
  * The console (stderr on the host, semihosting on the M4) gets "device: ..." lines: start-up, errors,
  * and the counters at the end.
@@ -55,6 +58,7 @@ static volatile uint32_t file_underruns; /* ticks that found the ring empty befo
 static volatile uint32_t produced;
 static uint32_t report_every; /* samples between counter lines; 0: at the end only */
 static uint32_t stall_at, stall_ms; /* --stall */
+static uint32_t busy_after_rx_ms;   /* --busy-after-rx */
 static uint32_t produce_limit; /* 0: no limit */
 static volatile uint8_t done;
 
@@ -193,7 +197,7 @@ static int usage(const char *why)
 {
     say(why, NULL);
     rt_log("usage: device_firmware [--serial PATH|fd:N] [--samples FILE [--loop]] [--heart-rate BPM] [--seed N] "
-           "[--lead-off EVERY_S,FOR_S] [--adc-bits N] [--seconds S] [--report S] [--stall AT_S,MS]");
+           "[--lead-off EVERY_S,FOR_S] [--adc-bits N] [--seconds S] [--report S] [--stall AT_S,MS] [--busy-after-rx MS]");
     return 2;
 }
 
@@ -215,6 +219,14 @@ static int number(const char *s, long lo, long hi, long *out)
     }
     *out = v;
     return 0;
+}
+
+/* The main loop busy for `ms` (the sample interrupt keeps filling the ring). */
+static void busy_wait(uint32_t ms)
+{
+    const uint32_t t0 = rt_device_millis();
+    while (ms != 0 && rt_device_millis() - t0 < ms) {
+    }
 }
 
 /* "A,B" as two numbers in their ranges. */
@@ -275,6 +287,8 @@ int harness_main(int argc, char **argv)
             }
             sc.lead_off_every_s = (uint16_t)every;
             sc.lead_off_for_s = (uint16_t)len;
+        } else if (strcmp(a, "--busy-after-rx") == 0 && number(next, 0, 60000L, &v) == 0) {
+            busy_after_rx_ms = (uint32_t)v;
         } else if (strcmp(a, "--stall") == 0) {
             long at, ms;
             if (pair(next, &at, 1, 16000000L, &ms, 1, 600000L) != 0) {
@@ -328,15 +342,13 @@ int harness_main(int argc, char **argv)
         const size_t n = rt_device_serial_read(rx, sizeof rx);
         if (n > 0) {
             ecg_app_on_rx(app, rx, n);
+            busy_wait(busy_after_rx_ms);
         }
         ecg_app_poll(app);
         refill();
         if (stall_at != 0 && produced >= stall_at) {
-            const uint32_t t0 = rt_device_millis();
             stall_at = 0;
-            while (rt_device_millis() - t0 < stall_ms) {
-                /* the sample interrupt keeps filling the ring */
-            }
+            busy_wait(stall_ms);
         }
         if (report_every != 0 && produced >= next_report + report_every) {
             next_report += report_every;

@@ -142,7 +142,8 @@ struct ecg_app {
     uint8_t tx[ECG_APP_TX_BYTES];
     ecg_proto_tx txs;
     app_reader rd;
-    uint32_t last_rx_ms;
+    uint8_t rx_seen;      /* bytes came since the last poll */
+    uint32_t quiet_since; /* the poll that last saw bytes: the line is idle from then on */
     /* The host frame accepted last (retransmissions are ACKed again, not applied). */
     uint8_t have_last;
     uint8_t last_type;
@@ -723,7 +724,7 @@ int ecg_app_init(ecg_app *app, const ecg_app_platform *platform)
     app->streaming = 1;
     ecg_proto_tx_init(&app->txs);
     rd_init(&app->rd);
-    app->last_rx_ms = app->pf.millis(app->pf.ctx);
+    app->quiet_since = app->pf.millis(app->pf.ctx);
 #if !ECG_APP_NO_MODEL
     app->model_ready = ecg_core_init(&app->core, app->adc_max, app->hop) == 0;
     if (app->model_ready) {
@@ -786,7 +787,7 @@ void ecg_app_on_rx(ecg_app *app, const uint8_t *data, size_t n)
     if (n == 0) {
         return;
     }
-    app->last_rx_ms = app->pf.millis(app->pf.ctx);
+    app->rx_seen = 1;
     for (i = 0; i < n; i++) {
         rd_push(&app->rd, data[i], on_frame, app);
     }
@@ -795,7 +796,13 @@ void ecg_app_on_rx(ecg_app *app, const uint8_t *data, size_t n)
 void ecg_app_poll(ecg_app *app)
 {
     const uint32_t now = app->pf.millis(app->pf.ctx);
-    if (rd_pending(&app->rd) && now - app->last_rx_ms >= ECG_PROTO_IDLE_FLUSH_MS) {
+    /* Idle flush: the line counts as silent from the first poll that saw no new bytes, not from the
+     * last byte: time the device itself was busy (an inference in the middle of a read) is not
+     * silence, and the bytes that came meanwhile are read before this poll. */
+    if (app->rx_seen) {
+        app->rx_seen = 0;
+        app->quiet_since = now;
+    } else if (rd_pending(&app->rd) && now - app->quiet_since >= ECG_PROTO_IDLE_FLUSH_MS) {
         rd_flush(&app->rd, on_frame, app);
     }
 #if !ECG_APP_NO_MODEL

@@ -22,6 +22,7 @@
 static int serial_fd = -1;
 static int serial_hangup;         /* the other side of a pty is closed */
 static uint32_t serial_dropped;
+static int serial_stuck;          /* the last wait for room timed out */
 static char error_text[160];
 
 static timer_t timer_id;
@@ -188,14 +189,17 @@ void rt_device_serial_write(const uint8_t *data, size_t n)
         ssize_t w = write(serial_fd, data + done, n - done);
         if (w > 0) {
             done += (size_t)w;
+            serial_stuck = 0;
             continue;
         }
         if (w < 0 && errno == EINTR) {
             continue;
         }
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && wait_writable(WRITE_WAIT_MS)) {
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && !serial_stuck && wait_writable(WRITE_WAIT_MS)) {
             continue;
         }
+        /* A client that does not read: drop, and drop at once until the line moves again. */
+        serial_stuck = 1;
         serial_dropped += (uint32_t)(n - done);
         return;
     }

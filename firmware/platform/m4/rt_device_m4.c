@@ -3,7 +3,7 @@
  * UART0 (0x40004000, receive IRQ 0): QEMU's model holds one received byte and takes the next from
  * the pty only once that one is read, so nothing is lost here: the receive interrupt moves bytes into
  * a ring and, when the ring is full, leaves the byte in the UART (the main loop collects it, and QEMU
- * holds the rest back). Transmission polls the TX-full flag.
+ * holds the rest back). Transmission polls the TX-full flag (and gives up after 50 ms, see below).
  * Timer 0 (0x40000000, IRQ 8) runs from the 25 MHz peripheral clock: RELOAD = 25e6 / hz - 1.
  *
  * This file is linked into every Cortex-M4 program: its interrupt handlers only reach the ring
@@ -120,19 +120,35 @@ size_t rt_device_serial_read(uint8_t *buf, size_t n)
     return got;
 }
 
+/* QEMU holds the transmitter full while the pty's reader lets its buffer fill up. A UART does not
+ * wait for its listener: after TX_WAIT_MS the rest of the write is dropped (and counted), so a host
+ * that writes without reading cannot deadlock the firmware. */
+#define TX_WAIT_MS 50u
+static uint32_t tx_dropped;
+static int tx_stuck; /* the last wait timed out: drop at once until the line moves again */
+
 void rt_device_serial_write(const uint8_t *data, size_t n)
 {
     size_t i;
     for (i = 0; i < n; i++) {
-        while (M4_REG(UART_STATE) & STATE_TX_FULL) {
+        if (M4_REG(UART_STATE) & STATE_TX_FULL) {
+            const uint32_t t0 = rt_device_millis();
+            while (M4_REG(UART_STATE) & STATE_TX_FULL) {
+                if (tx_stuck || rt_device_millis() - t0 >= TX_WAIT_MS) {
+                    tx_stuck = 1;
+                    tx_dropped += (uint32_t)(n - i);
+                    return;
+                }
+            }
         }
+        tx_stuck = 0;
         M4_REG(UART_DATA) = data[i];
     }
 }
 
 uint32_t rt_device_serial_dropped(void)
 {
-    return 0;
+    return tx_dropped;
 }
 
 /* ---- timer ------------------------------------------------------------------------------------- */
