@@ -6,6 +6,7 @@ host/cli.py adds them with `add_device_commands(subparsers)`.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -40,10 +41,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work", type=Path, help="build cache (default $ECG_EDGE_CACHE/devices or ~/.cache/ecg-edge/devices)")
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _run(kind: str, start: Any, args: argparse.Namespace, **extra: Any) -> int:
     from export.onnx_export import ExportError
     from export.qemu import ToolchainMissing
 
+    # SIGTERM ends the command like Ctrl-C: the device is stopped, not left behind.
+    signal.signal(signal.SIGTERM, _interrupt)
     opts = SignalOptions(args.heart_rate, args.seed, args.lead_off)
     what = f"record {args.record}" if args.record else "the AD8232 signal model"
     print(f"building and starting the {kind} device ({what}) ...", flush=True)

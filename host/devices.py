@@ -292,8 +292,9 @@ def _start(kind: str, build: DeviceBuild, command: list[str], link: Path | None,
         link = Path(link)
         if link.exists() and not link.is_symlink():
             raise DeviceError(f"--link {link}: exists and is not a symlink")
+    # Same process group: Ctrl-C in a terminal stops the device too (it prints its counters on SIGINT).
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            pass_fds=pass_fds, cwd=cwd, start_new_session=True)  # fmt: skip
+                            pass_fds=pass_fds, cwd=cwd)  # fmt: skip
     dev = Device(kind, port or "", command, build, None, proc, _scratch=scratch)
     ready = threading.Event()
     port_box: list[str] = []
