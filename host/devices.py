@@ -75,17 +75,6 @@ class DeviceBuild:
     extra_cflags: str
 
 
-def _native_limits(gen: Path) -> str:
-    """-D flags sizing the native interpreter's tables to the model (nn_model.h NN_MAX_OPS/TENSORS
-    default to 48/96: about 2.5 KB of RAM the demo model does not use)."""
-    header = (gen / "ecg_native_model.h").read_text()
-    ops = re.search(r"#define ECG_NATIVE_OPS (\d+)", header)
-    tensors = re.search(r"#define ECG_NATIVE_TENSORS (\d+)", header)
-    if not ops or not tensors:
-        return ""
-    return f"-DNN_MAX_OPS={ops.group(1)} -DNN_MAX_TENSORS={tensors.group(1)}"
-
-
 def _generate(bundle: Path, gen: Path) -> dict[str, Any]:
     """The bundle's generated sources in `gen`, rewritten only when they changed (keeps make's timestamps)."""
     from export.firmware import generate_firmware
@@ -133,7 +122,7 @@ def build_device(bundle: Path, target: str, work: Path | None = None, *, no_mode
     with open(root / ".lock", "w") as lock:
         _lock(lock, root)
         info = _generate(bundle, root / "generated")
-        flags = " ".join(f for f in (_native_limits(root / "generated"), "-DECG_APP_NO_MODEL=1" if no_model else "") if f)
+        flags = "-DECG_APP_NO_MODEL=1" if no_model else ""  # the Makefile sizes the interpreter to the model
         build = root / f"build-{target}{'-nomodel' if no_model else ''}"
         make(target, root / "generated", build, [PROGRAM], flags)
     program = build / (f"{PROGRAM}.elf" if target == "cortex-m4" else PROGRAM)

@@ -9,6 +9,7 @@ another baud rate and a device that stopped answering all end in a `LinkError` t
 
 from __future__ import annotations
 
+import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -76,7 +77,7 @@ class DeviceLink:
         self.ser = open_port(port, baud) if isinstance(port, str) else port
         self.port = self.ser.port or str(port)
         self.reader = Reader()
-        self.encoder = Encoder()
+        self.encoder = Encoder(random.randrange(1 << 16))  # a fresh seq: never taken for a resend of an earlier session's frame
         self.stats = LinkStats()
         self.info: Info | None = None
         self._last_seq: int | None = None

@@ -177,3 +177,21 @@ def test_selftest_on_the_host(tmp_path_factory: pytest.TempPathFactory, tmp_path
     sqrt = subprocess.run([str(exe), "--sqrt", "2"], capture_output=True, text=True).stderr
     assert abs(_values(sqrt, "sqrt")["micro"] - 1_414_214) <= 1
     assert (tmp_path / "out.bin").read_bytes() == bytes(range(256)) * 40
+
+
+def test_plain_make_of_the_device_image_fits(demo_bundle: tuple[Path, Path], tmp_path: Path) -> None:
+    """A plain `make` of the complete firmware image sizes the interpreter to the model and fits 48 KiB RAM / 96 KiB flash."""
+    require_m4_toolchain()
+    from export.firmware import generate_firmware
+
+    gen = tmp_path / "gen"
+    generate_firmware(demo_bundle[1], gen)
+    header = (gen / "ecg_native_model.h").read_text()
+    ops, tensors = (int(re.search(rf"#define ECG_NATIVE_{k} (\d+)", header).group(1)) for k in ("OPS", "TENSORS"))
+    build = tmp_path / "build"
+    dry = subprocess.run(["make", "-n", "-C", str(FIRMWARE), "TARGET=cortex-m4", f"GEN={gen}", f"BUILD={build}", str(build / "device_firmware.elf")],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    compiles = [ln for ln in dry.splitlines() if " -c " in ln]
+    assert compiles and all(f"-DNN_MAX_OPS={ops} " in ln and f"-DNN_MAX_TENSORS={tensors} " in ln for ln in compiles)
+    s = qemu.elf_size(_make("cortex-m4", build, gen, "device_firmware.elf"))
+    assert s["ram_bytes"] <= 48 * 1024 and s["flash_bytes"] <= 96 * 1024, s

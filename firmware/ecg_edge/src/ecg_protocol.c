@@ -48,7 +48,7 @@ uint16_t ecg_proto_pack_sample(uint16_t adc, int lead_off)
 
 uint16_t ecg_proto_sample_at(const ecg_proto_samples *s, unsigned i)
 {
-    return (uint16_t)(s->raw[2u * i] | (s->raw[2u * i + 1u] << 8));
+    return (uint16_t)(s->raw[2u * i] | ((uint16_t)s->raw[2u * i + 1u] << 8));
 }
 
 static int hex_digit(char c)
@@ -579,7 +579,7 @@ static void reader_scan(ecg_proto_reader *r, ecg_proto_frame_fn on_frame, void *
         if (r->len < ECG_PROTO_HEADER_BYTES) {
             return;
         }
-        n = (uint16_t)(b[6] | (b[7] << 8));
+        n = (uint16_t)(b[6] | ((uint16_t)b[7] << 8));
         if (n > ECG_PROTO_MAX_PAYLOAD) {
             r->header_errors++;
             reader_reject(r);
@@ -590,13 +590,13 @@ static void reader_scan(ecg_proto_reader *r, ecg_proto_frame_fn on_frame, void *
             return;
         }
         if (ecg_proto_crc16(ECG_PROTO_CRC_INIT, b + 2, ECG_PROTO_HEADER_BYTES - 2u + n) !=
-            (uint16_t)(b[size - 2] | (b[size - 1] << 8))) {
+            (uint16_t)(b[size - 2] | ((uint16_t)b[size - 1] << 8))) {
             r->crc_errors++;
             reader_reject(r);
             continue;
         }
         f.type = b[3];
-        f.seq = (uint16_t)(b[4] | (b[5] << 8));
+        f.seq = (uint16_t)(b[4] | ((uint16_t)b[5] << 8));
         f.len = n;
         f.payload = b + ECG_PROTO_HEADER_BYTES;
         r->frames++;
