@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml .ci/constraints.txt .ci/setup.sh
 	touch $@
 
 demo: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/ecg-export demo
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/ecg-host demo
 
 test: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n 2 -q

@@ -8,7 +8,7 @@ PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 
 # Debian packages: host C build and static analysis, the Cortex-M4 toolchain and QEMU for the firmware tests.
-APT_PACKAGES=(make gcc cppcheck gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm arduino-builder arduino-core-avr arduino-ctags simavr libsimavr-dev)
+APT_PACKAGES=(make gcc cppcheck gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm arduino-builder arduino-core-avr arduino-ctags simavr libsimavr-dev tmux)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -21,6 +21,7 @@ from pipeline.checkpoint import Checkpoint, load_checkpoint
 from pipeline.dataset import Dataset, load_dataset, replace_dir, write_json_atomic
 from pipeline.inference import select_leads
 from pipeline.models import model_stats
+from pipeline.quality import Uncertainty, threshold_q
 
 from .budget import budget
 from .c_arrays import write_firmware_sources
@@ -100,7 +101,8 @@ def build_bundle(
         stats = model_stats(ckpt.model, ckpt.in_leads, ckpt.spec.window)
         cost = budget(int8, macs=stats.macs)
         in_q, out_q = (models.input_q.scale, models.input_q.zero_point), (models.output_q.scale, models.output_q.zero_point)
-        write_firmware_sources(tmp / "firmware", int8, ckpt.spec, ckpt.label_names, in_q, out_q, in_leads=ckpt.in_leads)
+        unc = ckpt.uncertainty
+        write_firmware_sources(tmp / "firmware", int8, ckpt.spec, ckpt.label_names, in_q, out_q, in_leads=ckpt.in_leads, uncertainty=unc)
         report = parity(ckpt, onnx, models.float_path, models.int8_path, ds, limit=parity_limit)
         write_parity(report, tmp)
         failed = failures(report, tol)
@@ -120,6 +122,7 @@ def build_bundle(
             },
             "checks": {"onnx_vs_torch_max_abs": onnx_diff, "float_tflite_vs_onnx_max_abs": tfl_diff, "tolerance": FLOAT_TOLERANCE},
             "budget": cost,
+            "uncertainty": {**unc.to_dict(), "confidence_threshold_q": threshold_q(unc.confidence_threshold)},
             "parity": {"tolerances": asdict(tol), "failures": failed, "data": report["data"]},
             "metrics": {"best_epoch": ckpt.extra.get("best_epoch"), "history_last": (ckpt.extra.get("history") or [None])[-1]},
             "versions": versions(),
@@ -144,6 +147,11 @@ def quantization(manifest: dict[str, Any]) -> tuple[tuple[float, int], tuple[flo
     """((input scale, zero point), (output scale, zero point)) of a bundle's int8 model."""
     q = manifest["quantization"]
     return tuple((float(q[k]["scale"]), int(q[k]["zero_point"])) for k in ("input", "output"))  # type: ignore[return-value]
+
+
+def manifest_uncertainty(manifest: dict[str, Any]) -> Uncertainty:
+    """A bundle's confidence threshold and quality rule; bundles made before they existed: threshold 0, no rule."""
+    return Uncertainty.from_dict(manifest.get("uncertainty"))
 
 
 def verify_files(bundle: Path, manifest: dict[str, Any]) -> None:

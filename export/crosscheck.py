@@ -6,8 +6,12 @@ Builds the core for a target (host, host-asan, cortex-m4 under QEMU), then:
 - preprocessing: whole records streamed sample by sample at 250 Hz as ADC counts (the test split's
   records, MIT-BIH records, synthetic AD8232 streams with drift, mains, saturation and lead-off)
   through `stream_runner` and through `pipeline.device`: window status, z-scores and int8 inputs;
+- statuses: with the bundle's quality rule (`pipeline.quality`) the stream check covers FLAT and NOISY
+  too, and the raw path LOW_CONFIDENCE (the bundle's confidence threshold on TFLM's outputs,
+  `quality.low_confidence_int8`); `status_counts` counts the reference's final statuses, and the
+  synthetic streams include a stretch of every kind (`quality_stream`);
 - raw path: the same streams through `device_image` (filter -> window -> model on the device)
-  against TFLM on the reference's quantized windows;
+  against TFLM on the reference's quantized windows: logits and status;
 - cost: flash and RAM of the Cortex-M4 image, instructions per inference, per MAC and per sample.
 """
 
@@ -25,14 +29,15 @@ from tqdm import tqdm
 
 from pipeline.ad8232 import AD8232Config, Disturbances, mv_to_counts, to_adc
 from pipeline.dataset import Dataset, load_dataset, write_json_atomic
-from pipeline.device import DeviceWindow, WindowStatus, device_windows
+from pipeline.device import WindowStatus, device_windows
 from pipeline.inference import select_leads
 from pipeline.preprocess import quantize_input, resample
+from pipeline.quality import QualityStatus, Uncertainty, low_confidence_int8
 from pipeline.records import read_record
 from pipeline.sources import mitdb as mitdb_source
 from pipeline.spec import PreprocessSpec
 
-from .bundle import quantization, read_manifest
+from .bundle import manifest_uncertainty, quantization, read_manifest
 from .firmware import generate_firmware
 from .onnx_export import ExportError
 from .runtimes import run_tflm_int8
@@ -142,6 +147,70 @@ def synthetic_streams(spec: PreprocessSpec, seconds: float, seed: int = 0) -> li
         ecg = simulate_ecg(label, seconds, spec.fs, rng)[:n] * gain
         raw, off = to_adc(ecg, spec.fs, rng, ADC, dist)
         out.append(Stream(f"synthetic_{kind}_{i}", raw, off))
+    out.append(quality_stream(spec, seconds, seed + 1))
+    return out
+
+
+def quality_stream(spec: PreprocessSpec, seconds: float, seed: int = 0) -> Stream:
+    """An AD8232 stream, without lead-off flags, that passes through every signal-quality status:
+    clean ECG, a stuck input (the same count for 3 s), a signal too small to read, EMG, strong mains
+    hum, and electrode pops (steps larger than the ECG), each `seconds / 6` long."""
+    from pipeline.synthetic import simulate_ecg
+
+    rng = np.random.default_rng(seed)
+    n = int(seconds * spec.fs)
+    part = n // 6
+    ecg = simulate_ecg("NORMAL", seconds, spec.fs, rng)[:n].copy()
+    t = np.arange(n) / spec.fs
+    tiny, emg, mains, pops = (slice(k * part, (k + 1) * part) for k in (2, 3, 4, 5))
+    ecg[tiny] *= 0.01
+    ecg[emg] += 0.4 * rng.standard_normal(part)
+    ecg[mains] += 1.0 * np.sin(2 * np.pi * 50.0 * t[mains])
+    for t0 in range(pops.start + 300, pops.stop, int(4.3 * spec.fs)):  # a pop every 4.3 s, alternating sign
+        sign = 1 if (t0 // 7) % 2 else -1
+        ecg[t0:] += sign * 2.5 * np.exp(-(np.arange(n - t0)) / (0.15 * spec.fs))
+    raw, off = to_adc(ecg, spec.fs, rng, ADC, Disturbances.none())
+    stuck = slice(part + part // 3, part + part // 3 + int(3 * spec.fs))
+    raw[stuck] = raw[stuck.start]
+    return Stream("synthetic_quality", raw, off)
+
+
+@dataclass
+class ReferenceWindow:
+    """What the device must answer for one window: its final status, and for a classified one
+    (OK or LOW_CONFIDENCE) the int8 model input and TFLM's int8 outputs."""
+
+    index: int
+    start: int
+    status: QualityStatus
+    z: np.ndarray | None
+    q: np.ndarray | None
+    logits: np.ndarray | None
+
+    @property
+    def classified(self) -> bool:
+        return self.logits is not None
+
+
+def reference_windows(
+    raw: np.ndarray, lead_off: np.ndarray, spec: PreprocessSpec, tflite: Path, in_q: tuple[float, int], out_q: tuple[float, int],
+    uncertainty: Uncertainty, adc_max: int = ADC.max_count, hop: int | None = None,
+) -> list[ReferenceWindow]:  # fmt: skip
+    """The whole device path in Python: `pipeline.device` with the bundle's quality rule, the model
+    through TFLM, then the confidence threshold. The one reference of crosscheck and host parity."""
+    windows = device_windows(raw, lead_off, spec, adc_max, hop=hop, quality=uncertainty.quality)
+    ok = [w for w in windows if w.status == WindowStatus.OK]
+    qs = [quantize_input(w.z, *in_q) for w in ok]
+    logits = run_tflm_int8(tflite, np.stack(qs)) if ok else np.zeros((0, 0), np.int8)
+    low = low_confidence_int8(logits, out_q[0], uncertainty.confidence_threshold) if ok else np.zeros(0, bool)
+    by_index = {w.index: (q, y, bool(lo)) for w, q, y, lo in zip(ok, qs, logits, low)}
+    out = []
+    for w in windows:
+        if w.index in by_index:
+            q, y, lo = by_index[w.index]
+            out.append(ReferenceWindow(w.index, w.start, QualityStatus.LOW_CONFIDENCE if lo else QualityStatus.OK, w.z, q, y))
+        else:
+            out.append(ReferenceWindow(w.index, w.start, QualityStatus(int(w.status)), None, None, None))
     return out
 
 
@@ -178,30 +247,58 @@ class PreprocessTally:
     input_total: int = 0
     samples: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
+    status_counts: dict[str, int] = field(default_factory=lambda: {s.name: 0 for s in QualityStatus})
     per_stream: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def add(self, name: str, ref: list[DeviceWindow], dev: np.ndarray, in_q: tuple[float, int]) -> list[np.ndarray]:
-        """Compare one stream; returns the reference's quantized OK windows (for the raw-path check)."""
+    def add(self, name: str, ref: list[ReferenceWindow], dev: np.ndarray) -> None:
+        """Compare one stream of `stream_runner -n` records (statuses before the model: a reference
+        LOW_CONFIDENCE window is OK there) with the reference."""
         if len(dev) != len(ref):
             raise ExportError(f"{name}: the device emitted {len(dev)} windows, the reference {len(ref)}")
-        quantized = []
         diff = 0.0
         for w, d in zip(ref, dev):
+            pre_model = QualityStatus.OK if w.classified else w.status
             self.windows += 1
-            self.statuses[w.status.name] = self.statuses.get(w.status.name, 0) + 1
-            self.status_equal += int(d["status"]) == int(w.status) and int(d["index"]) == w.index and int(d["first"]) == w.start
-            if w.status != WindowStatus.OK or int(d["status"]) != int(w.status):
-                quantized.append(None)
+            self.statuses[pre_model.name] = self.statuses.get(pre_model.name, 0) + 1
+            self.status_counts[w.status.name] += 1
+            self.status_equal += int(d["status"]) == int(pre_model) and int(d["index"]) == w.index and int(d["first"]) == w.start
+            if w.q is None or int(d["status"]) != int(pre_model):
                 continue
-            q = quantize_input(w.z, *in_q)
-            quantized.append(q)
+            q = w.q
             self.ok_windows += 1
             diff = max(diff, float(np.abs(d["z"].astype(np.float64) - w.z.astype(np.float64)).max()))
             self.input_equal += int((d["q"] == q).sum())
             self.input_total += q.size
         self.max_abs_diff = max(self.max_abs_diff, diff)
-        self.per_stream[name] = {"windows": len(ref), "ok": sum(w.status == WindowStatus.OK for w in ref), "max_abs_diff": diff}
-        return quantized
+        counts = {st.name: sum(w.status == st for w in ref) for st in QualityStatus}
+        self.per_stream[name] = {"windows": len(ref), "ok": sum(w.classified for w in ref), "max_abs_diff": diff, "status_counts": {k: v for k, v in counts.items() if v}}
+
+
+@dataclass
+class RawPathTally:
+    """device_image (the whole device path) against the reference: logits of classified windows, every status."""
+
+    logits_equal: int = 0
+    classified: int = 0
+    status_equal: int = 0
+    windows: int = 0
+    status_counts: dict[str, int] = field(default_factory=lambda: {s.name: 0 for s in QualityStatus})
+
+    def add(self, name: str, ref: list[ReferenceWindow], res: np.ndarray, n_labels: int) -> None:
+        if len(res) != len(ref):
+            raise ExportError(f"{name}: device_image emitted {len(res)} windows, the reference {len(ref)}")
+        for w, r in zip(ref, res):
+            self.windows += 1
+            self.status_counts[w.status.name] += 1
+            same = int(r["status"]) == int(w.status) and int(r["index"]) == w.index and int(r["first"]) == w.start
+            if w.logits is not None:
+                self.classified += 1
+                equal = bool((r["logits"][:n_labels] == w.logits).all()) and int(r["label"]) == int(np.argmax(w.logits))
+                self.logits_equal += equal
+                same = same and equal
+            else:
+                same = same and int(r["label"]) == -1
+            self.status_equal += same
 
 
 def test_inputs(ds: Dataset, manifest: dict[str, Any], limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -288,7 +385,8 @@ def crosscheck(
         blob = work / "model.bin"
         blob.write_bytes(native.blob)
         tgt = build_target(target, gen, work)
-        in_q, _ = quantization(manifest)
+        in_q, out_q = quantization(manifest)
+        unc = manifest_uncertainty(manifest)
         lead = manifest["leads"][0]
         _, inputs = test_inputs(ds, manifest, limit)
         model = model_check(tgt, blob, bundle / "model_int8.tflite", inputs, work)
@@ -297,10 +395,10 @@ def crosscheck(
 
         # preprocessing and raw path: whole streams
         tally = PreprocessTally()
-        raw_equal = raw_total = 0
+        raw = RawPathTally()
         streams = list(iter_streams(ds, lead, mitdb, mitdb_records, max_seconds, synthetic_seconds))
         rec_dt, res_dt = stream_dtype(ds.spec.window, len(ds.label_names)), result_dtype(len(ds.label_names))
-        for s in tqdm(streams, desc=f"streams ({target})", unit="stream", disable=not progress):
+        for s in tqdm(streams, desc=f"streams ({target})", unit="stream", disable=None if progress else True):
             write_samples(s, work / "samples.bin")
             tgt.run("stream_runner", ["-n", "samples.bin", "windows.bin", str(ADC.max_count), str(ds.spec.device_hop), "stream_stats.bin"], work)
             dev = np.fromfile(work / "windows.bin", dtype=rec_dt)
@@ -309,20 +407,14 @@ def crosscheck(
             tgt.stats["push_instructions"] = tgt.stats.get("push_instructions", 0) + int(st[3])
             tgt.stats["window_instructions"] = tgt.stats.get("window_instructions", 0) + int(st[4])
             tgt.stats["ok_windows"] = tgt.stats.get("ok_windows", 0) + int(st[2])
-            ref = device_windows(s.raw, s.lead_off, ds.spec, ADC.max_count)
-            quantized = tally.add(s.name, ref, dev, in_q)
-            if raw_total >= raw_path_windows:
+            ref = reference_windows(s.raw, s.lead_off, ds.spec, bundle / "model_int8.tflite", in_q, out_q, unc)
+            tally.add(s.name, ref, dev)
+            if raw.classified >= raw_path_windows:
                 continue
             tgt.run("device_image", ["samples.bin", "results.bin", str(ADC.max_count), str(ds.spec.device_hop)], work)
-            res = np.fromfile(work / "results.bin", dtype=res_dt)
-            ok = [(k, qw) for k, qw in enumerate(quantized) if qw is not None][: raw_path_windows - raw_total]
-            if ok:
-                tflm = run_tflm_int8(bundle / "model_int8.tflite", np.stack([qw for _, qw in ok]))
-                dev_logits = np.stack([res[k]["logits"][: len(ds.label_names)] for k, _ in ok])
-                raw_equal += int((dev_logits == tflm).all(axis=1).sum())
-                raw_total += len(ok)
+            raw.add(s.name, ref, np.fromfile(work / "results.bin", dtype=res_dt), len(ds.label_names))
 
-        report = _report(target, tgt, native, info, model, tally, raw_equal, raw_total, ds)
+        report = _report(target, tgt, native, info, model, tally, raw, ds)
         report["elapsed_s"] = round(time.time() - started, 1)
         failed = failures(report, tol)
         report["failures"] = failed
@@ -355,7 +447,7 @@ def _cost(target: Target, native: Any, model: dict[str, Any], tally: PreprocessT
     return out
 
 
-def _report(target: str, tgt: Target, native: Any, info: dict, model: dict, tally: PreprocessTally, raw_equal: int, raw_total: int, ds: Dataset) -> dict[str, Any]:
+def _report(target: str, tgt: Target, native: Any, info: dict, model: dict, tally: PreprocessTally, raw: RawPathTally, ds: Dataset) -> dict[str, Any]:
     report: dict[str, Any] = {
         "target": target,
         "windows": model["windows"],
@@ -364,12 +456,15 @@ def _report(target: str, tgt: Target, native: Any, info: dict, model: dict, tall
         "preprocess_max_abs_diff": tally.max_abs_diff,
         "input_identical_fraction": tally.input_equal / tally.input_total if tally.input_total else None,
         "status_identical_fraction": tally.status_equal / tally.windows if tally.windows else None,
-        "raw_path_identical_fraction": raw_equal / raw_total if raw_total else None,
-        "raw_path_windows": raw_total,
+        "raw_path_identical_fraction": raw.logits_equal / raw.classified if raw.classified else None,
+        "raw_path_windows": raw.classified,
+        "raw_path_status_identical_fraction": raw.status_equal / raw.windows if raw.windows else None,
+        "raw_path_status_counts": raw.status_counts,
         "stream_windows": tally.windows,
         "stream_ok_windows": tally.ok_windows,
         "stream_samples": tally.samples,
         "stream_statuses": tally.statuses,
+        "status_counts": tally.status_counts,
         "streams": tally.per_stream,
         "model_sha256": info["model_sha256"],
         "spec_fingerprint": info["spec_fingerprint"],
@@ -391,6 +486,7 @@ def failures(report: dict[str, Any], tol: Tolerances) -> list[str]:
         ("int8_identical_fraction", tol.int8_identical, ">="),
         ("input_identical_fraction", tol.input_identical, ">="),
         ("status_identical_fraction", tol.status_identical, ">="),
+        ("raw_path_status_identical_fraction", tol.status_identical, ">="),
         ("raw_path_identical_fraction", tol.raw_path_identical, ">="),
         ("preprocess_max_abs_diff", tol.preprocess_max_abs, "<="),
     ]
@@ -415,7 +511,9 @@ def summary(report: dict[str, Any]) -> str:
         f"int8 outputs identical to TFLM: {report['int8_identical_fraction']:.2%}",
         f"preprocessing max |dz| {report['preprocess_max_abs_diff']:.3g}, int8 inputs identical {report['input_identical_fraction']:.4%}, "
         f"window status identical {report['status_identical_fraction']:.2%}",
-        f"raw device path == TFLM on the reference window: {report['raw_path_identical_fraction']:.2%} of {report['raw_path_windows']}",
+        f"raw device path == TFLM on the reference window: {report['raw_path_identical_fraction']:.2%} of {report['raw_path_windows']}, "
+        f"statuses (with the confidence threshold) {report['raw_path_status_identical_fraction']:.2%}",
+        "reference statuses: " + ", ".join(f"{k} {v}" for k, v in report["status_counts"].items()),
         f"native arena {report['native_arena_bytes']:,} B (TFLM {report['tflm_arena_bytes']:,} B), {report['macs']:,} MACs",
     ]
     if "flash_bytes" in report:

@@ -1,7 +1,7 @@
 """`ecg-export firmware`: a bundle's generated C sources for the sketch (never committed, never edited).
 
 Writes into one directory, replaced as a whole only when every file was generated:
-- `ecg_config.h`: labels, rate, window, hops, filter sections, quality rule, quantization, model hash;
+- `ecg_config.h`: labels, rate, window, hops, filter sections, quality rule, confidence threshold, quantization, model hash;
 - `ecg_native_model.h/.c`: the model blob of the native backend (nn/ kernels), its arena size;
 - `ecg_model_data.h/.c` and `ecg_tflm_ops.h`: the flatbuffer, op resolver and arena for the tflm backend;
 - `ecg_protocol_defs.h`: the serial protocol's constants (firmware/PROTOCOL.md);
@@ -21,7 +21,7 @@ from pipeline.dataset import replace_dir, write_json_atomic
 from pipeline.spec import PreprocessSpec
 
 from .budget import op_names
-from .bundle import quantization, read_manifest, verify_files
+from .bundle import manifest_uncertainty, quantization, read_manifest, verify_files
 from .c_arrays import _banner, _define, _guard, config_header, flatbuffer_array
 from .native_model import build_native_model, write_native_sources
 from .onnx_export import ExportError
@@ -77,7 +77,7 @@ def generate_firmware(bundle: Path, out: Path) -> dict[str, Any]:
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:
-        write_text_atomic(tmp / "ecg_config.h", config_header(spec, manifest["labels"], in_q, out_q, sha, in_leads), encoding="ascii")
+        write_text_atomic(tmp / "ecg_config.h", config_header(spec, manifest["labels"], in_q, out_q, sha, in_leads, uncertainty=manifest_uncertainty(manifest)), encoding="ascii")
         header, source = flatbuffer_array(tflite)
         write_text_atomic(tmp / "ecg_model_data.h", header, encoding="ascii")
         write_text_atomic(tmp / "ecg_model_data.c", source, encoding="ascii")

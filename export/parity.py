@@ -11,6 +11,7 @@ import numpy as np
 from pipeline.checkpoint import Checkpoint
 from pipeline.dataset import Dataset, write_json_atomic
 from pipeline.inference import select_leads
+from pipeline.preprocess import softmax
 from pipeline.report import save_figure
 
 from .runtimes import RuntimeResult, first_divergence, run_litert, run_onnx, run_tflm, run_torch
@@ -24,11 +25,6 @@ class Tolerances:
     tflm_identical: float = 1.0  # share of windows whose TFLM int8 outputs equal LiteRT reference kernels'
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def _recall(y: np.ndarray, pred: np.ndarray, labels: tuple[str, ...]) -> dict[str, float | None]:
     return {n: (float(np.mean(pred[y == i] == i)) if np.any(y == i) else None) for i, n in enumerate(labels)}
 
@@ -36,13 +32,13 @@ def _recall(y: np.ndarray, pred: np.ndarray, labels: tuple[str, ...]) -> dict[st
 def compare(results: list[RuntimeResult], y: np.ndarray, labels: tuple[str, ...]) -> dict[str, Any]:
     """The report dict from runtime results; the first result (torch) is the reference."""
     ref = results[0]
-    ref_pred, ref_prob = ref.logits.argmax(1), _softmax(ref.logits)
+    ref_pred, ref_prob = ref.logits.argmax(1), softmax(ref.logits)
     runtimes = {}
     for r in results:
         runtimes[r.name] = {
             "top1_agreement": float(np.mean(r.logits.argmax(1) == ref_pred)),
             "max_abs_logit_diff": float(np.abs(r.logits - ref.logits).max()),
-            "mean_abs_prob_diff": float(np.abs(_softmax(r.logits) - ref_prob).mean()),
+            "mean_abs_prob_diff": float(np.abs(softmax(r.logits) - ref_prob).mean()),
             "per_class_recall": _recall(y, r.logits.argmax(1), labels),
         }
     by_name = {r.name: r for r in results}

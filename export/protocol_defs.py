@@ -2,14 +2,17 @@
 
 The host (`host.protocol`) imports them; the firmware gets them as `ecg_protocol_defs.h`, written by
 `protocol_defs_header()` into the generated sources. Window status codes are
-`pipeline.device.WindowStatus`'s.
+`pipeline.quality.QualityStatus`'s (the device's `pipeline.device.WindowStatus` codes, extended by
+FLAT, NOISY and LOW_CONFIDENCE): `WindowStatus` here is that enum.
 """
 
 from __future__ import annotations
 
 import enum
 
-from pipeline.device import WindowStatus
+from pipeline.quality import QualityStatus
+
+WindowStatus = QualityStatus  # a RESULT's status byte
 
 from .c_arrays import _banner, _define, _guard
 

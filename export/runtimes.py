@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from pipeline.checkpoint import Checkpoint
+from pipeline.console import without_noise_lines
 from pipeline.preprocess import quantize_input
 
 TFLM_ARENA_BYTES = 256 * 1024  # generous for the host runtime; the budget reports what is really needed
@@ -67,7 +68,8 @@ def run_litert(path: Path, windows: np.ndarray, reference_kernels: bool) -> Runt
 
     resolver = OpResolverType.BUILTIN_REF if reference_kernels else OpResolverType.AUTO
     interp = Interpreter(model_path=str(path), experimental_op_resolver_type=resolver)
-    interp.allocate_tensors()
+    with without_noise_lines():
+        interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     int8 = inp["dtype"] == np.int8
     raw: list[np.ndarray] = []
@@ -127,7 +129,8 @@ def first_divergence(path: Path, window: np.ndarray) -> dict[str, object]:
     from tflite_micro.python.tflite_micro import runtime
 
     ref = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF, experimental_preserve_all_tensors=True)
-    ref.allocate_tensors()
+    with without_noise_lines():
+        ref.allocate_tensors()
     inp = ref.get_input_details()[0]
     x = quantize_input(_nwc(window), *_quant(inp))
     ref.set_tensor(inp["index"], x)

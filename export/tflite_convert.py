@@ -24,6 +24,7 @@ from typing import Any, Iterator, Protocol
 import numpy as np
 
 from pipeline.atomic import atomic_target
+from pipeline.console import without_noise_lines
 from pipeline.inference import select_leads
 from pipeline.preprocess import quantize_input
 
@@ -242,7 +243,8 @@ def _interpreter(path: Path) -> Any:
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=str(path))
-    interp.allocate_tensors()
+    with without_noise_lines():
+        interp.allocate_tensors()
     return interp
 
 

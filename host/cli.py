@@ -1,4 +1,4 @@
-"""`ecg-host`: the serial host tool (ports, parity, simulate, emulate)."""
+"""`ecg-host`: the serial host tool (ports, monitor, record, parity, simulate, emulate, demo)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from serial.tools import list_ports
-
 from pipeline.console import DISCLAIMER, run
 
-
-def cmd_ports(args: argparse.Namespace) -> int:
-    ports = sorted(list_ports.comports(include_links=args.links), key=lambda p: p.device)
-    if not ports:
-        print("no serial ports found (is the board plugged in?)")
-    for p in ports:
-        ids = f" [{p.vid:04x}:{p.pid:04x}]" if p.vid is not None and p.pid is not None else ""
-        print(f"{p.device}\t{p.description}{ids}")
-    return 0
+from .ports import add_ports_command
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
@@ -44,9 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=f"Talk to an ecg-edge board over serial: list ports, check a device against the Python reference, run a virtual or emulated device. {DISCLAIMER}",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("ports", help="list serial ports")
-    p.add_argument("--links", action="store_true", help="include symlinks such as /dev/serial/by-id/*")
-    p.set_defaults(func=cmd_ports)
+    add_ports_command(sub)
     p = sub.add_parser(
         "parity",
         help="check a running device against the Python reference over the serial link",
@@ -69,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_devices import add_device_commands
 
     add_device_commands(sub)
+    from .demo import add_demo_command
+
+    add_demo_command(sub)
+    from .record import add_record_command
+
+    add_record_command(sub)
+    from .monitor import add_monitor_command
+
+    add_monitor_command(sub)
     return parser
 
 

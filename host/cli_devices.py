@@ -1,5 +1,7 @@
 """`ecg-host simulate` and `ecg-host emulate`: a device on a pseudo-terminal, in the foreground until Ctrl-C.
 
+`simulate --text` runs the virtual plain AD8232 sketch instead (host/textsim.py: one ADC value per line).
+
 host/cli.py adds them with `add_device_commands(subparsers)`.
 """
 
@@ -15,6 +17,19 @@ from typing import Any
 from .devices import DEFAULT_ICOUNT_SHIFT, Device, DeviceError, SignalOptions, emulate, info_summary, query_info, simulate
 
 POLL_S = 0.5
+TEXT_RATE = 250
+TEXT_ADC_BITS = 10
+
+SIMULATE_EXAMPLES = """Examples:
+  ecg-host simulate --bundle runs/demo/bundle --link /tmp/ttyECG
+      this firmware on a pty (binary protocol); then: ecg-host monitor --port /tmp/ttyECG
+  ecg-host simulate --bundle runs/demo/bundle --record data/mitdb/100 --loop
+      a WFDB record as the ADC input
+  ecg-host simulate --text --link /tmp/ttyAD8232
+      a plain AD8232 sketch at 250 Hz, 10-bit values, 72 bpm
+  ecg-host simulate --text --rate 500 --adc-bits 12 --heart-rate 90 --lead-off 30,5 --seed 3
+      faster, 12-bit, electrodes off for 5 s every 30 s
+"""
 
 
 def _lead_off(text: str) -> tuple[int, int]:
@@ -27,8 +42,9 @@ def _lead_off(text: str) -> tuple[int, int]:
     return every, length
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bundle", type=Path, required=True, help="bundle directory (ecg-export bundle / demo)")
+def _common(p: argparse.ArgumentParser, bundle_required: bool = True) -> None:
+    p.add_argument("--bundle", type=Path, required=bundle_required,
+                   help="bundle directory (ecg-export bundle / demo)" + ("" if bundle_required else "; not with --text"))  # fmt: skip
     src = p.add_mutually_exclusive_group()
     src.add_argument("--record", type=Path, help="WFDB record (path without extension) to play as the ADC input")
     src.add_argument("--synthetic", action="store_true", help="the firmware's AD8232 signal model as the ADC input (default)")
@@ -81,7 +97,43 @@ def _run(kind: str, start: Any, args: argparse.Namespace, **extra: Any) -> int:
     return 0
 
 
+def _run_text(args: argparse.Namespace) -> int:
+    from .textsim import TextDevice
+
+    # SIGTERM ends the command like Ctrl-C: the pty is closed, the link removed.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        dev = TextDevice(rate=args.rate or TEXT_RATE, heart_rate=args.heart_rate, seed=args.seed, lead_off=args.lead_off,
+                         adc_bits=args.adc_bits or TEXT_ADC_BITS, link=args.link)  # fmt: skip
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with dev:
+        off = f", electrodes off {args.lead_off[1]} s every {args.lead_off[0]} s" if args.lead_off else ""
+        print(f"virtual AD8232 sketch on {dev.port}" + (f" (link {dev.link})" if dev.link else ""))
+        print(f"{dev.rate} Hz, {dev.adc_bits}-bit ADC, {args.heart_rate} bpm{off}: one ADC value per line, '!' while a lead is off")
+        print(f"serial port ready: {dev.link or dev.port} (any baud rate; Ctrl-C stops the device)", flush=True)
+        try:
+            while dev.alive:
+                time.sleep(POLL_S)
+        except KeyboardInterrupt:
+            print()
+    print(f"lines: written {dev.lines_written}, dropped {dev.lines_dropped} (no client reading)")
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.text:
+        wrong = [opt for opt, given in (("--bundle", args.bundle), ("--record", args.record), ("--synthetic", args.synthetic),
+                                        ("--lead", args.lead), ("--loop", args.loop), ("--work", args.work)) if given]  # fmt: skip
+        if wrong:
+            args.parser.error(f"--text runs the plain-text sketch: {', '.join(wrong)} do not apply")
+        return _run_text(args)
+    wrong = [opt for opt, given in (("--rate", args.rate is not None), ("--adc-bits", args.adc_bits is not None)) if given]
+    if wrong:
+        args.parser.error(f"{', '.join(wrong)} only apply with --text")
+    if args.bundle is None:
+        args.parser.error("the following arguments are required: --bundle (or --text for the plain-text sketch)")
     return _run("virtual", simulate, args)
 
 
@@ -89,17 +141,30 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     return _run("emulated Cortex-M4", emulate, args, icount_shift=args.icount_shift)
 
 
+EMULATE_EXAMPLES = """Examples:
+  ecg-host emulate --bundle runs/demo/bundle --link /tmp/ttyECG      then: ecg-host monitor --port /tmp/ttyECG
+  ecg-host emulate --bundle runs/demo/bundle --record ../shared/data/mitdb/100 --link /tmp/ttyECG
+  ecg-host parity --port /tmp/ttyECG --bundle runs/demo/bundle --data runs/demo/dataset
+"""
+
+
 def add_device_commands(subparsers: Any) -> None:
     """Add `simulate` and `emulate` to ecg-host's subcommands."""
-    p = subparsers.add_parser("simulate", help="virtual device on a pseudo-terminal (host build of the firmware)",
-                              description="Run the firmware's host build as a virtual device on a pseudo-terminal, "
-                              "fed by the AD8232 signal model or a record, until Ctrl-C.")  # fmt: skip
-    _common(p)
-    p.set_defaults(func=cmd_simulate)
+    p = subparsers.add_parser("simulate", help="virtual device on a pseudo-terminal (host build of the firmware, or --text: a plain AD8232 sketch)",
+                              description="Run the firmware's host build as a virtual device on a pseudo-terminal,\n"
+                              "fed by the AD8232 signal model or a record, until Ctrl-C. With --text, run a virtual\n"
+                              "plain AD8232 example sketch instead: one ADC value per line, '!' while a lead is off\n"
+                              "(no bundle needed).", epilog=SIMULATE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    _common(p, bundle_required=False)
+    p.add_argument("--text", action="store_true", help="a plain AD8232 sketch printing one ADC value per line (as SparkFun's example)")
+    p.add_argument("--rate", type=int, help="--text: lines per second (default 250)")
+    p.add_argument("--adc-bits", type=int, choices=(10, 12), help="--text: ADC resolution (default 10, an Uno's)")
+    p.set_defaults(func=cmd_simulate, parser=p)
     p = subparsers.add_parser("emulate", help="Cortex-M4 image under QEMU on a pseudo-terminal",
                               description="Run the firmware's Cortex-M4 image under qemu-system-arm (mps2-an386, "
                               f"-icount shift={DEFAULT_ICOUNT_SHIFT}: 62.5 M instructions/s) with UART0 on a "
-                              "pseudo-terminal, until Ctrl-C.")  # fmt: skip
+                              "pseudo-terminal, until Ctrl-C.", epilog=EMULATE_EXAMPLES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     _common(p)
     p.add_argument("--icount-shift", type=int, default=DEFAULT_ICOUNT_SHIFT, help="QEMU -icount shift: 2^S ns per instruction (default 4)")
     p.set_defaults(func=cmd_emulate)

@@ -3,7 +3,9 @@
 Over the serial link: INFO must name the bundle's model (sha256) and preprocessing (spec
 fingerprint); the test split's windows go to the device as REPLAY_WINDOW (the model alone, compared
 with TFLM's int8 outputs and the float model's top-1), and whole records and synthetic AD8232
-streams as REPLAY_SAMPLES (the whole device path, compared with `pipeline.device` + TFLM).
+streams as REPLAY_SAMPLES (the whole device path, compared with `export.crosscheck.reference_windows`:
+`pipeline.device` with the bundle's quality rule, TFLM, the bundle's confidence threshold: every
+status, FLAT, NOISY and LOW_CONFIDENCE included, and the logits of classified windows).
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from export.bundle import quantization, read_manifest, verify_files
-from export.crosscheck import ADC, iter_streams, test_inputs
+from export.bundle import manifest_uncertainty, quantization, read_manifest, verify_files
+from export.crosscheck import iter_streams, reference_windows, test_inputs
 from export.protocol_defs import TimeUnit
 from export.runtimes import run_litert, run_tflm_int8
 from pipeline.atomic import write_bytes_atomic
 from pipeline.dataset import load_dataset, write_json_atomic
-from pipeline.device import WindowStatus, device_windows
-from pipeline.preprocess import quantize_input
+from pipeline.preprocess import softmax
+from pipeline.quality import QualityStatus
 
 from .link import DeviceLink, LinkError
 
@@ -52,11 +54,6 @@ def info_dict(info: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def plot(float_logits: np.ndarray, device_logits: np.ndarray, labels: list[str], out: Path) -> None:
     import io
 
@@ -65,7 +62,7 @@ def plot(float_logits: np.ndarray, device_logits: np.ndarray, labels: list[str],
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pf, pd = _softmax(float_logits), _softmax(device_logits)
+    pf, pd = softmax(float_logits), softmax(device_logits)
     fig, axes = plt.subplots(1, len(labels), figsize=(4 * len(labels), 4))
     for k, ax in enumerate(np.atleast_1d(axes)):
         ax.scatter(pf[:, k], pd[:, k], s=10, alpha=0.6)
@@ -108,22 +105,23 @@ def run_parity(
         check_identity(info, bundle, manifest, port)
         device = np.zeros_like(reference)
         times = []
-        for k, x in enumerate(tqdm(inputs, desc="replay windows", unit="win", disable=not progress)):
+        for k, x in enumerate(tqdm(inputs, desc="replay windows", unit="win", disable=None if progress else True)):
             r = link.replay_window(k, x.tobytes(), timeout)
             device[k] = np.asarray(r.logits, dtype=np.int8)
             times.append(r.time)
         raw_equal = raw_total = 0
+        unc = manifest_uncertainty(manifest)
+        statuses = {st.name: 0 for st in QualityStatus}
         stream_list = list(iter_streams(ds, manifest["leads"][0], None, 0, 0.0, synthetic_seconds))
         if streams:
-            stream_list = stream_list[:streams] + [s for s in stream_list if s.name.startswith("synthetic")][:1]
-        for s in tqdm(stream_list, desc="replay streams", unit="stream", disable=not progress):
-            ref = device_windows(s.raw, s.lead_off, ds.spec, ADC.max_count)
+            synthetic = [s for s in stream_list if s.name.startswith("synthetic")]
+            stream_list = stream_list[:streams] + synthetic[:1] + [s for s in synthetic[1:] if s.name == "synthetic_quality"]
+        for s in tqdm(stream_list, desc="replay streams", unit="stream", disable=None if progress else True):
+            ref = reference_windows(s.raw, s.lead_off, ds.spec, tflite, in_q, out_q, unc)
             results = link.replay_stream(s.raw, s.lead_off, len(ref), timeout)
-            ok = [(w, quantize_input(w.z, *in_q)) for w in ref if w.status == WindowStatus.OK]
-            tflm = run_tflm_int8(tflite, np.stack([qw for _, qw in ok])) if ok else np.zeros((0, 0), np.int8)
-            expected = {w.index: (int(w.status), None) for w in ref}
-            expected.update({w.index: (int(w.status), tuple(int(v) for v in t)) for (w, _), t in zip(ok, tflm)})
+            expected = {w.index: (int(w.status), None if w.logits is None else tuple(int(v) for v in w.logits)) for w in ref}
             for r in results:
+                statuses[QualityStatus(int(r.status)).name] += 1
                 raw_total += 1
                 want = expected.get(r.window_index)
                 raw_equal += want is not None and want[0] == int(r.status) and (want[1] is None or want[1] == tuple(r.logits))
@@ -141,6 +139,7 @@ def run_parity(
         "int8_max_lsb_diff": int(np.abs(device.astype(np.int32) - reference.astype(np.int32)).max()) if len(inputs) else 0,
         "raw_path_identical_fraction": raw_equal / raw_total if raw_total else None,
         "raw_path_windows": raw_total,
+        "status_counts": statuses,
         "top1_agreement_float": float((device.argmax(1) == float_logits.argmax(1)).mean()) if len(inputs) else None,
         "frames_dropped": stats.frames_dropped,
         "crc_errors": stats.crc_errors,

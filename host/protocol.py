@@ -38,8 +38,8 @@ from export.protocol_defs import (
     FrameType,
     ResultSource,
     TimeUnit,
+    WindowStatus,
 )
-from pipeline.device import WindowStatus
 
 
 class ProtocolError(ValueError):

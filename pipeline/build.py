@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .dataset import DatasetWriter, count_table
+from .label_rules import PtbxlStatements
 from .labels import LABEL_SETS
 from .records import RecordError
 from .sources import mitdb, nsrdb, ptbdb, ptbxl, synthetic
@@ -43,6 +44,127 @@ class BuildConfig:
     strict_files: bool = False
     progress: bool = True
     args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MultiDirPlan(Plan):
+    """One database read from several directories: each record once, the first directory that has it wins."""
+
+    record_dir: dict[str, str] = field(default_factory=dict)  # record id -> directory it is read from
+    directories: list[dict[str, Any]] = field(default_factory=list)  # per directory: counts, duplicates, metadata hashes
+    duplicates: list[str] = field(default_factory=list)  # record ids on disk in more than one directory
+
+
+@dataclass(frozen=True)
+class _PtbxlRow:
+    patient_id: str
+    strat_fold: int
+    scp_codes: dict[str, float]
+    label: str | None
+    present: bool
+
+
+def _ptbxl_rows(root: Path, mode: str, rate: int, assume_sinus: bool, max_records: int) -> dict[int, _PtbxlRow]:
+    """Every metadata row of one PTB-XL directory with its label under `mode` and whether its record is on disk."""
+    statements = PtbxlStatements.read(root / ptbxl.STATEMENTS_CSV)
+    table = ptbxl.read_metadata(root)
+    if max_records:
+        table = table.head(max_records)
+    column = ptbxl.RATES[rate]
+    columns = [c for c in table.columns if c in (*ptbxl.REQUIRED_COLUMNS, column)]
+    rows: dict[int, _PtbxlRow] = {}
+    for values in zip(*(table[c].tolist() for c in columns)):
+        ecg, patient, codes, fold, filename = ptbxl._row_fields(dict(zip(columns, values)), column, root / ptbxl.DATABASE_CSV)
+        label = ptbxl.record_label(statements, codes, mode, assume_sinus)
+        rows[ecg] = _PtbxlRow(patient, fold, codes, label, os.path.exists(f"{root}/{filename}.hea"))
+    return rows
+
+
+def ptbxl_dirs_plan(roots: list[Path], mode: str, rate: int = 100, assume_sinus: bool = True, max_records: int = 0) -> MultiDirPlan:
+    """PTB-XL from one or more directories (e.g. ptbxl/ then ptbxl_derived/).
+
+    Each ecg_id is read once, from the first directory that holds its record; the others' copies
+    are counted as duplicates. A directory with no record on disk is an error, and so are
+    metadata that disagree between directories (patient_id, strat_fold, scp_codes, or the label
+    the mode derives with each directory's scp_statements.csv) for an ecg_id in use.
+    """
+    roots = [Path(r) for r in roots]
+    if not roots:
+        raise BuildError("no PTB-XL directory given")
+    seen: dict[Path, Path] = {}
+    for r in roots:
+        if not r.is_dir():
+            raise BuildError(f"{r}: no such PTB-XL directory")
+        if r.resolve() in seen:
+            raise BuildError(f"{r}: PTB-XL directory given twice (also as {seen[r.resolve()]})")
+        seen[r.resolve()] = r
+    plans = [ptbxl.plan(r, mode, rate, assume_sinus, max_records) for r in roots]
+    rows = [_ptbxl_rows(r, mode, rate, assume_sinus, max_records) for r in roots]
+    for r, table in zip(roots, rows):
+        if not any(row.present for row in table.values()):
+            limit = f" among the first {max_records} rows (--max-records)" if max_records else ""
+            raise BuildError(
+                f"{r}: no PTB-XL record on disk{limit}: none of the {len(table)} rows of {ptbxl.DATABASE_CSV} "
+                f"has its {ptbxl.RATES[rate]} header (.hea) under {r}"
+            )
+    _check_ptbxl_agreement(roots, rows, mode)
+    owner: dict[int, int] = {}  # ecg_id -> index of the directory it is read from
+    copies: dict[int, list[int]] = {}
+    for i, table in enumerate(rows):
+        for ecg, row in table.items():
+            if row.present:
+                owner.setdefault(ecg, i)
+                copies.setdefault(ecg, []).append(i)
+    tasks = sorted(
+        (t for i, p in enumerate(plans) for t in p.tasks if owner.get(int(t.record_id.split(":")[1])) == i),
+        key=lambda t: int(t.record_id.split(":")[1]),
+    )
+    task_ids = {t.record_id for t in tasks}
+    missing = sorted({m for p in plans for m in p.missing if f"{ptbxl.NAME}:{m}" not in task_ids}, key=int)
+    excluded = {ecg for table in rows for ecg, row in table.items() if row.label is None}
+    duplicates = sorted(e for e, c in copies.items() if len(c) > 1)
+    directories = []
+    for i, (r, p) in enumerate(zip(roots, plans)):
+        skipped = sorted(e for e, c in copies.items() if i in c and c[0] != i)
+        directories.append({
+            "path": str(r.resolve()),
+            "records_on_disk": sum(row.present for row in rows[i].values()),
+            "records_used": sum(1 for t in tasks if owner[int(t.record_id.split(":")[1])] == i),
+            "duplicates_skipped": {"count": len(skipped), "ecg_ids": skipped},
+            "metadata_files": p.extra_files,
+        })
+    return MultiDirPlan(
+        ptbxl.NAME,
+        tasks,
+        missing=missing,
+        excluded=len(excluded),
+        extra_files=plans[0].extra_files,
+        record_dir={t.record_id: str(roots[owner[int(t.record_id.split(":")[1])]].resolve()) for t in tasks},
+        directories=directories,
+        duplicates=[f"{ptbxl.NAME}:{e}" for e in duplicates],
+    )
+
+
+def _check_ptbxl_agreement(roots: list[Path], rows: list[dict[int, _PtbxlRow]], mode: str) -> None:
+    """Refuse an ecg_id in use whose metadata differ between directories; the error names the id and field."""
+    if len(roots) < 2:
+        return
+    in_use = {e for table in rows for e, row in table.items() if row.present}
+    for ecg in sorted(in_use):
+        listed = [(r, table[ecg]) for r, table in zip(roots, rows) if ecg in table]
+        (r0, a), rest = listed[0], listed[1:]
+        for r1, b in rest:
+            for name, va, vb in (
+                ("patient_id", a.patient_id, b.patient_id),
+                ("strat_fold", a.strat_fold, b.strat_fold),
+                ("scp_codes", a.scp_codes, b.scp_codes),
+                (f"label (mode {mode}, from each directory's {ptbxl.STATEMENTS_CSV})", a.label, b.label),
+            ):
+                if va != vb:
+                    raise BuildError(
+                        f"PTB-XL ecg_id {ecg}: {name} differs between directories: {va!r} in {r0} vs {vb!r} in {r1} "
+                        f"(the metadata of every --ptbxl-dir must agree)"
+                    )
 
 
 def _process(job: tuple[Task, Options]) -> Result:
@@ -88,6 +210,16 @@ def _report_missing(plans: Iterable[Plan], strict: bool) -> dict[str, Any]:
     return out
 
 
+def _source_meta(p: Plan, records: dict[str, dict[str, str]], paths: dict[str, str], written: set[str]) -> dict[str, Any]:
+    """A source's entry in dataset.json; a multi-directory plan adds where each record came from."""
+    out: dict[str, Any] = {"metadata_files": p.extra_files, "records": records, "record_paths": paths}
+    if isinstance(p, MultiDirPlan):
+        out["directories"] = p.directories
+        out["duplicates"] = {"count": len(p.duplicates), "ids": p.duplicates, "rule": "each id once; the first directory given wins"}
+        out["record_dirs"] = {rid: d for rid, d in p.record_dir.items() if rid in written}
+    return out
+
+
 def build(plans: list[tuple[Plan, Options]], cfg: BuildConfig) -> Path:
     """Read every planned record, window, split, check, balance and write `cfg.out` atomically."""
     label_names = LABEL_SETS[cfg.label_set]
@@ -101,8 +233,9 @@ def build(plans: list[tuple[Plan, Options]], cfg: BuildConfig) -> Path:
     lead_usage: Counter[str] = Counter()
     records: dict[str, dict[str, dict[str, str]]] = {p.db: {} for p, _ in plans}
     paths: dict[str, dict[str, str]] = {p.db: {} for p, _ in plans}
+    written: set[str] = set()
     with DatasetWriter(cfg.out, cfg.spec) as writer:
-        bar = tqdm(total=len(jobs), desc="records", unit="rec", disable=not cfg.progress)
+        bar = tqdm(total=len(jobs), desc="records", unit="rec", disable=None if cfg.progress else True)
         for res in _results(jobs, n_jobs):
             bar.update()
             if res.error:
@@ -121,6 +254,7 @@ def build(plans: list[tuple[Plan, Options]], cfg: BuildConfig) -> Path:
             lead_usage.update({"+".join(res.leads): len(y)})
             records[res.task.db][res.task.record_id] = res.files
             paths[res.task.db][res.task.record_id] = str(Path(res.task.path).resolve())
+            written.add(res.task.record_id)
         bar.close()
         if bad:
             warnings.warn(f"skipped {len(bad)} bad record(s): " + "; ".join(bad[:SHOW_IDS]), stacklevel=2)
@@ -140,7 +274,7 @@ def build(plans: list[tuple[Plan, Options]], cfg: BuildConfig) -> Path:
             "counts": table,
             "balanced": cfg.balance,
             "seed": cfg.seed,
-            "sources": {p.db: {"metadata_files": p.extra_files, "records": records[p.db], "record_paths": paths[p.db]} for p, _ in plans},
+            "sources": {p.db: _source_meta(p, records[p.db], paths[p.db], written) for p, _ in plans},
             "skipped": {"missing": missing, "bad_records": bad, "excluded_by_label_rule": dict(excluded)},
             "excluded_at_plan": {p.db: p.excluded for p, _ in plans},
             "build_args": cfg.args,

@@ -13,10 +13,12 @@ from torch import nn
 from . import __version__
 from .atomic import atomic_target
 from .models import build_model
+from .quality import Uncertainty
 from .spec import PreprocessSpec
 
 FORMAT = "ecg-edge-checkpoint/1"
 REQUIRED = ("format", "state_dict", "model", "label_names", "spec", "leads", "dataset", "train_config")
+UNCERTAINTY = "uncertainty"  # optional: pipeline.quality.Uncertainty.to_dict(); absent in older checkpoints
 
 
 class CheckpointError(ValueError):
@@ -40,6 +42,22 @@ class Checkpoint:
     @property
     def in_leads(self) -> int:
         return len(self.leads)
+
+    @property
+    def uncertainty(self) -> Uncertainty:
+        """Confidence threshold and quality rule; a checkpoint without them gives threshold 0 and no
+        quality rule (never uncertain)."""
+        try:
+            return Uncertainty.from_dict(self.extra.get(UNCERTAINTY))
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{self.path}: unreadable {UNCERTAINTY} entry ({exc})") from exc
+
+
+def store_uncertainty(path: Path, uncertainty: Uncertainty) -> Path:
+    """Write `uncertainty` into an existing checkpoint file (atomically), leaving everything else as it was."""
+    obj = read_payload(path)
+    obj[UNCERTAINTY] = uncertainty.to_dict()
+    return save_atomic(obj, Path(path))
 
 
 def checkpoint_payload(

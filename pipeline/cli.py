@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .build import SOURCES, BuildConfig, BuildError, build
+from .build import SOURCES, BuildConfig, BuildError, build, ptbxl_dirs_plan
 from .console import DISCLAIMER, run
 from .dataset import DatasetError, load_dataset
 from .records import ALL_LEADS, RecordError
@@ -43,15 +43,25 @@ def options_for(db: str, args: argparse.Namespace, spec: PreprocessSpec, normal_
         arrhythmia_min_ratio=getattr(args, "arrhythmia_min_ratio", 0.0),
         seed=args.seed,
         normal_label=normal_label,
+        mitdb_normal=getattr(args, "mitdb_normal", False),
     )
 
 
-def ptbxl_plan(args: argparse.Namespace, spec: PreprocessSpec, mode: str, root: Path) -> tuple[Plan, Options]:
+def ptbxl_plan(args: argparse.Namespace, spec: PreprocessSpec, mode: str, roots: list[Path]) -> tuple[Plan, Options]:
+    """PTB-XL from one or more directories (each ecg_id once, the first directory wins)."""
     lead = getattr(args, "lead", "II")
     leads: tuple[str, ...] | str = ALL_LEADS if lead.lower() == ALL_LEADS else (lead,)
     opts = Options(spec=spec, hop=spec.dataset_hop, leads=leads, fallback=False, seed=args.seed)
-    plan = ptbxl.plan(root, mode, getattr(args, "rate", 100), not getattr(args, "strict_rhythm", False), getattr(args, "max_records", 0))
+    plan = ptbxl_dirs_plan(roots, mode, getattr(args, "rate", 100), not getattr(args, "strict_rhythm", False), getattr(args, "max_records", 0))
     return plan, opts
+
+
+def _jsonable(v: object) -> object:
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
 
 
 def run_build(args: argparse.Namespace, plans: list[tuple[Plan, Options]], label_set: str) -> int:
@@ -65,7 +75,7 @@ def run_build(args: argparse.Namespace, plans: list[tuple[Plan, Options]], label
         skip_bad_records=args.skip_bad_records,
         strict_files=args.strict_files,
         progress=not args.no_progress,
-        args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"},
+        args={k: _jsonable(v) for k, v in vars(args).items() if k != "func"},
     )
     out = build(plans, cfg)
     print_summary(load_dataset(out).meta, out)
@@ -74,9 +84,9 @@ def run_build(args: argparse.Namespace, plans: list[tuple[Plan, Options]], label
 
 def cmd_prepare_ptbxl(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
-    root = Path(args.ptbxl_dir) if args.ptbxl_dir else Path(args.raw_dir) / "ptbxl"
+    roots = [Path(d) for d in args.ptbxl_dir] if args.ptbxl_dir else [Path(args.raw_dir) / "ptbxl"]
     label_set = args.label_mode if args.label_mode in ptbxl.TWO_STAGE_MODES else "three_class"
-    return run_build(args, [ptbxl_plan(args, spec, args.label_mode, root)], label_set)
+    return run_build(args, [ptbxl_plan(args, spec, args.label_mode, roots)], label_set)
 
 
 def _mixed(args: argparse.Namespace, label_set: str, allowed: Sequence[str]) -> int:
@@ -90,7 +100,7 @@ def _mixed(args: argparse.Namespace, label_set: str, allowed: Sequence[str]) -> 
         if not root.is_dir():
             raise BuildError(f"{root}: no such directory (download with `ecg-pipeline download --datasets {db}`)")
         if db == ptbxl.NAME:
-            plans.append(ptbxl_plan(args, spec, label_set, root))
+            plans.append(ptbxl_plan(args, spec, label_set, [root]))
             continue
         normal = "SINUS" if label_set == "stage1" else "NORMAL"
         plans.append((SOURCES[db].plan(root), options_for(db, args, spec, normal)))
@@ -141,6 +151,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .merge import merge_datasets
+
+    out = merge_datasets(args.data, args.out, args.lead_as)
+    print_summary(load_dataset(out).meta, out)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The quick start's main job on the embedded synthetic default."""
     print(DISCLAIMER)
@@ -184,11 +202,16 @@ def _beat_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arrhythmia-min-count", type=int, default=1, help="non-normal beats a window needs")
     p.add_argument("--arrhythmia-min-ratio", type=float, default=0.0, help="share of non-normal beats a window needs")
     p.add_argument("--max-windows-per-record", type=int, default=nsrdb.DEFAULT_MAX_WINDOWS, help="cap per record (seeded; 0: none)")
+    p.add_argument("--mitdb-normal", action="store_true",
+                   help="MIT-BIH also gives NORMAL windows (sinus rhythm, normal beats only): an external check set, not for training")  # fmt: skip
 
 
 def _ptbxl_options(p: argparse.ArgumentParser, with_dir: bool) -> None:
     if with_dir:
-        p.add_argument("--ptbxl-dir", type=Path, default=None, help="PTB-XL root (default <raw-dir>/ptbxl)")
+        p.add_argument(
+            "--ptbxl-dir", type=Path, action="append", default=None,
+            help="PTB-XL root (default <raw-dir>/ptbxl); repeat to combine directories: each ecg_id once, the first directory wins",
+        )
     p.add_argument("--lead", default="II", help="PTB-XL lead by name, or 'all' for 12 leads")
     p.add_argument("--rate", type=int, choices=(100, 500), default=100, help="records100 or records500")
     p.add_argument("--strict-rhythm", action="store_true", help="stage 1: SINUS only with an explicit SR code")
@@ -242,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", type=Path)
     p.add_argument("--plot", type=Path, help="write a PNG of example windows per class")
     p.add_argument("--per-class", type=int, default=3)
+
+    p = add("merge", cmd_merge, "merge data sets of the same preprocessing and labels (e.g. PTB-XL lead I + lead II + MIT-BIH)")
+    p.add_argument("--data", type=Path, nargs="+", required=True, help="data sets to merge, in order")
+    p.add_argument("--lead-as", help="single-lead inputs become this lead of the merged set (e.g. II: train one input lead on several)")
+    p.add_argument("--out", type=Path, required=True)
 
     from .cli_models import add_model_commands
 

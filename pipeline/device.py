@@ -11,17 +11,26 @@ crosscheck` compares the two. The rule, defined here once and exported into the 
 - SATURATED: more than `saturation_max_samples` samples of the window sit at an ADC rail
   (within `rail_margin(adc_max)` counts of 0 or `adc_max`).
 - OK: classified. The window is z-scored (`preprocess.zscore`) and quantized for the model.
+
+With a `quality.QualityRule` (`device_windows(..., quality=rule)`, a bundle that carries one) the
+windows that pass get `quality.assess_window`'s FLAT and NOISY checks too (statuses are then
+`quality.QualityStatus`); LOW_CONFIDENCE comes later, from the model's outputs
+(`quality.low_confidence_int8`).
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .preprocess import device_filter, zscore
 from .spec import PreprocessSpec
+
+if TYPE_CHECKING:
+    from .quality import QualityRule
 
 
 class WindowStatus(enum.IntEnum):
@@ -57,7 +66,7 @@ DEFAULT_RULE = DeviceRule()
 class DeviceWindow:
     index: int
     start: int
-    status: WindowStatus
+    status: WindowStatus  # a quality.QualityStatus when a quality rule was applied
     z: np.ndarray | None  # (window,) float32 when status is OK
 
 
@@ -81,8 +90,17 @@ def device_windows(
     adc_max: int,
     rule: DeviceRule = DEFAULT_RULE,
     hop: int | None = None,
+    quality: QualityRule | None = None,
 ) -> list[DeviceWindow]:
-    """Every window the device emits for this stream of ADC counts, with its status and z-scores."""
+    """Every window the device emits for this stream of ADC counts, with its status and z-scores.
+
+    `quality`: also apply its FLAT/NOISY checks (its `device` part must be `rule` or `rule` left at
+    the default, which it then replaces).
+    """
+    if quality is not None:
+        if rule != DEFAULT_RULE and rule != quality.device:
+            raise ValueError(f"device rule {rule} differs from the quality rule's {quality.device}")
+        rule = quality.device
     if spec.filter != "causal":
         raise ValueError(f"filter {spec.filter!r}: the device runs the causal filter only")
     raw = np.asarray(raw)
@@ -107,6 +125,14 @@ def device_windows(
             out.append(DeviceWindow(k, s, WindowStatus.LEAD_OFF, None))
         elif sat_count[e] - sat_count[s] > limit:
             out.append(DeviceWindow(k, s, WindowStatus.SATURATED, None))
+        elif quality is not None and (st := _quality_status(raw[s:e], filtered[s:e], adc_max, spec, quality)) != WindowStatus.OK:
+            out.append(DeviceWindow(k, s, st, None))
         else:
             out.append(DeviceWindow(k, s, WindowStatus.OK, zscore(filtered[s:e], spec.zscore_eps)))
     return out
+
+
+def _quality_status(raw: np.ndarray, filtered: np.ndarray, adc_max: int, spec: PreprocessSpec, quality: QualityRule) -> enum.IntEnum:
+    from .quality import assess_window  # quality builds on this module
+
+    return assess_window(raw, None, filtered, adc_max, spec.fs, quality).status

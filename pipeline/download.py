@@ -381,7 +381,7 @@ def download_database(
     fetcher = _Fetcher(root_url, dest_root, timeout, threading.Event())
     stats = _Stats()
     jobs = _sums_jobs(root_url, dest_root, timeout)
-    with tqdm(total=len(jobs) if jobs is not None else 1, desc=db.name, unit="file", disable=not progress) as bar:
+    with tqdm(total=len(jobs) if jobs is not None else 1, desc=db.name, unit="file", disable=None if progress else True) as bar:
         if jobs is not None:
             _run_jobs(jobs, fetcher, bar, stats, workers)
             rels = [j.rel for j in jobs]

@@ -1,19 +1,61 @@
-"""Evaluate a classifier on a data set split: metrics.json and a confusion-matrix PNG."""
+"""Evaluate a classifier on a data set split: metrics.json, a confusion-matrix PNG, and the uncertain answer.
+
+The uncertain answer (pipeline.quality) needs the raw signal for its quality rule: the split's source
+records are read again (the data set keeps their paths) and judged as the AD8232 board would see them.
+"""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .dataset import Dataset
-from .inference import Classifier
-from .metrics import check_labels_present, classification_report, write_report
+from .dataset import Dataset, DatasetError, write_json_atomic
+from .inference import Classifier, select_leads
+from .metrics import COVERAGE_FILE, COVERAGE_PLOT, check_labels_present, classification_report, coverage_curve, plot_coverage, write_report
+from .predict import signal_quality, uncertain_summary, uncertainty_of, window_answers
+from .quality import Uncertainty, WindowQuality
+from .records import RecordError, read_record
 
 
-def evaluate(clf: Classifier, ds: Dataset, out_dir: Path, split: str = "test", n_boot: int = 1000, seed: int = 0, title: str = "") -> dict[str, Any]:
-    """Report on `split` of `ds` (labels must match the classifier's, every label present)."""
+def dataset_quality(ds: Dataset, idx: np.ndarray, lead: str, unc: Uncertainty) -> list[WindowQuality]:
+    """Quality of the windows `idx` of `ds`, re-reading each source record once (lead `lead`, in mV)."""
+    out: dict[int, WindowQuality] = {}
+    records = ds.record[idx]
+    for rid in np.unique(records):
+        rows = idx[records == rid]
+        path = ds.record_path(str(rid))
+        try:
+            rec = read_record(path, [lead], hash_files=False)
+        except RecordError as exc:
+            raise RecordError(path, f"{exc.reason} (the quality rule re-reads the source records; --no-quality leaves it out)") from exc
+        q = signal_quality(rec.signal[0], rec.fs, ds.start[rows], ds.spec, unc, "mv")
+        out.update(zip(rows.tolist(), q or []))
+    return [out[int(i)] for i in idx]
+
+
+def evaluate(
+    clf: Classifier,
+    ds: Dataset,
+    out_dir: Path,
+    split: str = "test",
+    n_boot: int = 1000,
+    seed: int = 0,
+    title: str = "",
+    quality: bool = True,
+    input_lead: str | None = None,
+    partial_labels: bool = False,
+) -> dict[str, Any]:
+    """Report on `split` of `ds` (labels must match the classifier's, every label present).
+
+    Besides the metrics of every window, `report["uncertain"]` holds the uncertain share (by reason),
+    the metrics of the answered windows and the coverage vs balanced-accuracy curve (also written to
+    coverage.json / coverage.png). `quality=False` leaves the signal-quality rule out (said in the report).
+    `partial_labels` accepts a split without some labels (external checks: recall of those present).
+    `input_lead` feeds that lead of the data set to a single-lead model in place of the lead it declares.
+    """
     if tuple(ds.label_names) != tuple(clf.label_names):
         raise ValueError(f"{ds.path}: labels {ds.label_names} differ from the model's {clf.label_names}")
     if ds.spec != clf.spec:
@@ -22,9 +64,45 @@ def evaluate(clf: Classifier, ds: Dataset, out_dir: Path, split: str = "test", n
     if len(idx) == 0:
         raise ValueError(f"{ds.path}: the {split} split is empty")
     y = ds.y[idx]
-    check_labels_present(y, list(ds.label_names), split)
-    probs = clf.predict_proba(np.asarray(ds.X[idx]), ds.leads)
+    if not partial_labels:
+        check_labels_present(y, list(ds.label_names), split)
+    X, leads = np.asarray(ds.X[idx]), list(ds.leads)
+    if input_lead is not None:
+        if len(clf.leads) != 1:
+            raise ValueError(f"--lead {input_lead}: the model takes {len(clf.leads)} leads {list(clf.leads)}, not one")
+        X, leads = select_leads(X, leads, [input_lead], f"data set {ds.path}"), list(clf.leads)
+    probs = clf.predict_proba(X, leads)
     report = classification_report(y, probs, list(ds.label_names), groups=ds.patient[idx], n_boot=n_boot, seed=seed)
-    report["data"] = {"path": str(ds.path), "sha256": ds.meta["dataset_sha256"], "split": split}
-    write_report(report, Path(out_dir), title or f"{ds.path.name} ({split})")
+    report["data"] = {"path": str(ds.path), "sha256": ds.meta["dataset_sha256"], "split": split, "lead": input_lead or clf.leads[0] if len(clf.leads) == 1 else None}
+
+    unc = uncertainty_of(clf)
+    if not quality:
+        unc = Uncertainty(unc.confidence_threshold, None, unc.selection)
+    note = None if quality else "left out by option (--no-quality)"
+    q = None
+    if unc.quality is not None:
+        try:
+            q = dataset_quality(ds, idx, input_lead or clf.leads[0], unc)
+        except DatasetError as exc:  # a data set that never kept its source records: said in the report and on stderr
+            note = f"not applied: {exc}"
+            warnings.warn(f"signal-quality rule {note}", stacklevel=2)
+            unc = Uncertainty(unc.confidence_threshold, None, unc.selection)
+    answers = window_answers(probs, clf.label_names, unc, q)
+    answered = np.array([a["status"] == "OK" for a in answers], dtype=bool)
+    eligible = np.array([w.ok for w in q], dtype=bool) if q is not None else None
+    curve = coverage_curve(y, probs, eligible, include=[unc.confidence_threshold])
+    uncertain = uncertain_summary(answers, unc)
+    uncertain["quality_note"] = note
+    uncertain["coverage"] = float(answered.mean())
+    uncertain["answered"] = (
+        classification_report(y[answered], probs[answered], list(ds.label_names), groups=ds.patient[idx][answered], n_boot=n_boot, seed=seed)
+        if answered.any()
+        else None
+    )
+    uncertain["coverage_curve"] = COVERAGE_FILE
+    report["uncertain"] = uncertain
+    out_dir = Path(out_dir)
+    write_report(report, out_dir, title or f"{ds.path.name} ({split})")
+    write_json_atomic(out_dir / COVERAGE_FILE, {"confidence_threshold": unc.confidence_threshold, "quality_applied": unc.quality is not None, "curve": curve})
+    plot_coverage(curve, out_dir / COVERAGE_PLOT, unc.confidence_threshold, title or f"{ds.path.name} ({split})")
     return report

@@ -66,6 +66,39 @@ def arrhythmia_window_mask(
     return (n_abn > 0) & (n_beats > 0) & (n_abn >= min_count) & (ratio >= min_ratio)
 
 
+def sinus_normal_window_mask(
+    ann_samples: np.ndarray,
+    ann_symbols: list[str],
+    ann_aux: list[str],
+    fs_in: float,
+    fs_out: float,
+    starts: np.ndarray,
+    window: int,
+) -> np.ndarray:
+    """Which windows hold normal sinus rhythm only: at least one beat, every beat `N`, and the rhythm
+    annotation in force over the whole window `(N` (MIT-BIH's '+' rhythm marks; none before the first).
+
+    For external checks (a model's NORMAL recall on another population and device), not for training:
+    DESIGN's MIT-BIH rule never makes NORMAL training windows.
+    """
+    symbols = np.asarray(ann_symbols, dtype=object)
+    pos = rescale_positions(np.asarray(ann_samples), fs_in, fs_out)
+    beat = np.array([is_beat(s) for s in symbols], dtype=bool)
+    other = beat & (symbols != "N")
+    beat_pos, other_pos = np.sort(pos[beat]), np.sort(pos[other])
+    rhythm = np.array([s == "+" for s in symbols], dtype=bool)
+    r_pos = pos[rhythm]
+    r_sinus = np.array([str(a).strip("\x00 ").startswith("(N") for a in np.asarray(ann_aux, dtype=object)[rhythm]], dtype=bool)
+    ends = starts + window
+    n_beats = np.searchsorted(beat_pos, ends, "left") - np.searchsorted(beat_pos, starts, "left")
+    n_other = np.searchsorted(other_pos, ends, "left") - np.searchsorted(other_pos, starts, "left")
+    # rhythm in force at the start: the last mark at or before it; no mark may change it inside the window
+    at_start = np.searchsorted(r_pos, starts, "right") - 1
+    inside = np.searchsorted(r_pos, ends, "left") - np.searchsorted(r_pos, starts, "right")
+    sinus_start = np.where(at_start >= 0, r_sinus[np.clip(at_start, 0, None)] if len(r_sinus) else False, False)
+    return (n_beats > 0) & (n_other == 0) & sinus_start & (inside == 0)
+
+
 # --- PTB Diagnostic ---------------------------------------------------------------------
 PTB_REASONS = {"myocardial infarction": "MI", "healthy control": "NORMAL"}
 

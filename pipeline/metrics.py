@@ -388,3 +388,68 @@ def write_report(report: dict[str, Any], out_dir: Path, title: str) -> tuple[Pat
     js = out_dir / METRICS_FILE
     write_json_atomic(js, report)
     return js, png
+
+
+# --- coverage (the uncertain answer) ------------------------------------------------------
+
+COVERAGE_FILE = "coverage.json"
+COVERAGE_PLOT = "coverage.png"
+
+
+def coverage_curve(
+    y_true: Any, probs: Any, eligible: Any = None, n_points: int = 50, include: Sequence[float] = ()
+) -> list[dict[str, float | None]]:
+    """Coverage vs balanced accuracy as the confidence threshold rises.
+
+    For thresholds at the quantiles of the top probability of the `eligible` windows (those that pass
+    the signal-quality rule; None: all), coverage is the share of ALL windows answered (eligible and
+    top probability >= threshold) and balanced accuracy is over the answered windows (classes with at
+    least one answered window). `include` adds thresholds (e.g. the chosen one). Sorted by rising threshold.
+    """
+    y, p = _check_y_probs(y_true, probs)
+    ok = np.ones(len(y), bool) if eligible is None else np.asarray(eligible, dtype=bool)
+    if ok.shape != y.shape:
+        raise ValueError(f"eligible must have one entry per window ({len(y)}), got shape {ok.shape}")
+    if n_points < 2:
+        raise ValueError(f"n_points must be >= 2, got {n_points}")
+    conf = p.max(axis=1)
+    if not ok.any():
+        return []
+    thresholds = np.unique(np.concatenate([[0.0], np.quantile(conf[ok], np.linspace(0, 1, n_points)), list(include)]))
+    n_classes = p.shape[1]
+    pred = p.argmax(axis=1)
+    out: list[dict[str, float | None]] = []
+    for t in thresholds:
+        answered = ok & (conf >= t)
+        cm = _confusion(y[answered], pred[answered], n_classes)
+        out.append({
+            "threshold": float(t),
+            "coverage": float(answered.mean()),
+            "windows": int(answered.sum()),
+            "balanced_accuracy": _none_if_nan(balanced_accuracy(cm)) if answered.any() else None,
+        })
+    return out
+
+
+def plot_coverage(curve: list[dict[str, Any]], path: str | Path, threshold: float | None = None, title: str = "") -> Path:
+    """PNG of balanced accuracy vs coverage, the chosen threshold marked; written atomically."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 4), dpi=120)
+    ax = fig.add_subplot()
+    pts = [(c["coverage"], c["balanced_accuracy"]) for c in curve if c["balanced_accuracy"] is not None]
+    if pts:
+        ax.plot([a for a, _ in pts], [b for _, b in pts], marker=".", lw=1)
+    if threshold is not None and curve:
+        at = min(curve, key=lambda c: abs(c["threshold"] - threshold))
+        if at["balanced_accuracy"] is not None:
+            ax.plot([at["coverage"]], [at["balanced_accuracy"]], "o", color="C3", label=f"threshold {threshold:.3f}")
+            ax.legend(fontsize=8)
+    ax.set_xlabel("coverage (share of windows answered)")
+    ax.set_ylabel("balanced accuracy on answered windows")
+    ax.set_xlim(0, 1.02)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, Path(path))

@@ -7,9 +7,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .inference import Classifier
-from .preprocess import preprocess_signal
+from .inference import Classifier, Single, lead_positions
+from .preprocess import preprocess_signal, resample
+from .quality import QualityStatus, Uncertainty, WindowQuality, assess_stream, counts_from_mv
 from .records import RecordError, read_record
+from .spec import PreprocessSpec
+
+UNCERTAIN = "UNCERTAIN"
+UNITS = ("mv", "counts")
 
 
 class InputError(ValueError):
@@ -61,8 +66,80 @@ def _headerless(path: Path) -> bool:
         return False
 
 
-def predict_file(clf: Classifier, path: Path, input_rate: float | None, lead: str | None = None, hop_s: float | None = None) -> dict:
-    """Windows of the file with a label and probabilities each."""
+def uncertainty_of(clf: Classifier) -> Uncertainty:
+    """The classifier's confidence threshold and quality rule; a two-stage pair carries none (never uncertain)."""
+    return clf.ckpt.uncertainty if isinstance(clf, Single) else Uncertainty()
+
+
+def signal_quality(
+    x: np.ndarray, rate: float, starts: np.ndarray, spec: PreprocessSpec, unc: Uncertainty, units: str = "mv", adc_bits: int = 12
+) -> list[WindowQuality] | None:
+    """Quality of the windows at `starts` (spec rate) of one lead `x`, as the device would judge them.
+
+    `units="mv"`: x is in mV at the electrodes and goes through the AD8232 board model first;
+    `"counts"`: x holds raw ADC counts of an `adc_bits` ADC. None when `unc` carries no quality rule.
+    """
+    if unc.quality is None:
+        return None
+    if units not in UNITS:
+        raise InputError(f"units must be one of {UNITS}, not {units!r}")
+    y = resample(np.asarray(x, dtype=np.float64), rate, spec.fs)
+    if units == "mv":
+        counts, adc_max = counts_from_mv(y, spec.fs, adc_bits)
+    else:
+        adc_max = 2**adc_bits - 1
+        if x.size and (np.min(x) < 0 or np.max(x) > adc_max):
+            raise InputError(f"ADC counts outside 0..{adc_max} (give --adc-bits, or --input-units mv for a signal in mV)")
+        counts = np.clip(np.rint(y), 0, adc_max).astype(np.int64)
+    return assess_stream(counts, None, starts, spec, adc_max, unc.quality)
+
+
+def window_answers(probs: np.ndarray, label_names: tuple[str, ...] | list[str], unc: Uncertainty, quality: list[WindowQuality] | None) -> list[dict]:
+    """Per window: status OK/UNCERTAIN, the reason, label (UNCERTAIN or the top class) and confidence."""
+    low = unc.low_confidence(probs)
+    out = []
+    for i, row in enumerate(probs):
+        q = quality[i] if quality is not None else None
+        reason = q.status if q is not None and not q.ok else QualityStatus.LOW_CONFIDENCE if low[i] else None
+        top = label_names[int(row.argmax())]
+        out.append({
+            "status": UNCERTAIN if reason is not None else "OK",
+            "reason": reason.reason if reason is not None else None,
+            "label": UNCERTAIN if reason is not None else top,
+            "top_label": top,
+            "confidence": float(row.max()),
+            "quality": q.to_dict() if q is not None else None,
+        })
+    return out
+
+
+def uncertain_summary(answers: list[dict], unc: Uncertainty) -> dict:
+    """Share of uncertain windows, counts by reason, and the rule that made them."""
+    reasons: dict[str, int] = {}
+    for a in answers:
+        if a["reason"]:
+            reasons[a["reason"]] = reasons.get(a["reason"], 0) + 1
+    n = len(answers)
+    return {
+        "uncertain_share": (sum(reasons.values()) / n) if n else 0.0,
+        "uncertain_by_reason": reasons,
+        "confidence_threshold": unc.confidence_threshold,
+        "quality_rule": None if unc.quality is None else unc.quality.to_dict(),
+        "quality_applied": unc.quality is not None,
+    }
+
+
+def predict_file(
+    clf: Classifier,
+    path: Path,
+    input_rate: float | None,
+    lead: str | None = None,
+    hop_s: float | None = None,
+    units: str = "mv",
+    adc_bits: int = 12,
+) -> dict:
+    """Windows of the file with a label and probabilities each; UNCERTAIN (with the reason) where the
+    signal quality fails or the confidence is below the classifier's threshold."""
     x, names, file_rate = read_signal(path, lead)
     rate = input_rate or file_rate
     if rate is None:
@@ -78,13 +155,18 @@ def predict_file(clf: Classifier, path: Path, input_rate: float | None, lead: st
     hop = round((hop_s if hop_s else spec.dataset_hop / spec.fs) * spec.fs)
     X, starts = preprocess_signal(x, rate, spec, hop)
     probs = clf.predict_proba(X, names)
-    labels = [clf.label_names[i] for i in probs.argmax(1)]
+    unc = uncertainty_of(clf)
+    first = lead_positions(names, clf.leads[:1], str(path))[0]  # the device judges its one lead
+    quality = signal_quality(x[first], rate, starts, spec, unc, units, adc_bits)
+    answers = window_answers(probs, clf.label_names, unc, quality)
     return {
         "input": str(path),
         "input_rate": rate,
+        "input_units": units,
         "label_names": list(clf.label_names),
+        **uncertain_summary(answers, unc),
         "windows": [
-            {"start_s": float(s / spec.fs), "label": lab, "probabilities": {n: float(p) for n, p in zip(clf.label_names, row)}}
-            for s, lab, row in zip(starts, labels, probs)
+            {"start_s": float(s / spec.fs), **a, "probabilities": {n: float(p) for n, p in zip(clf.label_names, row)}}
+            for s, a, row in zip(starts, answers, probs)
         ],
     }

@@ -89,3 +89,15 @@ def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     q = np.asarray(x, dtype=np.float32) / np.float32(scale)
     q = np.sign(q) * np.floor(np.abs(q) + np.float32(0.5)) + zero_point
     return np.clip(q, -128, 127).astype(np.int8)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Softmax along the last axis (float64)."""
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def output_probabilities(logits_int8: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Class probabilities from a model's int8 outputs: softmax of the dequantized logits."""
+    return softmax((np.asarray(logits_int8, dtype=np.float64) - zero_point) * scale)

@@ -112,6 +112,14 @@ def read_record(
     return Record(name=name, signal=sig, fs=float(rec.fs), leads=lead_names, comments=list(rec.comments or []), files=files)
 
 
+def read_annotation_aux(path: Path, extension: str) -> list[str]:
+    """The aux notes of an annotation file, aligned with `read_annotation`'s samples and symbols."""
+    try:
+        return [str(a or "") for a in wfdb.rdann(str(path), extension).aux_note]
+    except Exception as exc:
+        raise RecordError(str(path), f"annotation file {path.name}.{extension} is unreadable ({exc})") from exc
+
+
 def read_annotation(path: Path, extension: str) -> tuple[np.ndarray, list[str], float]:
     """Annotation sample positions, symbols and rate, with a RecordError if absent or broken."""
     ann_file = path.parent / f"{path.name}.{extension}"

@@ -33,6 +33,11 @@ def counts_table(counts: dict[str, dict[str, dict[str, int]]], title: str) -> Ta
 def print_summary(meta: dict[str, Any], path: Path, console: Console | None = None) -> None:
     console = console or Console()
     console.print(counts_table(meta["counts"], f"{path}: {meta['n_windows']} windows, leads {meta['leads']}"))
+    for db, source in meta.get("sources", {}).items():
+        for d in source.get("directories", []):
+            dup = d["duplicates_skipped"]["count"]
+            used = sum(1 for v in source.get("record_dirs", {}).values() if v == d["path"])
+            console.print(f"{db}: {d['path']}: {d['records_on_disk']} record(s) on disk, {used} gave windows, {dup} duplicate(s) of an earlier directory skipped")
     skipped = meta.get("skipped", {})
     for db, info in skipped.get("missing", {}).items():
         console.print(f"[yellow]{db}: {info['count']} listed record(s) absent on disk (first: {', '.join(info['first'])})[/]")

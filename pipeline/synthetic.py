@@ -465,7 +465,7 @@ def write_synthetic_database(out_dir: Path, n_patients_per_class: int = 20, reco
     try:
         names = []
         patients: dict[tuple[str, int], PatientParams] = {}
-        for label, i, rec in tqdm(jobs, desc="synthetic ECG", unit="rec", disable=not progress):
+        for label, i, rec in tqdm(jobs, desc="synthetic ECG", unit="rec", disable=None if progress else True):
             pid = patient_id(label, i)
             if (label, i) not in patients:
                 patients[(label, i)] = sample_patient(label, _patient_rng(seed, label, i), pid)

@@ -21,11 +21,12 @@ from torch.utils.data import DataLoader, Dataset as TorchDataset, Sampler
 from tqdm import tqdm
 
 from .ad8232 import augment_window
-from .checkpoint import Checkpoint, CheckpointError, checkpoint_payload, load_checkpoint, read_payload, save_atomic
+from .checkpoint import Checkpoint, CheckpointError, checkpoint_payload, load_checkpoint, read_payload, save_atomic, store_uncertainty
 from .dataset import Dataset, load_dataset, write_json_atomic
 from .inference import lead_positions
 from .models import build_model, model_config
 from .preprocess import zscore
+from .quality import DEFAULT_QUALITY, DEFAULT_TARGET_COVERAGE, THRESHOLD_RULE, Uncertainty, choose_threshold
 from .report import save_figure
 
 CHECKPOINT = "checkpoint.pt"
@@ -45,6 +46,11 @@ class TrainConfig:
     model: str = "mcu"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     leads: list[str] | None = None  # None: every lead of the data set
+    # A single-lead model trained on several leads: each training window is one lead of the pool, drawn
+    # per (seed, epoch, window); the model still declares `leads` (what the device wears by default).
+    lead_pool: list[str] | None = None
+    polarity_flip: float = 0.0  # chance that a training window is inverted (electrodes swapped)
+    train_fraction: float = 1.0  # train on this share of the train split's patients (per label, seeded): learning curves
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3
@@ -63,6 +69,8 @@ class TrainConfig:
     # distillation (used when a teacher is given)
     temperature: float = 4.0
     alpha: float = 0.5
+    # after training: the confidence threshold is chosen on the validation split (pipeline.quality.THRESHOLD_RULE)
+    target_coverage: float = DEFAULT_TARGET_COVERAGE
 
 
 # ---------------------------------------------------------------------------------------
@@ -106,13 +114,31 @@ def lead_indices(ds: Dataset, leads: list[str] | None) -> list[int]:
     return list(range(len(ds.leads))) if leads is None else lead_positions(ds.leads, leads, f"data set {ds.path}")
 
 
+def patient_subset(ds: Dataset, idx: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Windows of `fraction` of the patients behind `idx`, drawn per label (a patient counts under their first window's label)."""
+    if not 0.0 < fraction <= 1.0:
+        raise TrainError(f"train fraction {fraction} must be in (0, 1]")
+    if fraction == 1.0:
+        return idx
+    rng = np.random.default_rng([seed, 7])
+    patients, first = np.unique(ds.patient[idx], return_index=True)
+    labels = ds.y[idx][first]
+    keep: list[np.ndarray] = []
+    for label in np.unique(labels):
+        group = patients[labels == label]
+        keep.append(rng.permutation(group)[: max(1, round(fraction * len(group)))])  # smaller shares nest in larger ones
+    return idx[np.isin(ds.patient[idx], np.concatenate(keep))]
+
+
 class Windows(TorchDataset):
     """Windows of one split; augmentation is seeded by (seed, epoch, window) so runs repeat."""
 
-    def __init__(self, ds: Dataset, index: np.ndarray, leads: list[int], augment: bool = False, strength: float = 1.0, seed: int = 0):
+    def __init__(self, ds: Dataset, index: np.ndarray, leads: list[int], augment: bool = False, strength: float = 1.0, seed: int = 0,
+                 pool: list[int] | None = None, flip: float = 0.0):  # fmt: skip
         self.X, self.y, self.index, self.leads = ds.X, ds.y, index, leads
         self.fs, self.eps = ds.spec.fs, ds.spec.zscore_eps
         self.augment, self.strength, self.seed = augment, strength, seed
+        self.pool, self.flip = pool, flip
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -120,7 +146,15 @@ class Windows(TorchDataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         k = int(self.index[i])
-        x = np.asarray(self.X[k][self.leads], dtype=np.float32)
+        leads = self.leads
+        sign = 1.0
+        if self.pool or self.flip > 0:
+            pick = np.random.default_rng([self.seed, self.epoch, k, 1])
+            if self.pool:
+                leads = [self.pool[int(pick.integers(len(self.pool)))]]
+            if pick.random() < self.flip:
+                sign = -1.0
+        x = np.asarray(self.X[k][leads], dtype=np.float32) * np.float32(sign)
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, k])
             # disturb the full window (so a teacher and its student see the same one), then renormalise
@@ -210,6 +244,7 @@ class Trainer:
         self.ds = load_dataset(data)
         self.n_classes = len(self.ds.label_names)
         self.train_idx, self.val_idx = self.ds.indices("train"), self.ds.indices("val")
+        self.train_idx = patient_subset(self.ds, self.train_idx, cfg.train_fraction, cfg.seed)
         for name, idx in (("train", self.train_idx), ("val", self.val_idx)):
             if len(idx) == 0:
                 raise TrainError(f"{data}: the {name} split is empty")
@@ -231,7 +266,8 @@ class Trainer:
         if cfg.class_weights and not cfg.balanced_sampler:
             weights = torch.tensor(class_weights(y_train, self.n_classes), dtype=torch.float32)
         self.loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
-        self.train_set = Windows(self.ds, self.train_idx, self.input_leads, cfg.augment, cfg.augment_strength, cfg.seed)
+        pool = self._lead_pool()
+        self.train_set = Windows(self.ds, self.train_idx, self.input_leads, cfg.augment, cfg.augment_strength, cfg.seed, pool, cfg.polarity_flip)
         self.sampler = EpochSampler(y_train, cfg.balanced_sampler, cfg.seed, self.info)
         per_rank = max(1, cfg.batch_size // self.info.world)
         self.train_loader = DataLoader(self.train_set, batch_size=per_rank, sampler=self.sampler)
@@ -248,6 +284,17 @@ class Trainer:
     def kept(self) -> nn.Module:
         """The weights that are validated and saved: the moving average when --ema is on."""
         return self.ema.module if self.ema is not None else self.model
+
+    def _lead_pool(self) -> list[int] | None:
+        """Positions of the --lead-pool leads; a pool needs a single-lead model and no teacher."""
+        cfg = self.cfg
+        if not 0.0 <= cfg.polarity_flip <= 1.0:
+            raise TrainError(f"polarity flip {cfg.polarity_flip} is not a probability")
+        if not cfg.lead_pool:
+            return None
+        if len(self.leads) != 1 or self.teacher is not None:
+            raise TrainError("--lead-pool trains a single-lead model without a teacher: give one --lead (the lead it declares)")
+        return lead_positions(self.ds.leads, cfg.lead_pool, f"data set {self.ds.path} (--lead-pool)")
 
     def _input_leads(self) -> list[int]:
         """Leads the loader yields: the student's, or every lead the teacher needs."""
@@ -277,7 +324,7 @@ class Trainer:
         self.net.train()
         self.sampler.epoch = self.train_set.epoch = epoch
         losses = []
-        bar = tqdm(self.train_loader, desc=f"epoch {epoch}", leave=False, disable=not (self.progress and self.info.main))
+        bar = tqdm(self.train_loader, desc=f"epoch {epoch}", leave=False, disable=None if self.progress and self.info.main else True)
         for x, y in bar:
             self.opt.zero_grad()
             loss = self._batch_loss(x, y)
@@ -378,7 +425,33 @@ class Trainer:
                 break
         if self.info.main:
             plot_history(st.history, self.out_dir / CURVE)
+            self.store_uncertainty(self.out_dir / CHECKPOINT)
         return self.out_dir / CHECKPOINT
+
+    def store_uncertainty(self, path: Path) -> Uncertainty:
+        """Choose the confidence threshold on the validation split with the saved (best) weights and
+        write it, with the default quality rule, into the checkpoint."""
+        ckpt = load_checkpoint(path)
+        logits, y = evaluate_logits(ckpt.model, self.val_loader)
+        probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+        t = choose_threshold(probs, self.cfg.target_coverage)
+        covered = probs.max(1) >= t
+        rec = recall_per_class(y[covered], probs[covered].argmax(1), self.n_classes)
+        selection = {
+            "rule": THRESHOLD_RULE,
+            "target_coverage": self.cfg.target_coverage,
+            "split": "val",
+            "windows": int(len(y)),
+            "coverage": float(covered.mean()),
+            "balanced_accuracy_covered": float(np.nanmean(rec)),
+            "balanced_accuracy_all": float(np.nanmean(recall_per_class(y, probs.argmax(1), self.n_classes))),
+            "quality_applied": False,  # the data set holds z-scored windows only; the rule needs the raw signal
+        }
+        unc = Uncertainty(t, DEFAULT_QUALITY, selection)
+        store_uncertainty(path, unc)
+        print(f"confidence threshold {t:.3f} (val coverage {selection['coverage']:.1%}, "
+              f"balanced acc. covered {selection['balanced_accuracy_covered']:.3f} vs all {selection['balanced_accuracy_all']:.3f})")
+        return unc
 
 
 def write_history(out_dir: Path, history: list[dict[str, Any]]) -> None:

@@ -123,4 +123,8 @@ def test_malformed_metadata_row(tmp_path, capsys, row, message):
 
 def test_missing_metadata_file(tmp_path, capsys):
     assert main(["prepare", "ptbxl", "--ptbxl-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
-    assert "scp_statements.csv is missing" in capsys.readouterr().err
+    assert f"{tmp_path / 'nope'}: no such PTB-XL directory" in capsys.readouterr().err
+    root = make_ptbxl(tmp_path / "ptbxl")
+    (root / "scp_statements.csv").unlink()
+    assert main(["prepare", "ptbxl", "--ptbxl-dir", str(root), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert "scp_statements.csv is missing" in capsys.readouterr().err and not (tmp_path / "o").exists()

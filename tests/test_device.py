@@ -65,3 +65,29 @@ def test_bad_input_is_refused():
         device_windows(_stream(10), np.zeros(3, dtype=bool), SPEC, ADC_MAX)
     with pytest.raises(ValueError, match="causal"):
         device_windows(_stream(10), None, SPEC.with_(filter="zero-phase"), ADC_MAX)
+
+
+def test_quality_rule_extends_the_statuses_and_leaves_the_default_alone():
+    """device_windows(..., quality=rule): FLAT/NOISY as pipeline.quality.assess_stream judges them;
+    without a rule the statuses stay OK/LEAD_OFF/SATURATED."""
+    from pipeline.quality import DEFAULT_QUALITY, QualityStatus, assess_stream
+
+    rng = np.random.default_rng(1)
+    t = np.arange(12500) / SPEC.fs
+    raw = np.rint(2048 + 300 * np.sin(2 * np.pi * 1.2 * t) + rng.standard_normal(t.size)).astype(np.int64)
+    raw[3000:3400] = raw[3000]  # stuck input, no lead-off flag: FLAT
+    raw[7500:10000] = np.clip(raw[7500:10000] + np.rint(300 * rng.standard_normal(2500)), 0, ADC_MAX)  # white noise: NOISY
+    off = np.zeros(raw.size, dtype=bool)
+    off[11000] = True
+    plain = device_windows(raw, off, SPEC, ADC_MAX)
+    ruled = device_windows(raw, off, SPEC, ADC_MAX, quality=DEFAULT_QUALITY)
+    assert {w.status for w in plain} <= set(WindowStatus)
+    expected = assess_stream(raw, off, np.array([w.start for w in ruled]), SPEC, ADC_MAX, DEFAULT_QUALITY)
+    assert [w.status for w in ruled] == [q.status for q in expected]
+    assert {QualityStatus.OK, QualityStatus.FLAT, QualityStatus.NOISY, QualityStatus.LEAD_OFF} <= {w.status for w in ruled}
+    for p, r in zip(plain, ruled):  # the rule only takes windows the device rule would classify
+        assert r.status == p.status or (p.status == WindowStatus.OK and r.z is None)
+        if r.status == WindowStatus.OK:
+            np.testing.assert_array_equal(r.z, p.z)
+    with pytest.raises(ValueError, match="differs"):
+        device_windows(raw, off, SPEC, ADC_MAX, DeviceRule(saturation_max_fraction=0.5), quality=DEFAULT_QUALITY)

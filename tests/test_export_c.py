@@ -24,6 +24,7 @@ from export.budget import TFLM_BUILTINS, BudgetError, budget, op_names, tflm_are
 from export.c_arrays import GENERATED_MARK, config_header, flatbuffer_array, write_firmware_sources
 from pipeline.device import DEFAULT_RULE, WindowStatus
 from pipeline.labels import LABELS, STAGE1_LABELS
+from pipeline.quality import CONFIDENCE_BITS, DEFAULT_QUALITY, QualityStatus, confidence_decay_q
 from pipeline.spec import DEFAULT_SPEC, PreprocessSpec
 
 CC = shutil.which("cc")
@@ -250,6 +251,14 @@ int main(void) {
     printf("sha256 %s\nfingerprint %s\n", ECG_MODEL_SHA256, ECG_SPEC_FINGERPRINT);
     printf("status %d %d %d\n", ECG_STATUS_OK, ECG_STATUS_LEAD_OFF, ECG_STATUS_SATURATED);
     printf("quality %d %d\n", ECG_SATURATION_MAX_SAMPLES, ECG_RAIL_MARGIN_PER_1024);
+    printf("uncertain %d %d %d %d\n", ECG_STATUS_FLAT, ECG_STATUS_NOISY, ECG_STATUS_LOW_CONFIDENCE, ECG_QUALITY_CHECKS);
+    printf("quality_mv %a %a\n", (double)ECG_QUALITY_FULL_SCALE_MV, (double)ECG_QUALITY_FLAT_MIN_P2P_MV);
+    printf("quality_samples %d %d\n", ECG_QUALITY_FLAT_MAX_RUN_SAMPLES, ECG_QUALITY_JUMP_SEGMENT_SAMPLES);
+    printf("quality_ratio %a %a\n", (double)ECG_QUALITY_NOISE_MAX_HF_RATIO, (double)ECG_QUALITY_NOISE_MAX_JUMP_RATIO);
+    printf("confidence %a %d\n", (double)ECG_CONFIDENCE_THRESHOLD, ECG_CONFIDENCE_THRESHOLD_Q);
+    printf("quality_f64 %a %a %a\n", ECG_QUALITY_FULL_SCALE_MV_F64, ECG_QUALITY_FLAT_MIN_P2P_MV_F64, ECG_QUALITY_NOISE_MAX_JUMP_RATIO_F64);
+    printf("hf_ratio2 %u %u\n", ECG_QUALITY_HF_RATIO2_NUM, ECG_QUALITY_HF_RATIO2_DEN);
+    printf("confidence_q %d %lu\n", ECG_CONFIDENCE_BITS, (unsigned long)ECG_CONFIDENCE_DECAY);
     return 0;
 }
 """
@@ -270,7 +279,17 @@ def _expected(spec: PreprocessSpec, labels: tuple[str, ...], in_q, out_q, sha: s
     out += [f"input {f32(in_q[0])} {in_q[1]} 4", f"output {f32(out_q[0])} {out_q[1]} 4"]
     out += [f"sha256 {sha}", f"fingerprint {spec.fingerprint()}"]
     out += [f"status {int(WindowStatus.OK)} {int(WindowStatus.LEAD_OFF)} {int(WindowStatus.SATURATED)}"]
-    return out + [f"quality {DEFAULT_RULE.saturation_max_samples(spec.window)} {DEFAULT_RULE.rail_margin_per_1024}"]
+    out += [f"quality {DEFAULT_RULE.saturation_max_samples(spec.window)} {DEFAULT_RULE.rail_margin_per_1024}"]
+    q = DEFAULT_QUALITY  # config_header without an Uncertainty: no quality rule (checks 0, default values), threshold 0
+    out += [f"uncertain {int(QualityStatus.FLAT)} {int(QualityStatus.NOISY)} {int(QualityStatus.LOW_CONFIDENCE)} 0"]
+    out += [f"quality_mv {f32(q.full_scale_mv)} {f32(q.flat_min_p2p_mv)}"]
+    out += [f"quality_samples {q.flat_max_run_samples(spec.fs)} {q.jump_segment_samples(spec.fs)}"]
+    out += [f"quality_ratio {f32(q.noise_max_hf_ratio)} {f32(q.noise_max_jump_ratio)}"]
+    out += [f"confidence {f32(0.0)} -128"]
+    out += [f"quality_f64 {q.full_scale_mv.hex()} {q.flat_min_p2p_mv.hex()} {q.noise_max_jump_ratio.hex()}"]
+    r2 = q.hf_ratio2()
+    out += [f"hf_ratio2 {r2.numerator} {r2.denominator}"]
+    return out + [f"confidence_q {CONFIDENCE_BITS} {confidence_decay_q(out_q[0])}"]
 
 
 def _normalise_hex(line: str) -> str:

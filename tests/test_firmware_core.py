@@ -69,6 +69,11 @@ def _check(report: dict, target: str) -> None:
     assert report["preprocess_max_abs_diff"] <= 1e-4 and report["input_identical_fraction"] >= 0.999
     assert report["status_identical_fraction"] == 1.0 and report["raw_path_identical_fraction"] == 1.0
     assert {"OK", "LEAD_OFF", "SATURATED"} <= set(report["stream_statuses"])
+    # the demo bundle carries a quality rule and a threshold: the synthetic streams hold every status
+    # before the model, and the raw path compares the statuses after it (LOW_CONFIDENCE included)
+    assert report["raw_path_status_identical_fraction"] == 1.0
+    assert all(report["status_counts"][s] > 0 for s in ("OK", "LEAD_OFF", "SATURATED", "FLAT", "NOISY")), report["status_counts"]
+    assert sum(report["status_counts"].values()) == report["stream_windows"]
     assert report["native_arena_bytes"] <= report["tflm_arena_bytes"]
     assert report["failures"] == []
 

@@ -21,6 +21,7 @@ from host.cli import main as host_main
 from host.devices import emulate, simulate
 from host.link import DeviceLink, LinkError
 from host.parity import run_parity
+from pipeline.quality import QualityStatus
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +33,9 @@ def _check(report: dict) -> None:
     assert report["raw_path_identical_fraction"] == 1.0 and report["raw_path_windows"] > 0
     assert report["frames_dropped"] == 0 and report["crc_errors"] == 0 and report["samples_lost"] == 0
     assert report["device"]["backend"] == "native" and report["failures"] == []
+    # the streams' statuses as the device sent them, equal to the extended reference (quality rule, threshold)
+    counts = report["status_counts"]
+    assert set(counts) == {s.name for s in QualityStatus} and counts["OK"] > 0 and counts["FLAT"] > 0 and counts["NOISY"] > 0
 
 
 def test_parity_against_simulate(demo_bundle, tmp_path):

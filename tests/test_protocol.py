@@ -59,7 +59,7 @@ from host.protocol import (
     encode_frame,
     window_chunks,
 )
-from pipeline.device import WindowStatus
+from export.protocol_defs import WindowStatus
 
 TARGETS = ("host", "host-asan", "cortex-m4")
 PRINTABLE = "".join(chr(c) for c in range(0x20, 0x7F))
@@ -195,6 +195,9 @@ def fixed_messages() -> list[Message]:
         Result(0xFFFFFFFF, 0xFFFFFFFF, WindowStatus.OK, 2, (-128, 127, 0), 0xFFFFFFFF, instr, ResultSource.REPLAY_WINDOW),
         Result(0, 0, WindowStatus.LEAD_OFF, -1, (), 0, us, ResultSource.LIVE),
         Result(7, 4375, WindowStatus.SATURATED, 127, tuple(range(-128, 127)), 1234567, us, ResultSource.REPLAY_SAMPLES),
+        Result(8, 5000, WindowStatus.FLAT, -1, (), 0, us, ResultSource.LIVE),
+        Result(9, 5625, WindowStatus.NOISY, -1, (), 0, us, ResultSource.REPLAY_SAMPLES),
+        Result(10, 6250, WindowStatus.LOW_CONFIDENCE, 1, (3, 4, -2), 812, us, ResultSource.LIVE),
         Ack(0xFFFF, FrameType.REPLAY_SAMPLES, 0xFFFF),
         Ack(0, FrameType.COMMAND, 0),
         Error(ErrorCode.WINDOW_CHUNK, 0xFFFF, "chunk at 1512 of window 9, expected 1008"),
@@ -277,7 +280,9 @@ LIMITS: dict[str, Callable[[], Message]] = {
     "result_ok": lambda: _result(),
     "result_label_past_logits": lambda: _result(label=3),
     "result_label_negative": lambda: _result(label=-2),
-    "result_bad_status": lambda: _result(label=-1, status=3),
+    "result_flat": lambda: _result(label=-1, logits=(), status=3),
+    "result_low_confidence": lambda: _result(status=5),
+    "result_bad_status": lambda: _result(label=-1, status=len(WindowStatus)),
     "result_bad_source": lambda: _result(label=-1, source=3),
     "command_ok": lambda: Command(CommandCode.SOURCE, 1),
     "command_source_arg": lambda: Command(CommandCode.SOURCE, 2),
@@ -338,7 +343,8 @@ def random_message(rng: random.Random) -> Message:
         return Samples(u32(), values, flags) if kind == FrameType.SAMPLES else ReplaySamples(values, flags)
     if kind == FrameType.RESULT:
         status = rng.choice(list(WindowStatus))
-        logits = tuple(rng.randint(-128, 127) for _ in range(rng.randint(1, 8))) if status == WindowStatus.OK else ()
+        classified = status in (WindowStatus.OK, WindowStatus.LOW_CONFIDENCE)
+        logits = tuple(rng.randint(-128, 127) for _ in range(rng.randint(1, 8))) if classified else ()
         label = rng.randrange(len(logits)) if logits else -1
         return Result(u32(), u32(), status, label, logits, u32(), rng.choice(list(TimeUnit)), rng.choice(list(ResultSource)))
     if kind == FrameType.ACK:

@@ -44,7 +44,7 @@ int harness_main(int argc, char **argv)
         return fail("ADC_MAX must be 1..65535 and HOP positive", "");
     }
     if (ecg_core_init(&core, (uint16_t)adc_max, (uint32_t)hop) != 0) {
-        return fail("inference backend failed to initialise: ", ecg_infer_error());
+        return fail("the device core failed to initialise: ", ecg_core_error(&core));
     }
     in = rt_open(argv[1], 0);
     out = in != NULL ? rt_open(argv[2], 1) : NULL;

@@ -143,6 +143,7 @@ static void encode_samples(encoder *e)
 static void encode_results(encoder *e)
 {
     static const int8_t three[3] = {-128, 127, 0};
+    static const int8_t leaning[3] = {3, 4, -2};
     int8_t many[255];
     ecg_proto_result m;
     unsigned i;
@@ -179,6 +180,31 @@ static void encode_results(encoder *e)
     m.logits = many;
     m.time = 1234567;
     m.source = ECG_PROTO_FROM_REPLAY_SAMPLES;
+    emit(e, ecg_proto_encode_result(&e->tx, frame, &m));
+
+    /* the statuses of the quality rule and the confidence threshold */
+    m.window_index = 8;
+    m.first_sample = 5000;
+    m.status = ECG_PROTO_STATUS_FLAT;
+    m.label = -1;
+    m.num_logits = 0;
+    m.logits = NULL;
+    m.time = 0;
+    m.source = ECG_PROTO_FROM_LIVE;
+    emit(e, ecg_proto_encode_result(&e->tx, frame, &m));
+    m.window_index = 9;
+    m.first_sample = 5625;
+    m.status = ECG_PROTO_STATUS_NOISY;
+    m.source = ECG_PROTO_FROM_REPLAY_SAMPLES;
+    emit(e, ecg_proto_encode_result(&e->tx, frame, &m));
+    m.window_index = 10;
+    m.first_sample = 6250;
+    m.status = ECG_PROTO_STATUS_LOW_CONFIDENCE;
+    m.label = 1;
+    m.num_logits = 3;
+    m.logits = leaning;
+    m.time = 812;
+    m.source = ECG_PROTO_FROM_LIVE;
     emit(e, ecg_proto_encode_result(&e->tx, frame, &m));
 }
 
@@ -541,7 +567,15 @@ static void other_limits(rt_file *out, int *ok, ecg_proto_tx *tx)
     r.label = -2;
     limit(out, ok, "result_label_negative", ecg_proto_encode_result(tx, frame, &r));
     r.label = -1;
-    r.status = 3;
+    r.num_logits = 0;
+    r.status = ECG_PROTO_STATUS_FLAT;
+    limit(out, ok, "result_flat", ecg_proto_encode_result(tx, frame, &r));
+    r.status = ECG_PROTO_STATUS_LOW_CONFIDENCE;
+    r.label = 2;
+    r.num_logits = 3;
+    limit(out, ok, "result_low_confidence", ecg_proto_encode_result(tx, frame, &r));
+    r.label = -1;
+    r.status = ECG_PROTO_STATUS_LOW_CONFIDENCE + 1; /* past the last status */
     limit(out, ok, "result_bad_status", ecg_proto_encode_result(tx, frame, &r));
     r.status = ECG_PROTO_STATUS_OK;
     r.source = 3;

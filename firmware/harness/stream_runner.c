@@ -1,8 +1,12 @@
 /* Streams raw ADC samples through the device core and writes every window it emits.
  *
  *   stream_runner [-n] SAMPLES.bin OUT.bin ADC_MAX HOP [STATS.bin]
+ *   stream_runner -c LOGITS.bin OUT.bin
  *
- * -n: preprocessing only (status, z-scores, model inputs), no inference.
+ * -n: preprocessing only (status, z-scores, model inputs), no inference: the status is the one
+ * before the model (OK, LEAD_OFF, SATURATED, FLAT, NOISY).
+ * -c: the confidence test alone: LOGITS.bin holds rows of ECG_NUM_LABELS int8 model outputs; OUT.bin
+ * gets one byte per row, 1 when ecg_low_confidence() says the row is LOW_CONFIDENCE.
  * SAMPLES.bin: one uint32 LE per sample, bits 0-15 the ADC count, bit 16 the lead-off flag.
  * OUT.bin, one record per window: int32 index, first sample, status, label; int8 logits padded
  * to 4 bytes; float32 z-scores and int8 model inputs (ECG_WINDOW_SAMPLES each; zero unless OK).
@@ -42,12 +46,40 @@ static int write_window(rt_file *out, const ecg_result *r)
     harness_le32(head + 8, (uint32_t)r->status);
     harness_le32(head + 12, (uint32_t)r->label);
     memcpy(head + 16, r->logits, ECG_NUM_LABELS);
-    if (r->status != ECG_STATUS_OK) {
+    if (r->status != ECG_STATUS_OK && r->status != ECG_STATUS_LOW_CONFIDENCE) {
         memset(q, 0, sizeof q);
         memset(z, 0, sizeof z);
     }
     return rt_write(out, head, sizeof head) == sizeof head && rt_write(out, z, sizeof z) == sizeof z &&
            rt_write(out, q, sizeof q) == sizeof q;
+}
+
+static int confidence_main(const char *in_path, const char *out_path)
+{
+    int8_t row[ECG_NUM_LABELS];
+    rt_file *in = rt_open(in_path, 0), *out;
+    size_t n;
+    if (in == NULL) {
+        return fail("cannot open ", in_path);
+    }
+    out = rt_open(out_path, 1);
+    if (out == NULL) {
+        rt_close(in);
+        return fail("cannot create ", out_path);
+    }
+    while ((n = rt_read(in, row, sizeof row)) == sizeof row) {
+        const uint8_t low = (uint8_t)ecg_low_confidence(row, ECG_NUM_LABELS);
+        if (rt_write(out, &low, 1) != 1) {
+            rt_close(in);
+            rt_close(out);
+            return fail("cannot write ", out_path);
+        }
+    }
+    rt_close(in);
+    if (rt_close(out) != 0) {
+        return fail("cannot write ", out_path);
+    }
+    return n == 0 ? 0 : fail(in_path, ": size is not a whole number of logit rows");
 }
 
 int harness_main(int argc, char **argv)
@@ -58,21 +90,24 @@ int harness_main(int argc, char **argv)
     long adc_max, hop;
     int infer = 1;
 
+    if (argc == 4 && strcmp(argv[1], "-c") == 0) {
+        return confidence_main(argv[2], argv[3]);
+    }
     if (argc > 1 && strcmp(argv[1], "-n") == 0) {
         infer = 0;
         argc--;
         argv++;
     }
     if (argc != 5 && argc != 6) {
-        return fail("usage: stream_runner [-n] SAMPLES.bin OUT.bin ADC_MAX HOP [STATS.bin]", "");
+        return fail("usage: stream_runner [-n] SAMPLES.bin OUT.bin ADC_MAX HOP [STATS.bin] | -c LOGITS.bin OUT.bin", "");
     }
     adc_max = strtol(argv[3], 0, 10);
     hop = strtol(argv[4], 0, 10);
     if (adc_max < 1 || adc_max > 65535 || hop < 1) {
         return fail("ADC_MAX must be 1..65535 and HOP positive", "");
     }
-    if (ecg_core_init(&core, (uint16_t)adc_max, (uint32_t)hop) != 0 && infer) {
-        return fail("inference backend failed to initialise: ", ecg_infer_error());
+    if (ecg_core_init(&core, (uint16_t)adc_max, (uint32_t)hop) != 0 && (infer || core.pre.bad_hop)) {
+        return fail("the device core failed to initialise: ", ecg_core_error(&core));
     }
     in = rt_open(argv[1], 0);
     if (in == NULL) {
@@ -111,11 +146,11 @@ int harness_main(int argc, char **argv)
                 return fail("inference failed: ", ecg_infer_error());
             }
             t0 = rt_instructions() - t1;
-            if (infer && r.status == ECG_STATUS_OK) {
+            if (infer && r.label >= 0) {
                 ecg_pre_window(&core.pre, ECG_INPUT_SCALE, ECG_INPUT_ZERO_POINT, q, z);
             }
             stats[1]++;
-            if (r.status == ECG_STATUS_OK) {
+            if (r.status == ECG_STATUS_OK || r.status == ECG_STATUS_LOW_CONFIDENCE) {
                 stats[2]++;
                 stats[4] += t0;
                 stats[5] = t0 > stats[5] ? t0 : stats[5];

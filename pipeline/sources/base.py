@@ -38,6 +38,7 @@ class Options:
     arrhythmia_min_ratio: float = 0.0
     seed: int = 13
     normal_label: str = "NORMAL"
+    mitdb_normal: bool = False  # also NORMAL windows of sinus rhythm with normal beats only (external checks)
 
 
 @dataclass

@@ -1,11 +1,13 @@
-"""MIT-BIH Arrhythmia: ARRHYTHMIA windows from beat annotations (never NORMAL)."""
+"""MIT-BIH Arrhythmia: ARRHYTHMIA windows from beat annotations (NORMAL only with `mitdb_normal`, for external checks)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..label_rules import arrhythmia_window_mask
-from ..records import read_annotation, read_record, sha256_file
+import numpy as np
+
+from ..label_rules import arrhythmia_window_mask, sinus_normal_window_mask
+from ..records import read_annotation, read_annotation_aux, read_record, sha256_file
 from .base import Options, Plan, Result, Task, cap_windows, list_records, present, record_windows, windows_of
 
 NAME = "mitdb"
@@ -34,4 +36,18 @@ def process(task: Task, opts: Options) -> Result:
         samples, symbols, rec.fs, opts.spec.fs, starts, opts.spec.window, opts.arrhythmia_min_count, opts.arrhythmia_min_ratio
     )
     chosen = cap_windows(starts[mask], opts.max_windows_per_record, opts.seed)
-    return record_windows(task, rec, filtered, chosen, "ARRHYTHMIA", opts)
+    result = record_windows(task, rec, filtered, chosen, "ARRHYTHMIA", opts)
+    if not opts.mitdb_normal:
+        return result
+    aux = read_annotation_aux(task.path, "atr")
+    normal = sinus_normal_window_mask(samples, symbols, aux, rec.fs, opts.spec.fs, starts, opts.spec.window)
+    more = record_windows(task, rec, filtered, cap_windows(starts[normal], opts.max_windows_per_record, opts.seed), opts.normal_label, opts)
+    if len(more.starts) == 0:
+        return result
+    if len(result.starts) == 0:
+        return more
+    order = np.argsort(np.concatenate([result.starts, more.starts]), kind="stable")
+    result.X = np.concatenate([result.X, more.X])[order]
+    result.labels = [(result.labels + more.labels)[i] for i in order]
+    result.starts = np.concatenate([result.starts, more.starts])[order]
+    return result

@@ -360,7 +360,7 @@ static void reset_pipeline(ecg_app *app)
     app->next_sample = 0;
     app->batch_n = 0;
 #if !ECG_APP_NO_MODEL
-    ecg_pre_init(&app->core.pre, app->adc_max, app->hop);
+    (void)ecg_pre_init(&app->core.pre, app->adc_max, app->hop); /* a bad hop failed ecg_core_init already */
     app->live_pending = 0;
     app->wrx.active = 0;
 #endif
@@ -458,8 +458,8 @@ static void run_replayed_window(ecg_app *app, uint16_t seq)
     }
     r.window_index = app->wrx.window_id;
     r.first_sample = 0;
-    r.status = ECG_STATUS_OK;
     r.label = ecg_argmax(r.logits, ECG_NUM_LABELS);
+    r.status = ecg_low_confidence(r.logits, ECG_NUM_LABELS) ? ECG_STATUS_LOW_CONFIDENCE : ECG_STATUS_OK;
     app->st.replay_windows++;
     send_result(app, &r, t1 - t0, ECG_PROTO_FROM_REPLAY_WINDOW);
 }

@@ -4,9 +4,37 @@
 
 int ecg_core_init(ecg_core *c, uint16_t adc_max, uint32_t hop)
 {
-    ecg_pre_init(&c->pre, adc_max, hop);
-    c->ready = ecg_infer_init() == 0;
+    const int pre_ok = ecg_pre_init(&c->pre, adc_max, hop) == 0;
+    c->ready = pre_ok && ecg_infer_init() == 0;
     return c->ready ? 0 : -1;
+}
+
+const char *ecg_core_error(const ecg_core *c)
+{
+    return c->pre.bad_hop ? "hop too small for the quality checks (ECG_QUALITY_MAX_WINDOWS windows in flight)" : ecg_infer_error();
+}
+
+int ecg_low_confidence(const int8_t *logits, int n)
+{
+    const uint64_t one = (uint64_t)1u << ECG_CONFIDENCE_BITS, half = one >> 1;
+    const float threshold = ECG_CONFIDENCE_THRESHOLD;
+    uint64_t sum = 0;
+    int32_t top;
+    int i;
+    if (!(threshold > 0.0f) || n <= 0) {
+        return 0;
+    }
+    top = logits[ecg_argmax(logits, n)];
+    /* sum_i w[top - q_i], w[d] = 2^BITS exp(-scale d) by pipeline.quality.confidence_weights' recurrence */
+    for (i = 0; i < n; ++i) {
+        uint32_t d = (uint32_t)(top - (int32_t)logits[i]);
+        uint64_t w = one;
+        while (d-- > 0u && w != 0u) {
+            w = (w * ECG_CONFIDENCE_DECAY + half) >> ECG_CONFIDENCE_BITS;
+        }
+        sum += w;
+    }
+    return (double)sum > (double)one / (double)threshold;
 }
 
 int32_t ecg_argmax(const int8_t *logits, int n)
@@ -52,5 +80,8 @@ int ecg_core_classify(ecg_core *c, ecg_result *r)
         return -1;
     }
     r->label = ecg_argmax(r->logits, ECG_NUM_LABELS);
+    if (ecg_low_confidence(r->logits, ECG_NUM_LABELS)) {
+        r->status = ECG_STATUS_LOW_CONFIDENCE;
+    }
     return 1;
 }

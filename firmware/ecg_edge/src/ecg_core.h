@@ -1,6 +1,8 @@
 /* The device pipeline: raw ADC sample + lead-off flag in, a result every hop out.
  * Preprocessing (ecg_preprocess.h) writes the quantized window straight into the model's input;
- * the inference backend (ecg_infer.h) classifies windows whose status is ECG_STATUS_OK.
+ * the inference backend (ecg_infer.h) classifies windows whose status is ECG_STATUS_OK. A classified
+ * window whose top softmax probability is below ECG_CONFIDENCE_THRESHOLD becomes
+ * ECG_STATUS_LOW_CONFIDENCE and keeps its logits and label ("uncertain, leaning to label").
  */
 #ifndef ECG_CORE_H
 #define ECG_CORE_H
@@ -15,7 +17,7 @@ typedef struct {
     uint32_t first_sample;
     int32_t status;                 /* ECG_STATUS_* */
     int32_t label;                  /* argmax of logits (first on ties), -1 when not classified */
-    int8_t logits[ECG_NUM_LABELS];  /* int8 model outputs; zero when not classified */
+    int8_t logits[ECG_NUM_LABELS];  /* int8 model outputs; zero when not classified (status OK or LOW_CONFIDENCE: classified) */
 } ecg_result;
 
 typedef struct {
@@ -23,8 +25,11 @@ typedef struct {
     int ready;
 } ecg_core;
 
-/* 0 on success (the inference backend loaded its model); see ecg_infer_error() otherwise. */
+/* 0 on success (the inference backend loaded its model); see ecg_core_error() otherwise. */
 int ecg_core_init(ecg_core *c, uint16_t adc_max, uint32_t hop);
+
+/* Why ecg_core_init() failed: the hop (too small for the quality checks) or ecg_infer_error(). */
+const char *ecg_core_error(const ecg_core *c);
 
 /* Push one sample; returns 1 and fills *r when a window completed (classified or not), 0 otherwise,
  * -1 when inference failed. */
@@ -39,5 +44,9 @@ void ecg_core_window_result(const ecg_core *c, ecg_result *r);
 
 /* Index of the largest logit, the first one on ties (numpy.argmax). */
 int32_t ecg_argmax(const int8_t *logits, int n);
+
+/* 1 when the top softmax probability of these int8 outputs is below ECG_CONFIDENCE_THRESHOLD
+ * (never with a threshold of 0): pipeline.quality.low_confidence_int8, the same integer test. */
+int ecg_low_confidence(const int8_t *logits, int n);
 
 #endif /* ECG_CORE_H */

@@ -7,7 +7,7 @@
 
 #include <math.h>
 
-void ecg_pre_init(ecg_pre *p, uint16_t adc_max, uint32_t hop)
+int ecg_pre_init(ecg_pre *p, uint16_t adc_max, uint32_t hop)
 {
     uint32_t i;
     uint32_t margin = ((uint32_t)adc_max + 1u) * ECG_RAIL_MARGIN_PER_1024 / 1024u;
@@ -28,6 +28,141 @@ void ecg_pre_init(ecg_pre *p, uint16_t adc_max, uint32_t hop)
     p->hop = hop > 0u ? hop : 1u;
     p->rail_low = (uint16_t)margin;
     p->rail_high = (uint16_t)(adc_max > margin ? adc_max - margin : 0u);
+    p->status = ECG_STATUS_OK;
+    p->bad_hop = 0;
+#if ECG_QUALITY_CHECKS
+    p->bad_hop = (ECG_WINDOW_SAMPLES + p->hop - 1u) / p->hop > ECG_QUALITY_MAX_WINDOWS;
+    p->e1 = 0;
+    p->e2 = 0;
+    for (i = 0; i < ECG_QUALITY_MAX_WINDOWS; ++i) {
+        p->snap1[i] = 0;
+        p->snap2[i] = 0;
+    }
+    /* pipeline.quality.QualityRule.flat_min_p2p_counts(), the same float64 operations */
+    p->flat_min_p2p = ECG_QUALITY_FLAT_MIN_P2P_MV_F64 * (((double)adc_max + 1.0) / ECG_QUALITY_FULL_SCALE_MV_F64);
+    p->run = 0;
+    p->long_run_end = 0;
+    p->prev0 = 0;
+    p->prev1 = 0;
+#endif
+    return p->bad_hop ? -1 : 0;
+}
+
+#if ECG_QUALITY_CHECKS
+/* Running sums and the flat run for sample number t (= count before it); snapshots at window starts. */
+static void quality_push(ecg_pre *p, uint16_t raw, uint32_t t)
+{
+    if (t >= 1u) {
+        const int64_t d1 = (int64_t)raw - (int64_t)p->prev0;
+        p->e1 += (uint64_t)(d1 * d1);
+        p->run = raw == p->prev0 ? (p->run < ECG_QUALITY_FLAT_MAX_RUN_SAMPLES ? p->run + 1u : p->run) : 1u;
+    } else {
+        p->run = 1u;
+    }
+    if (t >= 2u) {
+        const int64_t d2 = (int64_t)raw - 2 * (int64_t)p->prev0 + (int64_t)p->prev1;
+        p->e2 += (uint64_t)(d2 * d2);
+    }
+    p->prev1 = p->prev0;
+    p->prev0 = raw;
+    if (p->run >= ECG_QUALITY_FLAT_MAX_RUN_SAMPLES) {
+        p->long_run_end = t + 1u;
+    }
+    /* A window's first difference pairs its samples 0 and 1: e1 is taken after sample 0, e2 after 1. */
+    if (t % p->hop == 0u) {
+        p->snap1[(t / p->hop) % ECG_QUALITY_MAX_WINDOWS] = p->e1;
+    }
+    if (t >= 1u && (t - 1u) % p->hop == 0u) {
+        p->snap2[((t - 1u) / p->hop) % ECG_QUALITY_MAX_WINDOWS] = p->e2;
+    }
+}
+
+/* a * b > c * d, exactly (96-bit products). */
+static int product_greater(uint64_t a, uint32_t b, uint64_t c, uint32_t d)
+{
+    const uint64_t ab_lo = (a & 0xFFFFFFFFu) * b, cd_lo = (c & 0xFFFFFFFFu) * d;
+    const uint64_t ab_hi = (a >> 32) * b + (ab_lo >> 32), cd_hi = (c >> 32) * d + (cd_lo >> 32);
+    return ab_hi != cd_hi ? ab_hi > cd_hi : (ab_lo & 0xFFFFFFFFu) > (cd_lo & 0xFFFFFFFFu);
+}
+
+#define QUALITY_SEGMENTS (ECG_WINDOW_SAMPLES / ECG_QUALITY_JUMP_SEGMENT_SAMPLES)
+
+/* FLAT, NOISY or OK for the window just completed (its samples are in the ring from pos). */
+static int32_t quality_status(const ecg_pre *p)
+{
+    const uint32_t start = p->count - ECG_WINDOW_SAMPLES;
+    const uint32_t slot = (start / p->hop) % ECG_QUALITY_MAX_WINDOWS;
+    const uint64_t e1 = p->e1 - p->snap1[slot], e2 = p->e2 - p->snap2[slot];
+    float lo = p->ring[p->pos], hi = lo;
+    double top = 0.0, med = 1.0;
+    uint32_t k, i = p->pos;
+#if QUALITY_SEGMENTS > 0
+    double seg[QUALITY_SEGMENTS];
+    uint32_t n;
+    float s_lo = lo, s_hi = lo;
+#endif
+    for (k = 0; k < ECG_WINDOW_SAMPLES; ++k) {
+        const float v = p->ring[i];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+#if QUALITY_SEGMENTS > 0
+        if (k % ECG_QUALITY_JUMP_SEGMENT_SAMPLES == 0u) {
+            s_lo = v;
+            s_hi = v;
+        }
+        s_lo = v < s_lo ? v : s_lo;
+        s_hi = v > s_hi ? v : s_hi;
+        if (k % ECG_QUALITY_JUMP_SEGMENT_SAMPLES == ECG_QUALITY_JUMP_SEGMENT_SAMPLES - 1u && k / ECG_QUALITY_JUMP_SEGMENT_SAMPLES < QUALITY_SEGMENTS) {
+            seg[k / ECG_QUALITY_JUMP_SEGMENT_SAMPLES] = (double)s_hi - (double)s_lo;
+        }
+#endif
+        i = (i + 1u == ECG_WINDOW_SAMPLES) ? 0u : i + 1u;
+    }
+    if ((double)hi - (double)lo < p->flat_min_p2p ||
+        p->long_run_end >= start + (uint32_t)ECG_QUALITY_FLAT_MAX_RUN_SAMPLES) {
+        return ECG_STATUS_FLAT;
+    }
+    if (product_greater(e2, ECG_QUALITY_HF_RATIO2_DEN, e1, ECG_QUALITY_HF_RATIO2_NUM)) {
+        return ECG_STATUS_NOISY;
+    }
+#if QUALITY_SEGMENTS > 0
+    /* numpy.median: sort, the middle value or the mean of the two middle ones */
+    for (k = 1; k < QUALITY_SEGMENTS; ++k) {
+        const double v = seg[k];
+        for (n = k; n > 0 && seg[n - 1] > v; --n) {
+            seg[n] = seg[n - 1];
+        }
+        seg[n] = v;
+    }
+    top = seg[QUALITY_SEGMENTS - 1];
+    med = QUALITY_SEGMENTS % 2 ? seg[QUALITY_SEGMENTS / 2] : (seg[QUALITY_SEGMENTS / 2 - 1] + seg[QUALITY_SEGMENTS / 2]) / 2.0;
+    if (med > 0.0) {
+        return top / med > ECG_QUALITY_NOISE_MAX_JUMP_RATIO_F64 ? ECG_STATUS_NOISY : ECG_STATUS_OK;
+    }
+    if (top != 0.0) {
+        return ECG_STATUS_NOISY; /* the ratio is infinite */
+    }
+#endif
+    /* no segments, or no signal at all: ratio 1 */
+    (void)top;
+    (void)med;
+    return 1.0 > ECG_QUALITY_NOISE_MAX_JUMP_RATIO_F64 ? ECG_STATUS_NOISY : ECG_STATUS_OK;
+}
+#endif
+
+static int32_t window_status(const ecg_pre *p)
+{
+    if (p->good_since > ecg_pre_window_start(p)) {
+        return ECG_STATUS_LEAD_OFF;
+    }
+    if (p->rail_count > ECG_SATURATION_MAX_SAMPLES) {
+        return ECG_STATUS_SATURATED;
+    }
+#if ECG_QUALITY_CHECKS
+    return quality_status(p);
+#else
+    return ECG_STATUS_OK;
+#endif
 }
 
 int ecg_pre_push(ecg_pre *p, uint16_t raw, int lead_off)
@@ -36,6 +171,9 @@ int ecg_pre_push(ecg_pre *p, uint16_t raw, int lead_off)
     const uint8_t bit = (uint8_t)(1u << (i & 7u));
     const int rail = raw <= p->rail_low || raw >= p->rail_high;
 
+#if ECG_QUALITY_CHECKS
+    quality_push(p, raw, p->count);
+#endif
     if (p->rail_bits[i >> 3] & bit) {
         p->rail_count--;
     }
@@ -54,7 +192,11 @@ int ecg_pre_push(ecg_pre *p, uint16_t raw, int lead_off)
     }
     p->count++;
     p->pos = (i + 1u == ECG_WINDOW_SAMPLES) ? 0u : i + 1u;
-    return p->count >= ECG_WINDOW_SAMPLES && (p->count - ECG_WINDOW_SAMPLES) % p->hop == 0u;
+    if (p->bad_hop || p->count < ECG_WINDOW_SAMPLES || (p->count - ECG_WINDOW_SAMPLES) % p->hop != 0u) {
+        return 0;
+    }
+    p->status = window_status(p);
+    return 1;
 }
 
 uint32_t ecg_pre_window_start(const ecg_pre *p)
@@ -69,13 +211,7 @@ uint32_t ecg_pre_window_index(const ecg_pre *p)
 
 int ecg_pre_status(const ecg_pre *p)
 {
-    if (p->good_since > ecg_pre_window_start(p)) {
-        return ECG_STATUS_LEAD_OFF;
-    }
-    if (p->rail_count > ECG_SATURATION_MAX_SAMPLES) {
-        return ECG_STATUS_SATURATED;
-    }
-    return ECG_STATUS_OK;
+    return (int)p->status;
 }
 
 /* numpy: round half away from zero in float32, then clamp to int8. */

@@ -1,0 +1,251 @@
+"""`ecg-host record` (host/record.py): live streams to WFDB records.
+
+From the virtual device (binary frames, lead-off 2 s every 6 s) and from a virtual plain-text sketch
+(`host.textsim.TextDevice`, 250 Hz, `!` lines): rate, length, mV scale against the known ADC counts,
+lead-off annotations against the known intervals, device RESULTs annotated, `ecg-pipeline predict` on
+the recording; SIGINT, SIGKILL and a vanished port each leave a record `wfdb.rdrecord` reads; an
+existing record is not overwritten; a missing port is a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import wfdb
+
+from host.devices import Device, SignalOptions, simulate
+from host.record import ANN_EXT, INVALID, WfdbRecording
+from host.textsim import TextDevice, TextSignal
+from pipeline.ad8232 import AD8232Config, adc_to_mv
+
+REPO = Path(__file__).resolve().parents[1]
+LEAD_OFF = (6, 2)  # the virtual device: electrodes off for the last 2 s of every 6 s
+RATE = 250
+
+
+def _record_cmd(port: str, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "host.cli", "record", "--port", port, "--out", str(out), *extra]
+
+
+def _run(port: str, out: Path, *extra: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(_record_cmd(port, out, *extra), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def _comments(rec: wfdb.Record) -> dict[str, str]:
+    return dict(c.split(": ", 1) for c in rec.comments if ": " in c)
+
+
+def _kept_samples(stdout: str) -> int:
+    m = re.search(r"kept [\d.]+ s[^:]*: (\d+) samples", stdout)
+    assert m, stdout
+    return int(m.group(1))
+
+
+def _intervals(mask: np.ndarray) -> list[tuple[int, int | None]]:
+    """[start, end) of every True run; end None when it runs to the end."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return [(int(a), int(b) if b < mask.size else None) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def _lead_off_annotations(path: Path) -> list[tuple[int, int | None]]:
+    ann = wfdb.rdann(str(path), ANN_EXT)
+    out: list[tuple[int, int | None]] = []
+    for s, sym, sub, aux in zip(ann.sample, ann.symbol, ann.subtype, ann.aux_note):
+        if sym != "~":
+            continue
+        if aux == "lead_off":
+            assert sub == 0x11
+            out.append((int(s), None))
+        else:
+            assert aux == "lead_on" and sub == 0 and out and out[-1][1] is None
+            out[-1] = (out[-1][0], int(s))
+    return out
+
+
+@pytest.fixture(scope="module")
+def device(demo_bundle: tuple[Path, Path]) -> Iterator[Device]:
+    bundle = demo_bundle[1]
+    with simulate(bundle, signal_opts=SignalOptions(lead_off=LEAD_OFF), work=bundle.parent.parent / "device-cache") as dev:
+        yield dev
+
+
+def test_record_virtual_device(device: Device, demo_bundle: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "dev01"
+    done = _run(device.port, out, "--seconds", "12")
+    assert done.returncode == 0, done.stderr
+    n = _kept_samples(done.stdout)
+    rec = wfdb.rdrecord(str(out))
+    assert rec.fs == RATE and rec.sig_name == ["II"] and rec.units == ["mV"]
+    assert rec.sig_len == n == 12 * RATE
+    c = _comments(rec)
+    assert c["port"] == device.port and c["source"].startswith("binary") and c["rate_estimated"] == "no"
+    assert "model_sha256" in c["firmware"] and c["samples_lost"].startswith("0 ")
+    # mV at the electrodes: the stored counts through the AD8232 chain
+    counts = np.fromfile(f"{out}.dat", dtype="<i2").astype(np.int64)
+    assert counts.size == n and counts.min() >= 0 and counts.max() <= 4095
+    np.testing.assert_allclose(rec.p_signal[:, 0], adc_to_mv(counts, AD8232Config()), atol=1e-6)
+    # lead-off: the device's schedule, in its sample counter
+    origin = int(c["first_sample"].split()[0])
+    idx = origin + np.arange(n)
+    expected = idx % (LEAD_OFF[0] * RATE) >= (LEAD_OFF[0] - LEAD_OFF[1]) * RATE
+    assert _lead_off_annotations(out) == _intervals(expected)
+    assert (counts[expected] == 4095).all() and (counts[~expected] < 4095).all()
+    # every device RESULT whose window ends in the record, at that last sample
+    ann = wfdb.rdann(str(out), ANN_EXT)
+    results = [(s, a) for s, a in zip(ann.sample, ann.aux_note) if a.startswith("result ")]
+    ends = [k for k in range(0, (origin + n) // 625 + 1) if origin <= k * 625 + 2499 < origin + n]
+    windows = [int(a.split()[1].split("=")[1]) for _, a in results]
+    # the RESULT of a window ending in the last samples may come after the recording stopped
+    assert windows in (ends, ends[:-1]) and len(windows) >= 1, (windows, ends)
+    for s, a in results:
+        f = dict(kv.split("=", 1) for kv in a.split()[1:])
+        k = int(f["window"])
+        assert int(f["first"]) == k * 625 - origin and s == int(f["first"]) + 2499
+        assert f["status"] == "LEAD_OFF" and f["label"] == "-"  # a 10 s window always holds 2 s of lead-off
+
+    # the recording feeds back into the pipeline
+    ckpt = demo_bundle[1].parent / "train" / "checkpoint.pt"
+    js = tmp_path / "predict.json"
+    pred = subprocess.run([sys.executable, "-m", "pipeline.cli", "predict", "--checkpoint", str(ckpt), "--input", str(out), "--out", str(js)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert pred.returncode == 0, pred.stderr
+    assert json.loads(js.read_text())["windows"], pred.stdout
+
+    # an existing record is refused, --force overwrites it
+    again = _run(device.port, out, "--seconds", "1")
+    assert again.returncode == 2 and "exists" in again.stderr and "--force" in again.stderr
+    assert wfdb.rdrecord(str(out)).sig_len == n
+    forced = _run(device.port, out, "--seconds", "2", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert wfdb.rdrecord(str(out)).sig_len == 2 * RATE
+
+
+def _start(port: str, out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(_record_cmd(port, out, *extra), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_header(out: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not Path(f"{out}.hea").exists():
+        assert time.monotonic() < deadline, f"no {out}.hea within {timeout} s"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_recording_is_kept(device: Device, tmp_path: Path, sig: int) -> None:
+    out = tmp_path / "int01"
+    proc = _start(device.port, out)  # --seconds 0: until stopped
+    _wait_for_header(out)
+    time.sleep(3)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr
+    n = _kept_samples(stdout)
+    assert ("interrupted" if sig == signal.SIGINT else "terminated") in stdout
+    rec = wfdb.rdrecord(str(out))
+    assert rec.sig_len == n and 3 * RATE <= n <= 8 * RATE
+    assert np.fromfile(f"{out}.dat", dtype="<i2").size == n
+
+
+def test_killed_recording_is_readable(device: Device, tmp_path: Path) -> None:
+    out = tmp_path / "kill01"
+    proc = _start(device.port, out)
+    _wait_for_header(out)
+    time.sleep(4)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
+    rec = wfdb.rdrecord(str(out))
+    stored = np.fromfile(f"{out}.dat", dtype="<i2").size
+    # the header lags the data by at most about a second
+    assert 3 * RATE <= rec.sig_len <= stored <= rec.sig_len + 2 * RATE
+    assert not np.isnan(rec.p_signal).any()
+    wfdb.rdann(str(out), ANN_EXT)  # the annotations too
+
+
+def test_pulled_cable_keeps_the_record(demo_bundle: tuple[Path, Path], tmp_path: Path) -> None:
+    bundle = demo_bundle[1]
+    out = tmp_path / "pulled"
+    dev = simulate(bundle, work=bundle.parent.parent / "device-cache")
+    with dev:
+        proc = _start(dev.port, out, "--seconds", "30")
+        _wait_for_header(out)
+        time.sleep(2)
+    stdout, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 1, (stdout, stderr)
+    assert "error:" in stderr and dev.port in stderr
+    n = _kept_samples(stdout)
+    assert wfdb.rdrecord(str(out)).sig_len == n >= 2 * RATE
+
+
+def test_record_text_sketch(tmp_path: Path) -> None:
+    """A plain-text sketch at 250 Hz, 10-bit, with '!' lines: the rate is estimated (and says so), the
+    samples are the sketch's counts, the lead-off intervals its '!' stretches."""
+    out = tmp_path / "txt01"
+    lead_off = (5, 1)
+    with TextDevice(rate=RATE, seed=4, lead_off=lead_off, adc_bits=10) as dev:
+        done = _run(dev.port, out, "--seconds", "12", "--text")
+    assert done.returncode == 0, done.stderr
+    assert "estimated" in done.stdout
+    n = _kept_samples(done.stdout)
+    rec = wfdb.rdrecord(str(out))
+    assert rec.fs == RATE and rec.sig_len == n == 12 * RATE
+    c = _comments(rec)
+    assert c["source"].startswith("text") and c["rate_estimated"] == "yes" and c["firmware"].startswith("none")
+    counts = np.fromfile(f"{out}.dat", dtype="<i2").astype(np.int64)
+    # where the recording starts in the sketch's output: its own signal, regenerated
+    known, known_off = TextSignal(RATE, 72, 4, lead_off, 10).next(n + 40 * RATE)
+    starts = [i for i in range(known.size - n + 1) if np.array_equal(known[i : i + 50], counts[:50])]
+    assert starts, "the recording is not the sketch's signal"
+    s = starts[0]
+    assert np.array_equal(counts, known[s : s + n])
+    np.testing.assert_allclose(rec.p_signal[:, 0], adc_to_mv(known[s : s + n], AD8232Config(adc_bits=10)), atol=1e-6)
+    assert "10 bits" in c["adc"]
+    assert _lead_off_annotations(out) == _intervals(known_off[s : s + n])
+    assert any(a[1] is not None for a in _intervals(known_off[s : s + n]))
+
+
+def test_refusals(tmp_path: Path) -> None:
+    missing = _run("/dev/ttyNOSUCH0", tmp_path / "m1", "--seconds", "1")
+    assert missing.returncode == 2 and "/dev/ttyNOSUCH0" in missing.stderr
+    assert not list(tmp_path.iterdir())  # nothing left behind
+    (tmp_path / "m2.hea").write_text("m2 1 250 0\n")
+    exists = _run("/dev/ttyNOSUCH0", tmp_path / "m2")
+    assert exists.returncode == 2 and "m2.hea exists" in exists.stderr
+    bad = _run("/dev/ttyNOSUCH0", tmp_path / "bad.name")
+    assert bad.returncode == 2 and "record name" in bad.stderr
+
+
+def test_lost_samples_are_invalid_and_annotated(tmp_path: Path) -> None:
+    """A gap in the sample counter is stored as WFDB invalid samples (NaN) with a 'lost N' note; RESULTs
+    wait for the samples of their window."""
+    from types import SimpleNamespace
+
+    rec = WfdbRecording(tmp_path / "gap")
+    r = SimpleNamespace(window_index=0, status=SimpleNamespace(name="OK"), label=2, logits=(10, -20, 30))
+    rec.add_samples(100, np.full(40, 2048), np.zeros(40, bool))
+    rec.add_result(r, 100, 50, ("NORMAL", "MI", "ARRHYTHMIA"), (0.1, 0))  # its last sample (149) is not in yet
+    assert rec.results == 0
+    rec.add_samples(150, np.full(30, 2100), np.r_[np.zeros(10, bool), np.ones(20, bool)])
+    assert rec.n == 80 and rec.lost == 10 and rec.results == 1
+    rec.flush(250.0, AD8232Config(), ["test"], datetime.now().astimezone())
+    rec.close()
+    w = wfdb.rdrecord(str(tmp_path / "gap"))
+    assert np.isnan(w.p_signal[40:50, 0]).all() and not np.isnan(w.p_signal[:40, 0]).any()
+    assert np.fromfile(tmp_path / "gap.dat", dtype="<i2")[45] == INVALID
+    ann = wfdb.rdann(str(tmp_path / "gap"), ANN_EXT)
+    notes = dict(zip(ann.aux_note, ann.sample))
+    assert notes["lost 10"] == 40 and notes["lead_off"] == 60
+    result = [a for a in ann.aux_note if a.startswith("result")][0]
+    assert "label=ARRHYTHMIA" in result and "logits=10,-20,30" in result and ann.sample[ann.aux_note.index(result)] == 49
+    p = np.exp([1.0, -2.0, 3.0]) / np.exp([1.0, -2.0, 3.0]).sum()
+    assert f"ARRHYTHMIA:{p[2]:.4f}" in result
