@@ -15,8 +15,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
   else
-    echo "missing Debian packages: ${missing[*]} (install them with apt-get as root)" >&2
-    exit 1
+    # Not root: go on; what needs them says so (the demo runs without emulate, those tests skip locally).
+    echo "warning: missing Debian packages: ${missing[*]} (as root: apt-get install ${missing[*]})" >&2
   fi
 fi
 
