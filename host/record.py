@@ -44,6 +44,7 @@ import numpy as np
 from pipeline.ad8232 import AD8232Config
 from pipeline.atomic import write_text_atomic
 from pipeline.console import DISCLAIMER
+from pipeline.labels import LABELS
 from pipeline.preprocess import output_probabilities
 
 ANN_EXT = "ecg"
@@ -309,7 +310,7 @@ def _comments(source: Any, args: Any, fs: float, adc: AD8232Config, start: dt.da
         f"samples_lost: {rec.lost} (stored as invalid samples, NaN in p_signal; annotated 'lost N' in .{ANN_EXT})",
         f"lead_off_samples: {rec.lead_off_samples}",
         f"annotations: .{ANN_EXT} (~ lead_off/lead_on; \" result ... at the window's last sample; \" lost N)",
-    ]
+    ] + ([f"label: {args.label}", f"patient: {args.patient or Path(args.out).name}"] if args.label else [])
 
 
 def _record_rate(source: Any) -> float:
@@ -420,4 +421,6 @@ def add_record_command(subparsers: Any) -> None:
     p.add_argument("--gain", type=float, help=f"AD8232 gain in V/V (default {AD8232Config().gain:g})")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds without any data before giving up (default 5)")
     p.add_argument("--force", action="store_true", help="overwrite an existing record at --out")
+    p.add_argument("--label", choices=LABELS, help="what the recording is, for `ecg-pipeline prepare recordings` (header comment `label:`)")
+    p.add_argument("--patient", help="who it is from (header comment `patient:`; default the record name): recordings of one person stay in one split")
     p.set_defaults(func=lambda args: record(args))

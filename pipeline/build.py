@@ -19,12 +19,12 @@ from .dataset import DatasetWriter, count_table
 from .label_rules import PtbxlStatements
 from .labels import LABEL_SETS
 from .records import RecordError
-from .sources import mitdb, nsrdb, ptbdb, ptbxl, synthetic
+from .sources import mitdb, nsrdb, ptbdb, ptbxl, recordings, synthetic
 from .sources.base import Options, Plan, Result, Task, empty_result
 from .spec import PreprocessSpec
 from .splits import balance_indices, stratified_patient_split
 
-SOURCES = {m.NAME: m for m in (mitdb, nsrdb, ptbdb, ptbxl, synthetic)}
+SOURCES = {m.NAME: m for m in (mitdb, nsrdb, ptbdb, ptbxl, recordings, synthetic)}
 SHOW_IDS = 5
 
 

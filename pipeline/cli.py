@@ -14,7 +14,7 @@ from .console import DISCLAIMER, run
 from .dataset import DatasetError, load_dataset
 from .records import ALL_LEADS, RecordError
 from .report import plot_examples, print_summary
-from .sources import mitdb, nsrdb, ptbdb, ptbxl, synthetic
+from .sources import mitdb, nsrdb, ptbdb, ptbxl, recordings, synthetic
 from .sources.base import Options, Plan
 from .spec import PreprocessSpec
 
@@ -143,6 +143,14 @@ def cmd_prepare_synthetic(args: argparse.Namespace) -> int:
     return run_build(args, [(synthetic.plan(root), options_for(synthetic.NAME, args, spec))], "three_class")
 
 
+def cmd_prepare_recordings(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    root = Path(args.source_dir)
+    if not root.is_dir():
+        raise BuildError(f"{root}: no such directory of recordings")
+    return run_build(args, [(recordings.plan(root), options_for(recordings.NAME, args, spec))], "three_class")
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     ds = load_dataset(args.dataset)
     print_summary(ds.meta, ds.path)
@@ -256,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
         _beat_options(p)
         _ptbxl_options(p, with_dir=False)
         _common(p)
+    p = add("recordings", cmd_prepare_recordings, "your own WFDB recordings (ecg-host record --label L --patient P), any rate", psub)
+    p.add_argument("--source-dir", type=Path, required=True, help="directory of WFDB records with 'label:' and 'patient:' header comments")
+    p.add_argument("--leads", nargs="+", help="lead preference order (default II)")
+    _common(p)
     p = add("synthetic", cmd_prepare_synthetic, "the embedded AD8232-like synthetic set (no download)", psub)
     p.add_argument("--source-dir", type=Path, default=None, help="where the synthetic WFDB records live (default <raw-dir>/synthetic)")
     _synthetic_options(p)

@@ -193,7 +193,7 @@ def test_record_text_sketch(tmp_path: Path) -> None:
     out = tmp_path / "txt01"
     lead_off = (5, 1)
     with TextDevice(rate=RATE, seed=4, lead_off=lead_off, adc_bits=10) as dev:
-        done = _run(dev.port, out, "--seconds", "12", "--text")
+        done = _run(dev.port, out, "--seconds", "12", "--text", "--label", "NORMAL", "--patient", "alice")
     assert done.returncode == 0, done.stderr
     assert "estimated" in done.stdout
     n = _kept_samples(done.stdout)
@@ -212,6 +212,31 @@ def test_record_text_sketch(tmp_path: Path) -> None:
     assert "10 bits" in c["adc"]
     assert _lead_off_annotations(out) == _intervals(known_off[s : s + n])
     assert any(a[1] is not None for a in _intervals(known_off[s : s + n]))
+    assert c["label"] == "NORMAL" and c["patient"] == "alice"
+    _prepare_recordings(out, tmp_path)
+
+
+def _prepare_recordings(recording: Path, tmp_path: Path) -> None:
+    """A recording with --label feeds `ecg-pipeline prepare recordings`, beside records of other people,
+    rates and labels; a record without a label is left out and counted."""
+    from conftest import ecg_like, write_record
+
+    from pipeline.cli import main as pipeline_main
+    from pipeline.dataset import load_dataset
+
+    src = tmp_path / "recordings"
+    src.mkdir()
+    for ext in ("hea", "dat"):
+        (src / f"{recording.name}.{ext}").write_bytes(Path(f"{recording}.{ext}").read_bytes())
+    for k, (label, patient) in enumerate([("MI", "bob"), ("ARRHYTHMIA", "carol"), ("NORMAL", "dave"), ("MI", "erin"), ("ARRHYTHMIA", "frank")]):
+        write_record(src, f"r{k}", ecg_like(25, 360, seed=k), 360, ["II"], comments=[f"label: {label}", f"patient: {patient}"])
+    write_record(src, "unlabelled", ecg_like(25, 360, seed=9), 360, ["II"])
+    assert pipeline_main(["prepare", "recordings", "--source-dir", str(src), "--out", str(tmp_path / "ds"), "--no-progress"]) == 0
+    ds = load_dataset(tmp_path / "ds")
+    assert ds.leads == ["II"] and set(ds.label_names) == {"NORMAL", "MI", "ARRHYTHMIA"}
+    ours = ds.record == f"recordings:{recording.name}"
+    assert ours.sum() == 1 and ds.label_names[ds.y[ours][0]] == "NORMAL" and ds.patient[ours][0] == "recordings:alice"
+    assert len(ds) == 1 + 5 * 2 and "recordings:unlabelled" not in set(ds.record)  # 25 s at 10 s windows: 2 each
 
 
 def test_refusals(tmp_path: Path) -> None:
