@@ -3,7 +3,8 @@
 The terminal view (rich, ~4 refreshes a second) shows the last seconds of the ECG, the heart rate
 (`host.heart_rate` on the raw samples), lead-off and saturation now, the latest window's class
 probabilities and status, counts per label and per status, and the link's error counters. Binary input
-shows the device's own RESULTs; text input is classified on the host with `--model` (`HostClassifier`).
+shows the device's own RESULTs; text input and a device without a model (an Uno) are classified on the
+host with `--model` (`HostClassifier`).
 When stdout is not a terminal it prints one plain status line a second instead; `--plot` opens a
 matplotlib window instead. Ctrl-C (or SIGTERM) ends it cleanly with a one-line summary and exit 0.
 """
@@ -22,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from export.protocol_defs import ResultSource, WindowStatus
+from export.protocol_defs import Capability, ResultSource, WindowStatus
 from pipeline.atomic import write_text_atomic
 from pipeline.console import DISCLAIMER
 from pipeline.device import DEFAULT_RULE, saturated_mask
@@ -245,18 +246,17 @@ def _monitor(args: argparse.Namespace, out: Any) -> int:
             info_line, labels = "", ()
         classifier = None
         note = ""
-        if source.kind == "text":
+        on_board = info is not None and bool(Capability(info.capabilities) & Capability.MODEL)
+        if on_board:
             if args.model:
-                from .host_classifier import HostClassifier
+                note = "--model ignored: this device classifies on board (its RESULTs are shown)"
+        elif args.model:  # text input, or a device without a model (an Uno): classify on the host
+            from .host_classifier import HostClassifier
 
-                classifier = HostClassifier.load(args.model, rate_hz=source.rate_hz, adc_bits=source.adc_bits)
-                labels = classifier.label_names
-            else:
-                note = "no model: pass --model CHECKPOINT_OR_BUNDLE to classify"
-        elif args.model:
-            note = "--model ignored: this device classifies on board (its RESULTs are shown)"
-        elif info is not None and info.backend == "none":
-            note = "the device runs no model (backend none): window status only"
+            classifier = HostClassifier.load(args.model, rate_hz=source.rate_hz, adc_bits=source.adc_bits)
+            labels = classifier.label_names
+        else:
+            note = "no model: pass --model CHECKPOINT_OR_BUNDLE to classify" + (" on the host" if info is not None else "")
         state = MonitorState(source.port, source.kind, source.rate_hz, source.rate_estimated, source.adc_bits,
                              info_line, labels)  # fmt: skip
         state.classifier_note = note
@@ -275,7 +275,7 @@ def _monitor(args: argparse.Namespace, out: Any) -> int:
                         for w in classifier.feed(b):
                             state.add_window(Window(w.window_index, WindowStatus(w.status).name, w.label, w.probabilities))
                 for r in results:
-                    if r.source == ResultSource.LIVE and info is not None:
+                    if r.source == ResultSource.LIVE and info is not None and classifier is None:
                         state.add_window(device_window(r, info))
                 state.stats = source.stats
                 views.update(state)
@@ -311,7 +311,7 @@ def add_monitor_command(subparsers: Any) -> None:
     p.add_argument("--text", action="store_true", help="the board prints one ADC value per line (default: detect)")
     p.add_argument("--rate", type=float, help="text input: sample rate, Hz (default: estimated from arrival times)")
     p.add_argument("--adc-bits", type=int, help="text input: ADC resolution (default: 10 while every value <= 1023, else 12)")
-    p.add_argument("--model", type=Path, help="text input: checkpoint (.pt) or bundle directory to classify with on the host")
+    p.add_argument("--model", type=Path, help="text input or a device without a model (an Uno): checkpoint (.pt) or bundle directory to classify with on the host")
     p.add_argument("--plot", action="store_true", help="a live matplotlib window instead of the terminal view")
     p.add_argument("--seconds", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds without any data before giving up")

@@ -291,3 +291,23 @@ def test_ctrl_c_exits_0_and_restores_the_terminal() -> None:
         assert "Traceback" not in screen and "KeyboardInterrupt" not in screen
         assert (term.tmp / "before").read_text() == (term.tmp / "after").read_text()
         assert term.cursor_visible()
+
+
+@pytest.mark.slow
+def test_device_without_a_model_is_classified_on_the_host(demo_bundle, tmp_path: Path) -> None:
+    """What an Uno runs (no model, backend none): with --model the host classifies its SAMPLES; without, it says how."""
+    from host.devices import simulate
+
+    _, bundle = demo_bundle
+    with simulate(bundle, no_model=True) as dev:
+        bare = subprocess.run(_monitor_cmd("--port", dev.port, "--seconds", "3"), capture_output=True, cwd=REPO, timeout=60)
+        proc = subprocess.run(_monitor_cmd("--port", dev.port, "--model", str(bundle), "--seconds", "14"),
+                              capture_output=True, cwd=REPO, timeout=90)  # fmt: skip
+    assert bare.returncode == 0, bare.stderr.decode()
+    assert "no model: pass --model CHECKPOINT_OR_BUNDLE to classify on the host" in bare.stdout.decode()
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, proc.stderr.decode()
+    status = [line for line in out.splitlines() if line.startswith("t=")]
+    assert "no model" not in out and "ignored" not in out
+    # windows end every 2.5 s once 10 s have been seen: the host's own classification shows up
+    assert re.search(r"window \d+ (OK|LOW_CONFIDENCE) (NORMAL|MI|ARRHYTHMIA) [\d.]+", status[-1]), out
