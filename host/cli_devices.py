@@ -61,6 +61,16 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _serve(dev: Any) -> None:
+    """Say the port is ready and wait until Ctrl-C, SIGTERM or the device's end."""
+    print(f"serial port ready: {dev.link or dev.port} (any baud rate; Ctrl-C stops the device)", flush=True)
+    try:
+        while dev.alive:
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        print()
+
+
 def _run(kind: str, start: Any, args: argparse.Namespace, **extra: Any) -> int:
     from export.onnx_export import ExportError
     from export.qemu import ToolchainMissing
@@ -82,12 +92,7 @@ def _run(kind: str, start: Any, args: argparse.Namespace, **extra: Any) -> int:
             print(info_summary(query_info(dev.port)))
         except DeviceError as exc:
             print(f"warning: {exc}", file=sys.stderr)
-        print(f"serial port ready: {dev.link or dev.port} (any baud rate; Ctrl-C stops the device)", flush=True)
-        try:
-            while dev.alive:
-                time.sleep(POLL_S)
-        except KeyboardInterrupt:
-            print()
+        _serve(dev)
         if not dev.alive and dev.returncode not in (0, None):
             print(f"error: the device stopped (status {dev.returncode}):\n{dev.console()[-2000:]}", file=sys.stderr)
             return 1
@@ -112,12 +117,7 @@ def _run_text(args: argparse.Namespace) -> int:
         off = f", electrodes off {args.lead_off[1]} s every {args.lead_off[0]} s" if args.lead_off else ""
         print(f"virtual AD8232 sketch on {dev.port}" + (f" (link {dev.link})" if dev.link else ""))
         print(f"{dev.rate} Hz, {dev.adc_bits}-bit ADC, {args.heart_rate} bpm{off}: one ADC value per line, '!' while a lead is off")
-        print(f"serial port ready: {dev.link or dev.port} (any baud rate; Ctrl-C stops the device)", flush=True)
-        try:
-            while dev.alive:
-                time.sleep(POLL_S)
-        except KeyboardInterrupt:
-            print()
+        _serve(dev)
     print(f"lines: written {dev.lines_written}, dropped {dev.lines_dropped} (no client reading)")
     return 0
 

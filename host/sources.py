@@ -107,6 +107,26 @@ class LiveSource:
         Raises SourceError when no data at all arrived for `no_data_timeout` s, or the port vanished."""
         raise NotImplementedError
 
+    def _pump(self) -> bool:
+        """Take in what the port holds now; True when something was read."""
+        raise NotImplementedError
+
+    def _has_data(self) -> bool:
+        raise NotImplementedError
+
+    def _wait(self, ser: serial.Serial, timeout: float, silent: str) -> None:
+        """Pump until data is ready or `timeout` passes; SourceError (saying `silent`) after `no_data_timeout` without data."""
+        end = time.monotonic() + timeout
+        while True:
+            while self._pump():
+                pass
+            now = time.monotonic()
+            if self._has_data() or now >= end:
+                break
+            _wait_readable(ser, min(end - now, WAIT_SLICE_S))
+        if time.monotonic() - self._last_data > self.no_data_timeout:
+            raise SourceError(f"port {self.port}: no data for {self.no_data_timeout:g} s ({silent})")
+
     @property
     def stats(self) -> dict[str, int]:
         """frames, frames_dropped, samples_lost, crc_errors, dropped_bytes, bad_lines, resets."""
@@ -213,17 +233,11 @@ class BinarySource(LiveSource):
             self._last_data = time.monotonic()
         return got
 
+    def _has_data(self) -> bool:
+        return bool(self._blocks or self._results)
+
     def read(self, timeout: float = 0.5) -> tuple[list[Block], list[Result]]:
-        end = time.monotonic() + timeout
-        while True:
-            while self._pump():
-                pass
-            now = time.monotonic()
-            if self._blocks or self._results or now >= end:
-                break
-            _wait_readable(self.link.ser, min(end - now, WAIT_SLICE_S))
-        if time.monotonic() - self._last_data > self.no_data_timeout:
-            raise SourceError(f"port {self.port}: no data for {self.no_data_timeout:g} s (the device stopped streaming?)")
+        self._wait(self.link.ser, timeout, "the device stopped streaming?")
         blocks, results = self._blocks, self._results
         self._blocks, self._results = [], []
         return blocks, results
@@ -423,17 +437,11 @@ class TextSource(LiveSource):
                     raise SourceError(f"port {self.port}: no data for {self.no_data_timeout:g} s while estimating the rate (--rate skips this)")
                 _wait_readable(self.ser, WAIT_SLICE_S)
 
+    def _has_data(self) -> bool:
+        return bool(self._pending)
+
     def read(self, timeout: float = 0.5) -> tuple[list[Block], list[Result]]:
-        end = time.monotonic() + timeout
-        while True:
-            while self._pump():
-                pass
-            now = time.monotonic()
-            if self._pending or now >= end:
-                break
-            _wait_readable(self.ser, min(end - now, WAIT_SLICE_S))
-        if time.monotonic() - self._last_data > self.no_data_timeout:
-            raise SourceError(f"port {self.port}: no data for {self.no_data_timeout:g} s (the sketch stopped printing?)")
+        self._wait(self.ser, timeout, "the sketch stopped printing?")
         blocks, self._pending = merge_blocks(self._pending), []
         return blocks, []
 

@@ -21,18 +21,7 @@
 #include "ecg_protocol.h"
 
 #if ECG_APP_NO_MODEL
-/* Only the bundle's configuration: rate, window, hop, labels, spec fingerprint. */
-#if defined(__has_include)
-#if __has_include("ecg_config.h")
-#include "ecg_config.h"
-#elif __has_include("generated/ecg_config.h")
-#include "generated/ecg_config.h"
-#else
-#error "ecg-edge: the generated sources are missing. Run: ecg-export firmware --bundle <your bundle> --out firmware/ecg_edge/src/generated"
-#endif
-#else
-#include "ecg_config.h"
-#endif
+#include "ecg_generated.h" /* only the bundle's configuration is used: rate, window, hop, labels, fingerprint */
 #else
 #include "ecg_core.h"
 #include "ecg_infer.h"
