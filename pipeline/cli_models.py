@@ -147,6 +147,9 @@ def _train_options(p: argparse.ArgumentParser, teacher: bool) -> None:
         p.add_argument("--lead-pool", nargs="+", metavar="LEAD",
                        help="train a single-lead model (its --lead) on windows of any of these leads, e.g. I II III aVF")  # fmt: skip
         p.add_argument("--polarity-flip", type=float, default=d.polarity_flip, help="chance of inverting a training window (swapped electrodes)")
+        p.add_argument("--frontal-angle", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                       help="placement: train a single-lead model on frontal-plane leads at angles drawn from LOW..HIGH degrees "
+                            "(I = 0, II = 60, aVF = 90), built from the data set's leads I and II")  # fmt: skip
         p.add_argument("--train-fraction", type=float, default=d.train_fraction,
                        help="train on this share of the train split's patients, drawn per label (learning curves; default 1)")  # fmt: skip
     p.add_argument("--epochs", type=int, default=d.epochs)
@@ -212,7 +215,8 @@ def add_model_commands(add: AddFn) -> None:
     _classifier_options(p)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out-dir", type=Path, required=True)
-    p.add_argument("--split", choices=("train", "val", "test"), default="test")
+    p.add_argument("--split", choices=("train", "val", "test", "all"), default="test",
+                   help="split to score; all: every window (an external data set the model never saw, e.g. all of MIT-BIH)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of patients")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-quality", action="store_true", help="leave the signal-quality rule out (it re-reads the split's source records)")

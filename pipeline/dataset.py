@@ -66,6 +66,9 @@ class Dataset:
         return list(self.meta["leads"])
 
     def indices(self, split: str) -> np.ndarray:
+        """Window positions of one split; "all" is every window (external checks on a set never trained on)."""
+        if split == "all":
+            return np.arange(len(self.split))
         return np.flatnonzero(self.split == split)
 
     def record_path(self, record_id: str) -> Path:

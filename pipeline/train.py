@@ -50,6 +50,9 @@ class TrainConfig:
     # per (seed, epoch, window); the model still declares `leads` (what the device wears by default).
     lead_pool: list[str] | None = None
     polarity_flip: float = 0.0  # chance that a training window is inverted (electrodes swapped)
+    # Placement: each training window becomes a frontal-plane lead at an angle drawn from this range
+    # (degrees; I = 0, II = 60, aVF = 90), built from the data set's leads I and II.
+    frontal_angle: tuple[float, float] | None = None
     train_fraction: float = 1.0  # train on this share of the train split's patients (per label, seeded): learning curves
     epochs: int = 30
     batch_size: int = 64
@@ -130,15 +133,30 @@ def patient_subset(ds: Dataset, idx: np.ndarray, fraction: float, seed: int) -> 
     return idx[np.isin(ds.patient[idx], np.concatenate(keep))]
 
 
+@dataclass(frozen=True)
+class FrontalLead:
+    """A frontal-plane lead at a random angle (radians) from leads I and II (Einthoven: aVF ~ (2 II - I) / sqrt 3)."""
+
+    lead_i: int
+    lead_ii: int
+    low: float
+    high: float
+
+    def draw(self, window: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        theta = rng.uniform(self.low, self.high)
+        i, ii = window[self.lead_i], window[self.lead_ii]
+        return (np.cos(theta) * i + np.sin(theta) * (2.0 * ii - i) / np.sqrt(3.0))[None].astype(np.float32)
+
+
 class Windows(TorchDataset):
     """Windows of one split; augmentation is seeded by (seed, epoch, window) so runs repeat."""
 
     def __init__(self, ds: Dataset, index: np.ndarray, leads: list[int], augment: bool = False, strength: float = 1.0, seed: int = 0,
-                 pool: list[int] | None = None, flip: float = 0.0):  # fmt: skip
+                 pool: list[int] | None = None, flip: float = 0.0, frontal: FrontalLead | None = None):  # fmt: skip
         self.X, self.y, self.index, self.leads = ds.X, ds.y, index, leads
         self.fs, self.eps = ds.spec.fs, ds.spec.zscore_eps
         self.augment, self.strength, self.seed = augment, strength, seed
-        self.pool, self.flip = pool, flip
+        self.pool, self.flip, self.frontal = pool, flip, frontal
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -148,13 +166,15 @@ class Windows(TorchDataset):
         k = int(self.index[i])
         leads = self.leads
         sign = 1.0
-        if self.pool or self.flip > 0:
-            pick = np.random.default_rng([self.seed, self.epoch, k, 1])
-            if self.pool:
-                leads = [self.pool[int(pick.integers(len(self.pool)))]]
-            if pick.random() < self.flip:
-                sign = -1.0
-        x = np.asarray(self.X[k][leads], dtype=np.float32) * np.float32(sign)
+        pick = np.random.default_rng([self.seed, self.epoch, k, 1])
+        if self.pool:
+            leads = [self.pool[int(pick.integers(len(self.pool)))]]
+        if self.flip > 0 and pick.random() < self.flip:
+            sign = -1.0
+        if self.frontal is not None:
+            x = zscore(self.frontal.draw(np.asarray(self.X[k], dtype=np.float32), pick), self.eps) * np.float32(sign)
+        else:
+            x = np.asarray(self.X[k][leads], dtype=np.float32) * np.float32(sign)
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, k])
             # disturb the full window (so a teacher and its student see the same one), then renormalise
@@ -267,7 +287,8 @@ class Trainer:
             weights = torch.tensor(class_weights(y_train, self.n_classes), dtype=torch.float32)
         self.loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
         pool = self._lead_pool()
-        self.train_set = Windows(self.ds, self.train_idx, self.input_leads, cfg.augment, cfg.augment_strength, cfg.seed, pool, cfg.polarity_flip)
+        self.train_set = Windows(self.ds, self.train_idx, self.input_leads, cfg.augment, cfg.augment_strength, cfg.seed, pool, cfg.polarity_flip,
+                                 self._frontal())  # fmt: skip
         self.sampler = EpochSampler(y_train, cfg.balanced_sampler, cfg.seed, self.info)
         per_rank = max(1, cfg.batch_size // self.info.world)
         self.train_loader = DataLoader(self.train_set, batch_size=per_rank, sampler=self.sampler)
@@ -295,6 +316,19 @@ class Trainer:
         if len(self.leads) != 1 or self.teacher is not None:
             raise TrainError("--lead-pool trains a single-lead model without a teacher: give one --lead (the lead it declares)")
         return lead_positions(self.ds.leads, cfg.lead_pool, f"data set {self.ds.path} (--lead-pool)")
+
+    def _frontal(self) -> FrontalLead | None:
+        """Positions of leads I and II and the angle range for --frontal-angle."""
+        cfg = self.cfg
+        if cfg.frontal_angle is None:
+            return None
+        lo, hi = (float(a) for a in cfg.frontal_angle)
+        if not -180.0 <= lo <= hi <= 180.0:
+            raise TrainError(f"--frontal-angle {lo:g} {hi:g}: need -180 <= LOW <= HIGH <= 180 degrees")
+        if cfg.lead_pool or len(self.leads) != 1 or self.teacher is not None:
+            raise TrainError("--frontal-angle trains a single-lead model without a teacher or --lead-pool: give one --lead")
+        i, ii = lead_positions(self.ds.leads, ["I", "II"], f"data set {self.ds.path} (--frontal-angle)")
+        return FrontalLead(i, ii, np.deg2rad(lo), np.deg2rad(hi))
 
     def _input_leads(self) -> list[int]:
         """Leads the loader yields: the student's, or every lead the teacher needs."""

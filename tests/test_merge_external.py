@@ -106,3 +106,31 @@ def test_agreement_of_one_model_on_two_versions(sets, tmp_path: Path, capsys) ->
     assert main(["agreement", "--checkpoint", ckpt, "--data", str(lead_ii), str(other), "--out", str(tmp_path / "diff.json")]) == 0
     diff = json.loads((tmp_path / "diff.json").read_text())
     assert diff["windows"] == same["windows"] and diff["mean_abs_probability_diff"] > 0
+
+
+def test_external_check_scores_every_window_of_a_set_without_mi(sets, tmp_path: Path, capsys) -> None:
+    import json
+
+    from test_train import TINY
+
+    full, _, lead_ii = sets
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(lead_ii), "--out-dir", str(run), *TINY]) == 0
+    ds = load_dataset(lead_ii)
+    keep = np.flatnonzero(ds.y != ds.label_names.index("MI"))  # like MIT-BIH: NORMAL and ARRHYTHMIA only
+    ext = tmp_path / "external"
+    with DatasetWriter(ext, ds.spec) as w:
+        for rec in dict.fromkeys(ds.record[keep]):
+            rows = keep[ds.record[keep] == rec]
+            w.add(np.asarray(ds.X[rows]), ds.y[rows], str(ds.patient[rows[0]]), str(rec), ds.start[rows], str(ds.split[rows[0]]))
+        w.finish(w.columns(), np.arange(w.n), {"label_set": "test", "label_names": list(ds.label_names), "leads": ["MLII"]})
+    args = ["evaluate", "--checkpoint", str(run / "checkpoint.pt"), "--data", str(ext), "--lead", "MLII", "--bootstrap", "20", "--no-quality"]
+    assert main([*args, "--out-dir", str(tmp_path / "strict")]) == 2
+    assert "MI" in capsys.readouterr().err  # a label missing from the split is an error unless asked for
+    assert main([*args, "--partial-labels", "--split", "all", "--out-dir", str(tmp_path / "all")]) == 0
+    report = json.loads((tmp_path / "all" / "metrics.json").read_text())
+    assert report["n_windows"] == len(keep) and report["data"]["split"] == "all"
+    assert report["per_class_recall"]["MI"] is None and report["support"]["MI"] == 0
+    assert report["support"]["NORMAL"] == int((ds.y == 0).sum())
+    assert main([*args, "--partial-labels", "--out-dir", str(tmp_path / "test")]) == 0
+    assert json.loads((tmp_path / "test" / "metrics.json").read_text())["n_windows"] == int((ds.split[keep] == "test").sum())

@@ -14,7 +14,8 @@ from pipeline.checkpoint import load_checkpoint
 from pipeline.cli import main
 from pipeline.dataset import load_dataset
 from pipeline.learning_curve import fit_log_line
-from pipeline.train import TrainError, Windows, patient_subset
+from pipeline.preprocess import zscore
+from pipeline.train import FrontalLead, TrainError, Windows, patient_subset
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,45 @@ def test_lead_pool_draws_every_lead_and_flips(small: Path) -> None:
     w.epoch = 0
     again = Windows(ds, idx, [1], pool=[0, 1, 2], flip=0.5, seed=3)
     assert all(np.array_equal(w[i][0], again[i][0]) for i in range(len(idx)))  # seeded: runs repeat
+
+
+def test_frontal_lead_follows_einthoven_and_spans_its_range(small: Path) -> None:
+    ds = load_dataset(small)
+    rng = np.random.default_rng(0)
+    lead_i, lead_ii = rng.standard_normal((2, 500))
+    window = np.stack([lead_i, lead_ii, lead_ii - lead_i])  # I, II, III = II - I
+    at = {deg: FrontalLead(0, 1, np.deg2rad(deg), np.deg2rad(deg)).draw(window, rng)[0] for deg in (0, 60, 120, 90)}
+    np.testing.assert_allclose(at[0], lead_i, atol=1e-5)
+    np.testing.assert_allclose(at[60], lead_ii, atol=1e-5)
+    np.testing.assert_allclose(at[120], window[2], atol=1e-5)  # III
+    np.testing.assert_allclose(at[90], (2 * lead_ii - lead_i) / np.sqrt(3), atol=1e-5)  # aVF scaled to unit gain
+    idx = ds.indices("train")
+    w = Windows(ds, idx, [1], frontal=FrontalLead(0, 1, 0.0, np.deg2rad(90)), seed=3)
+    k = int(idx[0])
+    drawn = []
+    for epoch in range(12):
+        w.epoch = epoch
+        x = w[0][0].numpy()
+        assert x.shape == (1, ds.X.shape[-1]) and abs(float(x.mean())) < 1e-4 and abs(float(x.std()) - 1) < 1e-2
+        drawn.append(x[0])
+    two = np.stack([np.asarray(ds.X[k][0], np.float64), np.asarray(ds.X[k][1], np.float64)])
+    # each drawn window is a z-scored mix of I and II (least squares leaves no residual), at different angles
+    for x in drawn:
+        coef, *_ = np.linalg.lstsq(np.vstack([two, np.ones(two.shape[1])]).T, x, rcond=None)
+        assert np.abs(np.vstack([two, np.ones(two.shape[1])]).T @ coef - x).max() < 1e-3
+    assert len({round(float(np.corrcoef(x, drawn[0])[0, 1]), 6) for x in drawn}) > 6
+    assert not np.allclose(zscore(drawn[0][None], 1e-6), zscore(drawn[1][None], 1e-6))
+
+
+def test_frontal_angle_option_checks_its_input(small: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(small), "--out-dir", str(out), "--lead", "II", "--frontal-angle", "0", "90", *TINY]) == 0
+    assert load_checkpoint(out / "checkpoint.pt").leads == ["II"]
+    assert main(["train", "--data", str(small), "--out-dir", str(tmp_path / "b1"), "--lead", "II", "--frontal-angle", "90", "0", *TINY]) == 2
+    assert "LOW <= HIGH" in capsys.readouterr().err
+    assert main(["train", "--data", str(small), "--out-dir", str(tmp_path / "b2"), "--lead", "II", "--frontal-angle", "0", "90",
+                 "--lead-pool", "I", "II", *TINY]) == 2  # fmt: skip
+    assert "--lead-pool" in capsys.readouterr().err
 
 
 def test_patient_shares_nest_and_keep_every_label(small: Path) -> None:
