@@ -123,8 +123,8 @@ def header_field(comments: Iterable[str], key: str) -> str | None:
 
 
 # --- PTB-XL -----------------------------------------------------------------------------
-LabelMode = Literal["loose", "semi", "strict"]
-LABEL_MODES: tuple[str, ...] = ("loose", "semi", "strict")
+LabelMode = Literal["loose", "semi", "strict", "screen"]
+LABEL_MODES: tuple[str, ...] = ("loose", "semi", "strict", "screen")
 
 
 class PtbxlStatements:
@@ -186,17 +186,20 @@ def ptbxl_label(classes: set[str], rhythms: set[str], mode: LabelMode) -> str | 
     """Three-class label of a PTB-XL record, or None when the mode leaves it out.
 
     loose: MI wins; any rhythm other than SR is ARRHYTHMIA; NORMAL is NORM-only.
+    screen: as loose, but a sinus record with findings other than MI (ST-T change, hypertrophy,
+        conduction) is NORMAL, the screen's "no MI, no arrhythmia", instead of left out; so the
+        model must find what is specific to MI rather than any abnormal ST-T.
     strict: MI only if MI is the only class and the rhythm is sinus; NORMAL likewise;
     ARRHYTHMIA only with a non-SR rhythm on an otherwise NORM record.
     semi: as strict, but ARRHYTHMIA also with no diagnostic class at all.
     """
     non_sr = any(r != "SR" for r in rhythms)
-    if mode == "loose":
+    if mode in ("loose", "screen"):
         if "MI" in classes:
             return "MI"
         if non_sr:
             return "ARRHYTHMIA"
-        if "NORM" in classes and classes == {"NORM"}:
+        if classes == {"NORM"} or (mode == "screen" and classes):
             return "NORMAL"
         return None
     if mode not in ("strict", "semi"):

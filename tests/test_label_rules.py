@@ -86,6 +86,26 @@ def test_ptbxl_modes(classes, rhythms, loose, semi, strict):
     assert ptbxl_label(classes, rhythms, "strict") == strict
 
 
+@pytest.mark.parametrize(
+    "classes,rhythms,screen",
+    [
+        ({"NORM"}, {"SR"}, "NORMAL"),
+        ({"NORM", "HYP"}, {"SR"}, "NORMAL"),  # left out by loose
+        ({"STTC"}, {"SR"}, "NORMAL"),
+        ({"CD", "HYP"}, set(), "NORMAL"),
+        ({"STTC", "MI"}, {"SR"}, "MI"),
+        ({"STTC"}, {"AFIB"}, "ARRHYTHMIA"),
+        ({"MI"}, {"SBRAD"}, "MI"),
+        (set(), {"SR"}, None),  # no diagnostic statement at all: still left out
+        (set(), set(), None),
+    ],
+)
+def test_ptbxl_screen_mode_counts_other_sinus_findings_as_normal(classes, rhythms, screen):
+    assert ptbxl_label(classes, rhythms, "screen") == screen
+    loose = ptbxl_label(classes, rhythms, "loose")
+    assert loose is None or loose == screen  # screen only adds records, never relabels loose ones
+
+
 def test_ptbxl_unknown_mode():
     with pytest.raises(ValueError, match="unknown label mode"):
         ptbxl_label({"NORM"}, set(), "purest")
