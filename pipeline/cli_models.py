@@ -65,6 +65,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ci = report["ci95"]["balanced_accuracy"]
     print(f"{args.split}: {report['n_windows']} windows, {report['n_groups']} patients")
     print(f"recall: {recall}")
+    pp = report["per_patient"]
+    per = ", ".join(f"{k} {v:.3f} ({pp['groups_per_label'][k]})" for k, v in pp["group_mean_recall"].items() if v is not None)
+    print(f"recall averaged over patients (patients): {per}")
     ci_text = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
     auc = f", macro AUC {report['macro_auc']:.3f}" if report["macro_auc"] is not None else ""
     print(f"balanced accuracy {report['balanced_accuracy']:.3f}{ci_text}{auc}")

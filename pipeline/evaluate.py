@@ -14,7 +14,16 @@ import numpy as np
 
 from .dataset import Dataset, DatasetError, write_json_atomic
 from .inference import Classifier, select_leads
-from .metrics import COVERAGE_FILE, COVERAGE_PLOT, check_labels_present, classification_report, coverage_curve, plot_coverage, write_report
+from .metrics import (
+    COVERAGE_FILE,
+    COVERAGE_PLOT,
+    check_labels_present,
+    classification_report,
+    coverage_curve,
+    per_group_breakdown,
+    plot_coverage,
+    write_report,
+)
 from .predict import signal_quality, uncertain_summary, uncertainty_of, window_answers
 from .quality import Uncertainty, WindowQuality
 from .records import RecordError, read_record
@@ -74,6 +83,7 @@ def evaluate(
     probs = clf.predict_proba(X, leads)
     report = classification_report(y, probs, list(ds.label_names), groups=ds.patient[idx], n_boot=n_boot, seed=seed)
     report["data"] = {"path": str(ds.path), "sha256": ds.meta["dataset_sha256"], "split": split, "lead": input_lead or clf.leads[0] if len(clf.leads) == 1 else None}
+    report["per_patient"] = per_group_breakdown(y, probs.argmax(axis=1), ds.patient[idx], list(ds.label_names))
 
     unc = uncertainty_of(clf)
     if not quality:

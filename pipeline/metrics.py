@@ -338,6 +338,26 @@ def classification_report(
     }
 
 
+def per_group_breakdown(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, label_names: Sequence[str]) -> dict[str, Any]:
+    """Confusion matrix of each group (patient, record) and each label's recall averaged over the groups
+    that hold it: on an external set a few patients can decide a pooled recall, this shows which."""
+    y, pred = _check_labels(y_true, len(label_names)), _check_labels(y_pred, len(label_names), "y_pred")
+    g = _check_groups(groups, len(y))
+    if len(pred) != len(y):
+        raise ValueError(f"y_pred has {len(pred)} windows, y_true {len(y)}")
+    rows: dict[str, Any] = {}
+    recalls: list[list[float]] = [[] for _ in label_names]
+    for name in sorted(set(g.tolist()), key=str):
+        m = g == name
+        cm = _confusion(y[m], pred[m], len(label_names))
+        rows[str(name)] = {"windows": int(m.sum()), "confusion_matrix": cm.astype(int).tolist()}
+        for c in range(len(label_names)):
+            if cm[c].sum():
+                recalls[c].append(float(cm[c, c] / cm[c].sum()))
+    mean = {n: (float(np.mean(r)) if r else None) for n, r in zip(label_names, recalls)}
+    return {"groups": rows, "group_mean_recall": mean, "groups_per_label": {n: len(r) for n, r in zip(label_names, recalls)}}
+
+
 # --- files --------------------------------------------------------------------------------
 
 

@@ -132,5 +132,9 @@ def test_external_check_scores_every_window_of_a_set_without_mi(sets, tmp_path: 
     assert report["n_windows"] == len(keep) and report["data"]["split"] == "all"
     assert report["per_class_recall"]["MI"] is None and report["support"]["MI"] == 0
     assert report["support"]["NORMAL"] == int((ds.y == 0).sum())
+    per = report["per_patient"]
+    assert len(per["groups"]) == report["n_groups"] and per["group_mean_recall"]["MI"] is None
+    assert sum(g["windows"] for g in per["groups"].values()) == len(keep)
+    assert "recall averaged over patients" in capsys.readouterr().out
     assert main([*args, "--partial-labels", "--out-dir", str(tmp_path / "test")]) == 0
     assert json.loads((tmp_path / "test" / "metrics.json").read_text())["n_windows"] == int((ds.split[keep] == "test").sum())

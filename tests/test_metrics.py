@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from pipeline.metrics import (
+    per_group_breakdown,
     balanced_accuracy,
     bootstrap_ci,
     check_labels_present,
@@ -281,3 +282,18 @@ def test_plot_and_write_report(tmp_path: Path):
     assert sorted(p.name for p in (tmp_path / "ev").iterdir()) == ["confusion_matrix.png", "metrics.json"]
     # a row without true windows must not break the figure
     plot_confusion(np.array([[3, 1, 0], [0, 0, 0], [1, 0, 2]]), LABELS, tmp_path / "gap.png")
+
+
+def test_per_group_breakdown_by_hand():
+    y = np.array([0, 0, 0, 2, 2, 0, 0])
+    pred = np.array([0, 1, 1, 2, 0, 0, 0])
+    groups = np.array(["b", "b", "b", "b", "b", "a", "a"])
+    r = per_group_breakdown(y, pred, groups, ["NORMAL", "MI", "ARRHYTHMIA"])
+    assert list(r["groups"]) == ["a", "b"]
+    assert r["groups"]["a"] == {"windows": 2, "confusion_matrix": [[2, 0, 0], [0, 0, 0], [0, 0, 0]]}
+    assert r["groups"]["b"]["confusion_matrix"] == [[1, 2, 0], [0, 0, 0], [1, 0, 1]]
+    # pooled NORMAL recall is 3/5; averaged over the two patients it is (1 + 1/3) / 2
+    assert r["group_mean_recall"] == {"NORMAL": pytest.approx(2 / 3), "MI": None, "ARRHYTHMIA": 0.5}
+    assert r["groups_per_label"] == {"NORMAL": 2, "MI": 0, "ARRHYTHMIA": 1}
+    with pytest.raises(ValueError, match="y_pred"):
+        per_group_breakdown(y, pred[:-1], groups, ["NORMAL", "MI", "ARRHYTHMIA"])
