@@ -167,11 +167,12 @@ class Windows(TorchDataset):
         k = int(self.index[i])
         leads = self.leads
         sign = 1.0
-        pick = np.random.default_rng([self.seed, self.epoch, k, 1])
-        if self.pool:
-            leads = [self.pool[int(pick.integers(len(self.pool)))]]
-        if self.flip > 0 and pick.random() < self.flip:
-            sign = -1.0
+        if self.pool or self.flip > 0 or self.frontal is not None:
+            pick = np.random.default_rng([self.seed, self.epoch, k, 1])
+            if self.pool:
+                leads = [self.pool[int(pick.integers(len(self.pool)))]]
+            if self.flip > 0 and pick.random() < self.flip:
+                sign = -1.0
         if self.frontal is not None:
             x = zscore(self.frontal.draw(np.asarray(self.X[k], dtype=np.float32), pick), self.eps) * np.float32(sign)
         else:

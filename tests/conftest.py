@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +60,20 @@ def ecg_like(seconds: float, fs: float, hr: float = 72.0, seed: int = 0, leads: 
     beat = np.exp(-((phase - 0.3) ** 2) / 2e-4) - 0.2 * np.exp(-((phase - 0.6) ** 2) / 4e-3)
     x = beat[:, None] * (1 + 0.1 * np.arange(leads))[None, :]
     return x + 0.02 * rng.standard_normal(x.shape)
+
+
+def lines_until_ready(proc: subprocess.Popen, timeout: float) -> list[str]:
+    """stdout lines of a `simulate` process up to its "serial port ready" line (or EOF / timeout)."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("serial port ready"):
+            break
+    return lines
 
 
 def write_records_file(directory: Path, names: list[str]) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import serial
 
-from conftest import ecg_like, write_record
+from conftest import ecg_like, lines_until_ready, write_record
 from export import qemu
 from export.bundle import manifest_uncertainty, quantization, read_manifest
 from export.crosscheck import reference_windows
@@ -625,16 +625,8 @@ def test_cli_simulate_until_interrupted(demo_bundle: tuple[Path, Path], device_c
     )
     cmd = [sys.executable, "-u", "-c", code, "simulate", "--bundle", str(demo_bundle[1]), "--link", str(link_path), "--work", str(device_cache)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline() if proc.stdout else ""
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("serial port ready"):
-                break
+        lines = lines_until_ready(proc, 120)
         assert any("virtual device on /dev/" in ln and str(link_path) in ln for ln in lines), lines
         assert any("backend native" in ln for ln in lines), lines
         assert link_path.is_symlink()

@@ -25,6 +25,7 @@ import pytest
 import serial
 from scipy.signal import find_peaks
 
+from conftest import lines_until_ready
 from host.cli import main as host_main
 from host.devices import Device, simulate
 from host.sources import (
@@ -343,15 +344,7 @@ def test_cli_simulate_text(tmp_path: Path) -> None:
            "--lead-off", "30,5", "--link", str(link)]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        lines = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline() if proc.stdout else ""
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("serial port ready"):
-                break
+        lines = lines_until_ready(proc, 20)
         assert any("virtual AD8232 sketch on /dev/" in ln for ln in lines), lines
         assert link.is_symlink()
         with open_source(str(link), rate=250, timeout=5) as src:
