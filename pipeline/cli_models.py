@@ -177,6 +177,9 @@ def _train_options(p: argparse.ArgumentParser, teacher: bool) -> None:
     if teacher:
         p.add_argument("--temperature", type=float, default=d.temperature)
         p.add_argument("--alpha", type=float, default=d.alpha, help="weight of the hard-label loss")
+    p.add_argument("--init", metavar="CHECKPOINT",
+                   help="fine-tune: start from this checkpoint's weights (same model, labels, preprocessing and lead count), "
+                        "e.g. a PTB-XL model on your own recordings (prepare recordings)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt")
     p.add_argument("--no-progress", action="store_true")
 

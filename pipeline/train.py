@@ -70,6 +70,9 @@ class TrainConfig:
     patience: int = 20
     ema: float = 0.99  # decay of an exponential moving average of the weights (0: off); validated and saved instead
     seed: int = 13
+    # fine-tuning: start from this checkpoint's weights (same model, labels, preprocessing and lead count),
+    # e.g. a model pretrained on every PTB-XL lead, or a PTB-XL model tuned on your own recordings
+    init: str | None = None
     # distillation (used when a teacher is given)
     temperature: float = 4.0
     alpha: float = 0.5
@@ -276,6 +279,7 @@ class Trainer:
         kwargs = {**cfg.model_kwargs, "in_leads": len(self.leads), "n_classes": self.n_classes}
         self.model = build_model(cfg.model, **kwargs)
         self.model_config = model_config(self.model)
+        self.init_from = self._load_init() if cfg.init else None
         self.net: nn.Module = self.model
         if self.info.world > 1:
             self.net = nn.parallel.DistributedDataParallel(self.model)
@@ -307,6 +311,17 @@ class Trainer:
     def kept(self) -> nn.Module:
         """The weights that are validated and saved: the moving average when --ema is on."""
         return self.ema.module if self.ema is not None else self.model
+
+    def _load_init(self) -> dict[str, Any]:
+        """Start from --init's weights; refuse a checkpoint that does not fit this run."""
+        init = load_checkpoint(self.cfg.init)
+        theirs = {"model": init.model_config["name"], **init.model_config.get("kwargs", {}), "labels": list(init.label_names), **init.spec.to_dict()}
+        ours = {"model": self.model_config["name"], **self.model_config.get("kwargs", {}), "labels": list(self.ds.label_names), **self.ds.spec.to_dict()}
+        wrong = [f"{k} {theirs.get(k)!r} (this run: {ours.get(k)!r})" for k in dict.fromkeys([*theirs, *ours]) if theirs.get(k) != ours.get(k)]
+        if wrong:
+            raise TrainError(f"--init {init.path}: does not fit this run: " + "; ".join(wrong))
+        self.model.load_state_dict(init.model.state_dict())
+        return {"path": str(init.path), "leads": init.leads, "dataset_sha256": init.dataset.get("sha256")}
 
     def _lead_pool(self) -> list[int] | None:
         """Positions of the --lead-pool leads; a pool needs a single-lead model and no teacher."""
@@ -397,6 +412,8 @@ class Trainer:
         cfg = asdict(self.cfg) | {"world_size": self.info.world}
         if self.teacher is not None:
             cfg["teacher"] = {"path": str(self.teacher.path), "model": self.teacher.model_config, "leads": self.teacher.leads}
+        if self.init_from is not None:
+            cfg["init"] = self.init_from
         return checkpoint_payload(self.kept, self.model_config, self.ds.label_names, self.ds.spec, self.lead_names, dataset, cfg, **extra)
 
     def _save_last(self) -> None:

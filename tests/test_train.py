@@ -101,6 +101,21 @@ def test_resume_continues(small, tmp_path):
     assert any(not torch.equal(last["state_dict"][k], last["trained_state_dict"][k]) for k in last["state_dict"] if k.endswith("weight"))
 
 
+def test_init_starts_from_a_checkpoint_and_refuses_one_that_does_not_fit(small, trained, tmp_path, capsys):
+    init = trained / "checkpoint.pt"
+    args = ["train", "--data", str(small), "--lead", "II", "--model", "mcu", "--epochs", "1", "--lr", "0", "--ema", "0", "--no-augment", "--no-progress"]
+    assert main([*args, "--out-dir", str(tmp_path / "tuned"), "--init", str(init)]) == 0
+    assert main([*args, "--out-dir", str(tmp_path / "fresh")]) == 0
+    start, tuned, fresh = (read_payload(p)["state_dict"] for p in (init, tmp_path / "tuned/checkpoint.pt", tmp_path / "fresh/checkpoint.pt"))
+    conv = [k for k in start if k.endswith("weight") and start[k].dim() == 3]
+    assert conv and all(torch.equal(start[k], tuned[k]) for k in conv)  # lr 0: still the init's weights
+    assert not all(torch.equal(start[k], fresh[k]) for k in conv)
+    assert load_checkpoint(tmp_path / "tuned/checkpoint.pt").train_config["init"]["path"] == str(init)
+    assert main(["train", "--data", str(small), "--out-dir", str(tmp_path / "three"), "--epochs", "1", "--init", str(init), "--no-progress"]) != 0
+    assert "does not fit this run: in_leads 1 (this run: 3)" in capsys.readouterr().err
+    assert not (tmp_path / "three" / "checkpoint.pt").exists()
+
+
 def test_distillation_runs(small, tmp_path):
     teacher = tmp_path / "teacher"
     assert main(["train", "--data", str(small), "--out-dir", str(teacher), "--model", "ecgnet", "--epochs", "2", "--patience", "0", "--no-progress"]) == 0
