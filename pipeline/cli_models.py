@@ -59,7 +59,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     report = evaluate(
         classifier_from_args(args), load_dataset(args.data), Path(args.out_dir), args.split, args.bootstrap, args.seed, quality=not args.no_quality,
-        input_lead=args.lead, partial_labels=args.partial_labels,
+        input_lead=args.lead, partial_labels=args.partial_labels, subgroups=args.subgroups,
     )
     recall = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in report["per_class_recall"].items())
     ci = report["ci95"]["balanced_accuracy"]
@@ -77,6 +77,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"uncertain {u['uncertain_share']:.1%} ({reasons}; confidence threshold {u['confidence_threshold']:.3f}, {quality})")
     if u["answered"] is not None and u["answered"]["balanced_accuracy"] is not None:
         print(f"answered windows: {u['answered']['n_windows']} ({u['coverage']:.1%}), balanced accuracy {u['answered']['balanced_accuracy']:.3f}")
+    for label, subs in report.get("subgroups", {}).get("by_label", {}).items():
+        for name, r in subs.items():
+            other = ", ".join(f"{k} {v}" for k, v in r["predicted"].items() if k != label and v)
+            print(f"  {label} {name}: {r['windows']} window{'s' if r['windows'] != 1 else ''}, recall {r['recall']:.2f}" + (f" (said {other})" if other else ""))
     out = Path(args.out_dir)
     print(f"-> {out / 'metrics.json'}, {out / 'confusion_matrix.png'}, {out / 'coverage.json'}, {out / 'coverage.png'}")
     return 0
@@ -227,6 +231,8 @@ def add_model_commands(add: AddFn) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-quality", action="store_true", help="leave the signal-quality rule out (it re-reads the split's source records)")
     p.add_argument("--lead", help="feed this lead of the data set to a single-lead model, whatever lead it declares (placement checks, e.g. I)")
+    p.add_argument("--subgroups", action="store_true",
+                   help="PTB-XL: also recall per finding (MI by territory: IMI, AMI, LMI, PMI; ARRHYTHMIA by rhythm code), subgroups.png")
     p.add_argument("--partial-labels", action="store_true",
                    help="external checks: the split may lack some labels (e.g. MIT-BIH: NORMAL and ARRHYTHMIA only); recall of those present")  # fmt: skip
 

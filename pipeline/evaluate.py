@@ -27,6 +27,7 @@ from .metrics import (
 from .predict import signal_quality, uncertain_summary, uncertainty_of, window_answers
 from .quality import Uncertainty, WindowQuality
 from .records import RecordError, read_record
+from .subgroups import SUBGROUP_PLOT, plot_subgroups, ptbxl_subgroups, subgroup_recall
 
 
 def dataset_quality(ds: Dataset, idx: np.ndarray, lead: str, unc: Uncertainty) -> list[WindowQuality]:
@@ -56,6 +57,7 @@ def evaluate(
     quality: bool = True,
     input_lead: str | None = None,
     partial_labels: bool = False,
+    subgroups: bool = False,
 ) -> dict[str, Any]:
     """Report on `split` of `ds` (labels must match the classifier's, every label present).
 
@@ -64,6 +66,7 @@ def evaluate(
     coverage.json / coverage.png). `quality=False` leaves the signal-quality rule out (said in the report).
     `partial_labels` accepts a split without some labels (external checks: recall of those present).
     `input_lead` feeds that lead of the data set to a single-lead model in place of the lead it declares.
+    `subgroups` adds recall per PTB-XL finding (MI territory, rhythm; pipeline.subgroups) and subgroups.png.
     """
     if tuple(ds.label_names) != tuple(clf.label_names):
         raise ValueError(f"{ds.path}: labels {ds.label_names} differ from the model's {clf.label_names}")
@@ -84,6 +87,8 @@ def evaluate(
     report = classification_report(y, probs, list(ds.label_names), groups=ds.patient[idx], n_boot=n_boot, seed=seed)
     report["data"] = {"path": str(ds.path), "sha256": ds.meta["dataset_sha256"], "split": split, "lead": input_lead or clf.leads[0] if len(clf.leads) == 1 else None}
     report["per_patient"] = per_group_breakdown(y, probs.argmax(axis=1), ds.patient[idx], list(ds.label_names))
+    if subgroups:
+        report["subgroups"] = subgroup_recall(y, probs.argmax(axis=1), ptbxl_subgroups(ds, idx), list(ds.label_names))
 
     unc = uncertainty_of(clf)
     if not quality:
@@ -115,4 +120,6 @@ def evaluate(
     write_report(report, out_dir, title or f"{ds.path.name} ({split})")
     write_json_atomic(out_dir / COVERAGE_FILE, {"confidence_threshold": unc.confidence_threshold, "quality_applied": unc.quality is not None, "curve": curve})
     plot_coverage(curve, out_dir / COVERAGE_PLOT, unc.confidence_threshold, title or f"{ds.path.name} ({split})")
+    if subgroups:
+        plot_subgroups(report["subgroups"], out_dir / SUBGROUP_PLOT)
     return report

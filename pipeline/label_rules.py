@@ -128,11 +128,12 @@ LABEL_MODES: tuple[str, ...] = ("loose", "semi", "strict", "screen")
 
 
 class PtbxlStatements:
-    """`scp_statements.csv`: which codes are diagnostic (and their class) and which are rhythm."""
+    """`scp_statements.csv`: which codes are diagnostic (their class and subclass) and which are rhythm."""
 
-    def __init__(self, diagnostic_class: dict[str, str], rhythm_codes: set[str]) -> None:
+    def __init__(self, diagnostic_class: dict[str, str], rhythm_codes: set[str], diagnostic_subclass: dict[str, str] | None = None) -> None:
         self.diagnostic_class = diagnostic_class
         self.rhythm_codes = rhythm_codes
+        self.diagnostic_subclass = diagnostic_subclass or {}
 
     @classmethod
     def read(cls, path: Path) -> "PtbxlStatements":
@@ -144,13 +145,16 @@ class PtbxlStatements:
             if col not in table.columns:
                 raise ValueError(f"{path}: column {col!r} is missing")
         diag: dict[str, str] = {}
+        sub: dict[str, str] = {}
         rhythm: set[str] = set()
         for code, row in table.iterrows():
             if pd.notna(row["diagnostic"]) and int(row["diagnostic"]) == 1:
                 diag[str(code)] = str(row["diagnostic_class"]).strip()
+                if pd.notna(row.get("diagnostic_subclass")):
+                    sub[str(code)] = str(row["diagnostic_subclass"]).strip()
             if pd.notna(row["rhythm"]) and int(row["rhythm"]) == 1:
                 rhythm.add(str(code))
-        return cls(diag, rhythm)
+        return cls(diag, rhythm, sub)
 
     def classes_and_rhythms(self, scp_codes: dict[str, float]) -> tuple[set[str], set[str]]:
         """Diagnostic superclasses and rhythm codes of one record (any likelihood counts)."""

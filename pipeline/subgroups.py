@@ -1,0 +1,114 @@
+"""Recall per finding inside a label: which MIs (by territory) and which rhythms a model catches.
+
+A PTB-XL window's finding comes from its record's `scp_codes`, read again from the record's own PTB-XL
+directory (the data set keeps each record's path): an MI window gets the diagnostic subclasses of its
+MI codes (IMI inferior, AMI anterior, LMI lateral, PMI posterior; several joined by '+'), an
+ARRHYTHMIA window its rhythm codes other than SR. NORMAL windows and other databases' windows get none.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .dataset import Dataset, DatasetError
+from .label_rules import PtbxlStatements, parse_scp_codes
+from .report import save_figure
+from .sources.ptbxl import DATABASE_CSV, NAME, STATEMENTS_CSV, read_metadata
+
+SUBGROUP_RULE = (
+    "PTB-XL windows only: MI windows by the diagnostic_subclass of their MI codes (IMI inferior, AMI anterior, "
+    "LMI lateral, PMI posterior; '+' joins several), ARRHYTHMIA windows by their rhythm codes other than SR"
+)
+SUBGROUP_PLOT = "subgroups.png"
+
+
+def finding(label: str, codes: dict[str, float], statements: PtbxlStatements) -> str | None:
+    """The subgroup of one record with three-class `label` (None for NORMAL)."""
+    if label == "MI":
+        found = {statements.diagnostic_subclass.get(c, c) for c in codes if statements.diagnostic_class.get(c) == "MI"}
+    elif label == "ARRHYTHMIA":
+        found = {c for c in codes if c in statements.rhythm_codes and c != "SR"}
+    else:
+        return None
+    return "+".join(sorted(found)) or "unspecified"
+
+
+class _PtbxlDirectory:
+    """One PTB-XL directory's statements and raw `scp_codes` cells by ecg_id (parsed when asked)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        try:
+            table = read_metadata(root)
+            self.statements = PtbxlStatements.read(root / STATEMENTS_CSV)
+        except (FileNotFoundError, ValueError) as exc:
+            raise DatasetError(f"{root}: cannot read PTB-XL metadata for subgroups ({exc})") from None
+        self.cells = dict(zip(table["ecg_id"].astype(int), table["scp_codes"]))
+
+    def codes(self, ecg_id: int, record: str) -> dict[str, float]:
+        if ecg_id not in self.cells:
+            raise DatasetError(f"{self.root / DATABASE_CSV}: no row for ecg_id {ecg_id} (record {record})")
+        try:
+            return parse_scp_codes(self.cells[ecg_id])
+        except ValueError as exc:
+            raise DatasetError(f"{self.root / DATABASE_CSV}: ecg_id {ecg_id}: {exc}") from None
+
+
+def ptbxl_subgroups(ds: Dataset, idx: np.ndarray) -> list[str | None]:
+    """The finding of each window `idx` of `ds` (None where there is none); merged sets included."""
+    paths: dict[str, str] = {}
+    for name, src in ds.meta.get("sources", {}).items():
+        if name.split("@")[0] == NAME:
+            paths.update(src.get("record_paths", {}))
+    if not paths:
+        raise DatasetError(f"{ds.path}: holds no PTB-XL records (subgroups come from PTB-XL's scp_codes)")
+    dirs: dict[Path, _PtbxlDirectory] = {}
+    out: list[str | None] = []
+    for i in idx:
+        record, label = str(ds.record[i]), ds.label_names[int(ds.y[i])]
+        if record not in paths or label not in ("MI", "ARRHYTHMIA"):
+            out.append(None)
+            continue
+        root = Path(paths[record]).parents[2]  # <root>/records100/00000/00001_lr
+        if root not in dirs:
+            dirs[root] = _PtbxlDirectory(root)
+        ecg_id = int(record.split(":", 1)[1].split("@")[0])
+        out.append(finding(label, dirs[root].codes(ecg_id, record), dirs[root].statements))
+    return out
+
+
+def subgroup_recall(y: np.ndarray, pred: np.ndarray, subgroups: Sequence[str | None], label_names: Sequence[str]) -> dict[str, Any]:
+    """Per label, per subgroup (most windows first): windows, recall and what the model said instead."""
+    if not len(y) == len(pred) == len(subgroups):
+        raise ValueError(f"{len(y)} labels, {len(pred)} predictions, {len(subgroups)} subgroups")
+    by_label: dict[str, dict[str, Any]] = {}
+    for c, name in enumerate(label_names):
+        names = sorted({s for s, t in zip(subgroups, y) if s is not None and t == c})
+        rows = {}
+        for s in names:
+            m = np.array([g == s for g in subgroups]) & (y == c)
+            said = np.bincount(pred[m], minlength=len(label_names))
+            rows[s] = {"windows": int(m.sum()), "recall": float(said[c] / m.sum()), "predicted": {n: int(k) for n, k in zip(label_names, said)}}
+        if rows:
+            by_label[name] = dict(sorted(rows.items(), key=lambda kv: (-kv[1]["windows"], kv[0])))
+    return {"rule": SUBGROUP_RULE, "by_label": by_label}
+
+
+def plot_subgroups(report: dict[str, Any], path: Path, title: str = "", min_windows: int = 3) -> Path:
+    """Horizontal bars: recall of each subgroup with at least `min_windows` windows."""
+    from matplotlib.figure import Figure
+
+    rows = [(f"{label} {s} (n={r['windows']})", r["recall"]) for label, subs in report["by_label"].items() for s, r in subs.items() if r["windows"] >= min_windows]
+    fig = Figure(figsize=(7, 0.9 + 0.32 * max(1, len(rows))), dpi=120)
+    ax = fig.add_subplot()
+    ax.barh(range(len(rows)), [r for _, r in rows], color="tab:blue")
+    ax.set_yticks(range(len(rows)), [n for n, _ in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("recall")
+    ax.set_title(title or f"recall by finding (subgroups with >= {min_windows} windows)", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
