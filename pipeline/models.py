@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 
 from .spec import DEFAULT_SPEC
@@ -222,8 +223,11 @@ class MCUResNet(Rebuildable):
         blocks_per_stage: int | list[int] = [2, 2, 1],  # noqa: B006
         kernel_size: int = 5,
         dropout: float = 0.2,
+        head: str = "mean",
     ) -> None:
         super().__init__()
+        if head not in ("mean", "mean+max"):
+            raise ValueError(f"head must be 'mean' or 'mean+max', got {head!r}")
         n_stages = len(stage_channels)
         blocks = [blocks_per_stage] * n_stages if isinstance(blocks_per_stage, int) else list(blocks_per_stage)
         if len(stage_strides) != n_stages or len(blocks) != n_stages:
@@ -245,11 +249,17 @@ class MCUResNet(Rebuildable):
         # kernels requantize in integer arithmetic in both LiteRT and TFLM, so the two agree bit for
         # bit (LiteRT's reference FULLY_CONNECTED requantizes in float and can differ by one LSB).
         self.classifier = nn.Conv1d(width, n_classes, kernel_size=1)
+        # "mean+max": a second 1x1 head on the maximum over time, added to the first (ADD, no concat):
+        # a finding in a few beats of the window (an irregular interval) is not averaged away
+        self.max_classifier = nn.Conv1d(width, n_classes, kernel_size=1) if head == "mean+max" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(x))
         # mean over time exports as ReduceMean -> TFLite MEAN (no adaptive pooling)
-        return self.classifier(self.dropout(x.mean(dim=-1, keepdim=True))).squeeze(-1)
+        out = self.classifier(self.dropout(x.mean(dim=-1, keepdim=True)))
+        if self.max_classifier is not None:
+            out = out + self.max_classifier(self.dropout(F.max_pool1d(x, int(x.shape[-1]))))
+        return out.squeeze(-1)
 
 
 # --------------------------------------------------------------------------- registry

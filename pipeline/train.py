@@ -315,7 +315,8 @@ class Trainer:
     def _load_init(self) -> dict[str, Any]:
         """Start from --init's weights; refuse a checkpoint that does not fit this run."""
         init = load_checkpoint(self.cfg.init)
-        theirs = {"model": init.model_config["name"], **init.model_config.get("kwargs", {}), "labels": list(init.label_names), **init.spec.to_dict()}
+        rebuilt = model_config(init.model)  # with today's defaults for options the checkpoint predates
+        theirs = {"model": rebuilt["name"], **rebuilt.get("kwargs", {}), "labels": list(init.label_names), **init.spec.to_dict()}
         ours = {"model": self.model_config["name"], **self.model_config.get("kwargs", {}), "labels": list(self.ds.label_names), **self.ds.spec.to_dict()}
         wrong = [f"{k} {theirs.get(k)!r} (this run: {ours.get(k)!r})" for k in dict.fromkeys([*theirs, *ours]) if theirs.get(k) != ours.get(k)]
         if wrong:
