@@ -610,8 +610,7 @@ def test_mutated_blobs_never_crash(good_blob, runners, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the MCU student
 
 
-@pytest.fixture(scope="module")
-def student(tmp_path_factory) -> dict:
+def convert_student(out: Path, **model_kwargs) -> dict:
     """An untrained, seeded `mcu` model through ONNX and onnx2tf (calibrated on random windows)."""
     import torch
 
@@ -622,10 +621,9 @@ def student(tmp_path_factory) -> dict:
     from pipeline.spec import PreprocessSpec
 
     torch.manual_seed(20)
-    model = build_model("mcu")
+    model = build_model("mcu", **model_kwargs)
     spec = PreprocessSpec()
     ckpt = Checkpoint(model, ("NORMAL", "MI", "ARRHYTHMIA"), spec, ["II"], model_config(model), {}, {})
-    out = tmp_path_factory.mktemp("student")
     rng = np.random.default_rng(3)
     converted = convert(export_onnx(ckpt, out / "model.onnx"), rng.standard_normal((32, 1, spec.window)).astype(np.float32), out)
     tflite = converted.int8_path.read_bytes()
@@ -633,6 +631,11 @@ def student(tmp_path_factory) -> dict:
     x = np.clip(np.round(windows / converted.input_q.scale) + converted.input_q.zero_point, -128, 127).astype(np.int8)[:, None]
     x[0], x[1] = -128, 127
     return {"tflite": tflite, "native": build_native_model(tflite), "inputs": x, "tflm": ops.run_tflm(tflite, x).reshape(len(x), -1)}
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory) -> dict:
+    return convert_student(tmp_path_factory.mktemp("student"))
 
 
 @pytest.mark.slow
@@ -643,6 +646,17 @@ def test_student_matches_tflm(student, runners, tmp_path: Path) -> None:
     for build in ("optimized", "portable", "asan"):
         got, _ = run_runner(runners[build], native.blob, student["inputs"], tmp_path / build)
         np.testing.assert_array_equal(got, student["tflm"], err_msg=build)
+
+
+@pytest.mark.slow
+def test_student_with_max_head_matches_tflm(runners, tmp_path: Path) -> None:
+    """head "mean+max": a global MAX_POOL_2D over the 79 steps beside MEAN, the two 1x1 heads added."""
+    st = convert_student(tmp_path / "convert", head="mean+max")
+    native = st["native"]
+    assert native.ops.count("MAX_POOL_2D") == 2 and native.ops.count("MEAN") == 1 and len(np.unique(st["tflm"], axis=0)) > 1
+    for build in ("optimized", "portable", "asan"):
+        got, _ = run_runner(runners[build], native.blob, st["inputs"], tmp_path / build)
+        np.testing.assert_array_equal(got, st["tflm"], err_msg=build)
 
 
 @pytest.mark.slow
