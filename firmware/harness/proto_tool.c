@@ -140,72 +140,56 @@ static void encode_samples(encoder *e)
     emit(e, ecg_proto_encode_samples(&e->tx, frame, 123456789u, packed, ECG_PROTO_MAX_BATCH));
 }
 
+/* One RESULT vector; `logits` names one of the arrays in encode_results. */
+typedef struct {
+    uint32_t window_index;
+    uint32_t first_sample;
+    uint8_t status;
+    int8_t label;
+    uint8_t num_logits;
+    uint8_t logits; /* 0 none, 1 three, 2 many, 3 leaning */
+    uint32_t time;
+    uint8_t time_unit;
+    uint8_t source;
+} result_vector;
+
 static void encode_results(encoder *e)
 {
     static const int8_t three[3] = {-128, 127, 0};
     static const int8_t leaning[3] = {3, 4, -2};
+    static const result_vector vectors[] = {
+        {0xFFFFFFFFu, 0xFFFFFFFFu, ECG_PROTO_STATUS_OK, 2, 3, 1, 0xFFFFFFFFu, ECG_PROTO_TIME_INSTRUCTIONS, ECG_PROTO_FROM_REPLAY_WINDOW},
+        {0, 0, ECG_PROTO_STATUS_LEAD_OFF, -1, 0, 0, 0, ECG_PROTO_TIME_MICROSECONDS, ECG_PROTO_FROM_LIVE},
+        {7, 4375, ECG_PROTO_STATUS_SATURATED, 127, 255, 2, 1234567, ECG_PROTO_TIME_MICROSECONDS, ECG_PROTO_FROM_REPLAY_SAMPLES},
+        /* the statuses of the quality rule and the confidence threshold */
+        {8, 5000, ECG_PROTO_STATUS_FLAT, -1, 0, 0, 0, ECG_PROTO_TIME_MICROSECONDS, ECG_PROTO_FROM_LIVE},
+        {9, 5625, ECG_PROTO_STATUS_NOISY, -1, 0, 0, 0, ECG_PROTO_TIME_MICROSECONDS, ECG_PROTO_FROM_REPLAY_SAMPLES},
+        {10, 6250, ECG_PROTO_STATUS_LOW_CONFIDENCE, 1, 3, 3, 812, ECG_PROTO_TIME_MICROSECONDS, ECG_PROTO_FROM_LIVE},
+    };
     int8_t many[255];
+    const int8_t *arrays[4];
     ecg_proto_result m;
     unsigned i;
-    m.window_index = 0xFFFFFFFFu;
-    m.first_sample = 0xFFFFFFFFu;
-    m.status = ECG_PROTO_STATUS_OK;
-    m.label = 2;
-    m.num_logits = 3;
-    m.logits = three;
-    m.time = 0xFFFFFFFFu;
-    m.time_unit = ECG_PROTO_TIME_INSTRUCTIONS;
-    m.source = ECG_PROTO_FROM_REPLAY_WINDOW;
-    emit(e, ecg_proto_encode_result(&e->tx, frame, &m));
-
-    m.window_index = 0;
-    m.first_sample = 0;
-    m.status = ECG_PROTO_STATUS_LEAD_OFF;
-    m.label = -1;
-    m.num_logits = 0;
-    m.logits = NULL;
-    m.time = 0;
-    m.time_unit = ECG_PROTO_TIME_MICROSECONDS;
-    m.source = ECG_PROTO_FROM_LIVE;
-    emit(e, ecg_proto_encode_result(&e->tx, frame, &m));
-
     for (i = 0; i < 255; i++) {
         many[i] = (int8_t)((int)i - 128);
     }
-    m.window_index = 7;
-    m.first_sample = 4375;
-    m.status = ECG_PROTO_STATUS_SATURATED;
-    m.label = 127;
-    m.num_logits = 255;
-    m.logits = many;
-    m.time = 1234567;
-    m.source = ECG_PROTO_FROM_REPLAY_SAMPLES;
-    emit(e, ecg_proto_encode_result(&e->tx, frame, &m));
-
-    /* the statuses of the quality rule and the confidence threshold */
-    m.window_index = 8;
-    m.first_sample = 5000;
-    m.status = ECG_PROTO_STATUS_FLAT;
-    m.label = -1;
-    m.num_logits = 0;
-    m.logits = NULL;
-    m.time = 0;
-    m.source = ECG_PROTO_FROM_LIVE;
-    emit(e, ecg_proto_encode_result(&e->tx, frame, &m));
-    m.window_index = 9;
-    m.first_sample = 5625;
-    m.status = ECG_PROTO_STATUS_NOISY;
-    m.source = ECG_PROTO_FROM_REPLAY_SAMPLES;
-    emit(e, ecg_proto_encode_result(&e->tx, frame, &m));
-    m.window_index = 10;
-    m.first_sample = 6250;
-    m.status = ECG_PROTO_STATUS_LOW_CONFIDENCE;
-    m.label = 1;
-    m.num_logits = 3;
-    m.logits = leaning;
-    m.time = 812;
-    m.source = ECG_PROTO_FROM_LIVE;
-    emit(e, ecg_proto_encode_result(&e->tx, frame, &m));
+    arrays[0] = NULL;
+    arrays[1] = three;
+    arrays[2] = many;
+    arrays[3] = leaning;
+    for (i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
+        const result_vector *v = &vectors[i];
+        m.window_index = v->window_index;
+        m.first_sample = v->first_sample;
+        m.status = v->status;
+        m.label = v->label;
+        m.num_logits = v->num_logits;
+        m.logits = arrays[v->logits];
+        m.time = v->time;
+        m.time_unit = v->time_unit;
+        m.source = v->source;
+        emit(e, ecg_proto_encode_result(&e->tx, frame, &m));
+    }
 }
 
 static void encode_replies(encoder *e)
