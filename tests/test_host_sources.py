@@ -114,19 +114,21 @@ def test_ports_says_the_simulated_device_answers_info(device: Device, capsys: py
     assert device.port in out and "answers INFO: ecg-edge" in out and "backend native" in out, out
 
 
+def assert_cable_pulled(dev: Device | TextDevice, rate: float | None, collect_s: float) -> None:
+    """Data flows from `dev`; once it is closed, reading says the device went away, naming the port."""
+    with open_source(dev.port, rate=rate, timeout=5) as src:
+        assert src.read(1.0)[0]
+        dev.close()
+        with pytest.raises(SourceError, match=f"port {dev.port}: the device went away"):
+            _collect(src, collect_s)
+
+
 def test_binary_cable_pulled(demo_bundle: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent
     with simulate(demo_bundle[1], work=root / "device-cache") as dev:
-        src = open_source(dev.port, timeout=5)
-        try:
-            assert src.read(1.0)[0]
-            dev.close()
-            with pytest.raises(SourceError, match=f"port {dev.port}: the device went away"):
-                _collect(src, 3.0)
-        finally:
-            src.close()
+        assert_cable_pulled(dev, None, 3.0)
 
 
 # ------------------------------------------------------------------ the plain-text sketch
@@ -243,11 +245,7 @@ def test_silent_port() -> None:
 def test_text_cable_pulled() -> None:
     dev = TextDevice(rate=250)
     try:
-        with open_source(dev.port, rate=250, timeout=5) as src:
-            assert src.read(1.0)[0]
-            dev.close()
-            with pytest.raises(SourceError, match=f"port {dev.port}: the device went away"):
-                _collect(src, 2.0)
+        assert_cable_pulled(dev, 250, 2.0)
     finally:
         dev.close()
 
