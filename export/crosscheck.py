@@ -223,15 +223,18 @@ def _logit_bytes(n_labels: int) -> int:
     return (n_labels + 3) // 4 * 4
 
 
+def _result_fields(n_labels: int) -> list[tuple[Any, ...]]:
+    return [("index", "<i4"), ("first", "<i4"), ("status", "<i4"), ("label", "<i4"), ("logits", "i1", _logit_bytes(n_labels))]
+
+
 def stream_dtype(window: int, n_labels: int) -> np.dtype:
-    """One window record of stream_runner's output."""
-    return np.dtype([("index", "<i4"), ("first", "<i4"), ("status", "<i4"), ("label", "<i4"),
-                     ("logits", "i1", _logit_bytes(n_labels)), ("z", "<f4", window), ("q", "i1", window)])  # fmt: skip
+    """One window record of stream_runner's output: a result, then the window's z-scores and int8 input."""
+    return np.dtype([*_result_fields(n_labels), ("z", "<f4", window), ("q", "i1", window)])
 
 
 def result_dtype(n_labels: int) -> np.dtype:
     """One window record of device_image's output."""
-    return np.dtype([("index", "<i4"), ("first", "<i4"), ("status", "<i4"), ("label", "<i4"), ("logits", "i1", _logit_bytes(n_labels))])
+    return np.dtype(_result_fields(n_labels))
 
 
 # ------------------------------------------------------------------ checks
