@@ -232,7 +232,8 @@ def add_model_commands(add: AddFn) -> None:
     p.add_argument("--no-quality", action="store_true", help="leave the signal-quality rule out (it re-reads the split's source records)")
     p.add_argument("--lead", help="feed this lead of the data set to a single-lead model, whatever lead it declares (placement checks, e.g. I)")
     p.add_argument("--subgroups", action="store_true",
-                   help="PTB-XL: also recall per finding (MI by territory: IMI, AMI, LMI, PMI; ARRHYTHMIA by rhythm code), subgroups.png")
+                   help="also recall per finding: PTB-XL MI by territory (IMI, AMI, LMI, PMI) and ARRHYTHMIA by rhythm code; "
+                        "MIT-BIH ARRHYTHMIA by rhythm, else by its non-normal beats (subgroups.png)")
     p.add_argument("--partial-labels", action="store_true",
                    help="external checks: the split may lack some labels (e.g. MIT-BIH: NORMAL and ARRHYTHMIA only); recall of those present")  # fmt: skip
 

@@ -27,7 +27,7 @@ from .metrics import (
 from .predict import signal_quality, uncertain_summary, uncertainty_of, window_answers
 from .quality import Uncertainty, WindowQuality
 from .records import RecordError, read_record
-from .subgroups import SUBGROUP_PLOT, plot_subgroups, ptbxl_subgroups, subgroup_recall
+from .subgroups import SUBGROUP_PLOT, plot_subgroups, window_findings, subgroup_recall
 
 
 def dataset_quality(ds: Dataset, idx: np.ndarray, lead: str, unc: Uncertainty) -> list[WindowQuality]:
@@ -66,7 +66,7 @@ def evaluate(
     coverage.json / coverage.png). `quality=False` leaves the signal-quality rule out (said in the report).
     `partial_labels` accepts a split without some labels (external checks: recall of those present).
     `input_lead` feeds that lead of the data set to a single-lead model in place of the lead it declares.
-    `subgroups` adds recall per PTB-XL finding (MI territory, rhythm; pipeline.subgroups) and subgroups.png.
+    `subgroups` adds recall per finding (PTB-XL: MI territory, rhythm; MIT-BIH: rhythm, beats; pipeline.subgroups) and subgroups.png.
     """
     if tuple(ds.label_names) != tuple(clf.label_names):
         raise ValueError(f"{ds.path}: labels {ds.label_names} differ from the model's {clf.label_names}")
@@ -88,7 +88,7 @@ def evaluate(
     report["data"] = {"path": str(ds.path), "sha256": ds.meta["dataset_sha256"], "split": split, "lead": input_lead or clf.leads[0] if len(clf.leads) == 1 else None}
     report["per_patient"] = per_group_breakdown(y, probs.argmax(axis=1), ds.patient[idx], list(ds.label_names))
     if subgroups:
-        report["subgroups"] = subgroup_recall(y, probs.argmax(axis=1), ptbxl_subgroups(ds, idx), list(ds.label_names))
+        report["subgroups"] = subgroup_recall(y, probs.argmax(axis=1), window_findings(ds, idx), list(ds.label_names))
 
     unc = uncertainty_of(clf)
     if not quality:

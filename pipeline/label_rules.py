@@ -99,6 +99,27 @@ def sinus_normal_window_mask(
     return (n_beats > 0) & (n_other == 0) & sinus_start & (inside == 0)
 
 
+def mitdb_window_finding(
+    ann_samples: np.ndarray, ann_symbols: list[str], ann_aux: list[str], fs_in: float, fs_out: float, start: int, window: int
+) -> str:
+    """What makes a window ARRHYTHMIA, for recall by finding: the rhythms other than `(N` in force in it
+    (`rhythm AFIB`, `rhythm B+T`, ...), else its non-normal beat symbols and how many there are
+    (`beats V x1`, `beats A+V x2-4`, `beats V x5+`)."""
+    symbols = np.asarray(ann_symbols, dtype=object)
+    pos = rescale_positions(np.asarray(ann_samples), fs_in, fs_out)
+    end = start + window
+    marks = np.flatnonzero(symbols == "+")
+    before = marks[pos[marks] <= start]
+    in_force = ([before[-1]] if len(before) else []) + [k for k in marks if start < pos[k] < end]
+    rhythms = {str(ann_aux[k]).strip("\x00 ").lstrip("(") for k in in_force} - {"N", ""}
+    if rhythms:
+        return "rhythm " + "+".join(sorted(rhythms))
+    inside = [str(s) for s, q in zip(symbols, pos) if start <= q < end and is_abnormal_beat(str(s))]
+    n = len(inside)
+    count = "x1" if n == 1 else "x2-4" if n < 5 else "x5+"
+    return f"beats {'+'.join(sorted(set(inside)))} {count}" if n else "none"
+
+
 # --- PTB Diagnostic ---------------------------------------------------------------------
 PTB_REASONS = {"myocardial infarction": "MI", "healthy control": "NORMAL"}
 

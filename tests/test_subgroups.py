@@ -7,11 +7,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import wfdb
 
 from pipeline.cli import main
 from pipeline.dataset import DatasetError, load_dataset
-from pipeline.label_rules import PtbxlStatements
-from pipeline.subgroups import finding, ptbxl_subgroups, subgroup_recall
+from pipeline.label_rules import PtbxlStatements, mitdb_window_finding
+from pipeline.subgroups import finding, window_findings, subgroup_recall
+from tests.conftest import ecg_like, write_record, write_records_file
 from tests.test_ptbxl_multi import make_ptbxl
 from test_train import write_synthetic_set
 
@@ -61,7 +63,7 @@ def test_finding_by_territory_and_rhythm():
 
 def test_subgroups_of_every_window_from_each_records_directory(ptbxl_set, tmp_path):
     ds = load_dataset(ptbxl_set)
-    got = dict(zip(ds.record.tolist(), ptbxl_subgroups(ds, np.arange(len(ds)))))
+    got = dict(zip(ds.record.tolist(), window_findings(ds, np.arange(len(ds)))))
     assert got == {f"ptbxl:{e}": w for e, w in WANT.items()}
     # a merged set keeps finding them (record ids get '@lead')
     other = tmp_path / "I"
@@ -70,7 +72,7 @@ def test_subgroups_of_every_window_from_each_records_directory(ptbxl_set, tmp_pa
     assert main(["merge", "--data", str(ptbxl_set), str(other), "--lead-as", "II", "--out", str(tmp_path / "m")]) == 0
     m = load_dataset(tmp_path / "m")
     test = m.indices("test")
-    got = dict(zip(m.record[test].tolist(), ptbxl_subgroups(m, test)))
+    got = dict(zip(m.record[test].tolist(), window_findings(m, test)))
     assert got == {f"ptbxl:{e}@{lead}": WANT[e] for e in (7, 8, 9) for lead in ("II", "I")}
 
 
@@ -80,12 +82,12 @@ def test_a_missing_row_and_a_set_without_ptbxl_are_named(ptbxl_set, tmp_path):
     table[table.ecg_id != 8].to_csv(ds.meta["build_args"]["ptbxl_dir"][1] + "/ptbxl_database.csv", index=False)
     try:
         with pytest.raises(DatasetError, match=r"ptbxl_database.csv: no row for ecg_id 8 \(record ptbxl:8\)"):
-            ptbxl_subgroups(ds, np.arange(len(ds)))
+            window_findings(ds, np.arange(len(ds)))
     finally:
         table.to_csv(ds.meta["build_args"]["ptbxl_dir"][1] + "/ptbxl_database.csv", index=False)
     syn = load_dataset(write_synthetic_set(tmp_path / "syn", per_class=4))
-    with pytest.raises(DatasetError, match="holds no PTB-XL records"):
-        ptbxl_subgroups(syn, np.arange(len(syn)))
+    with pytest.raises(DatasetError, match="holds no PTB-XL or MIT-BIH records"):
+        window_findings(syn, np.arange(len(syn)))
 
 
 def test_subgroup_recall_counts():
@@ -113,3 +115,40 @@ def test_evaluate_subgroups_writes_json_and_plot(ptbxl_set, tmp_path, capsys):
     assert by["MI"]["AMI+IMI"]["windows"] == 1 and sum(by["MI"]["AMI+IMI"]["predicted"].values()) == 1
     assert (out / "subgroups.png").read_bytes()[:4] == b"\x89PNG"
     assert "MI AMI+IMI: 1 window," in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ MIT-BIH: rhythm, else beats
+
+FS = 360
+# second -> symbol replacing the N beat there; the rhythm turns to AFIB at 45 s
+ODD_BEATS = {3.2: "V", 12.0: "A", 14.4: "A", 16.0: "V", 30.4: "V", 32.0: "V", 33.6: "V", 35.2: "V", 36.8: "V", 46.4: "V", 52.0: "A"}
+RHYTHMS = {0.1: "(N", 45.0: "(AFIB"}
+WANT_MITDB = {0: "beats V x1", 1: "beats A+V x2-4", 3: "beats V x5+", 4: "rhythm AFIB", 5: "rhythm AFIB"}  # by 10 s window
+
+
+def mitdb_annotations() -> tuple[np.ndarray, list[str], list[str]]:
+    beats = {round(t, 1): "N" for t in np.arange(0.4, 60, 0.8)} | ODD_BEATS
+    marks = [(t, "+", aux) for t, aux in RHYTHMS.items()]
+    rows = sorted([(t, sym, "") for t, sym in beats.items()] + marks)
+    return np.array([round(t * FS) for t, _, _ in rows]), [r[1] for r in rows], [r[2] for r in rows]
+
+
+def test_mitdb_finding_rhythm_first_then_beats():
+    samples, symbols, aux = mitdb_annotations()
+    got = {w: mitdb_window_finding(samples, symbols, aux, FS, 250, w * 2500, 2500) for w in range(6)}
+    assert got == {**WANT_MITDB, 2: "none"}
+
+
+def test_mitdb_windows_get_their_findings(tmp_path):
+    raw = tmp_path / "raw"
+    samples, symbols, aux = mitdb_annotations()
+    write_record(raw / "mitdb", "201", ecg_like(60, FS, seed=1, leads=2), FS, ["MLII", "V1"])
+    wfdb.wrann("201", "atr", samples, symbols, aux_note=aux, write_dir=str(raw / "mitdb"), fs=FS)
+    write_records_file(raw / "mitdb", ["201"])
+    assert main(["prepare", "mixed", "--raw-dir", str(raw), "--datasets", "mitdb", "--out", str(tmp_path / "m"), "--no-progress"]) == 0
+    ds = load_dataset(tmp_path / "m")
+    got = dict(zip((ds.start // 2500).tolist(), window_findings(ds, np.arange(len(ds)))))
+    assert len(got) >= 4 and got == {w: WANT_MITDB[w] for w in got}
+    (raw / "mitdb" / "201.atr").unlink()
+    with pytest.raises(DatasetError, match=r"201.atr is missing \(record mitdb:201\)"):
+        window_findings(ds, np.arange(len(ds)))
