@@ -64,7 +64,7 @@ class _PtbxlRow:
     present: bool
 
 
-def _ptbxl_rows(root: Path, mode: str, rate: int, assume_sinus: bool, max_records: int) -> dict[int, _PtbxlRow]:
+def _ptbxl_rows(root: Path, mode: str, rate: int, assume_sinus: bool, max_records: int, ectopic: bool) -> dict[int, _PtbxlRow]:
     """Every metadata row of one PTB-XL directory with its label under `mode` and whether its record is on disk."""
     statements = PtbxlStatements.read(root / ptbxl.STATEMENTS_CSV)
     table = ptbxl.read_metadata(root)
@@ -75,12 +75,14 @@ def _ptbxl_rows(root: Path, mode: str, rate: int, assume_sinus: bool, max_record
     rows: dict[int, _PtbxlRow] = {}
     for values in zip(*(table[c].tolist() for c in columns)):
         ecg, patient, codes, fold, filename = ptbxl._row_fields(dict(zip(columns, values)), column, root / ptbxl.DATABASE_CSV)
-        label = ptbxl.record_label(statements, codes, mode, assume_sinus)
+        label = ptbxl.record_label(statements, codes, mode, assume_sinus, ectopic)
         rows[ecg] = _PtbxlRow(patient, fold, codes, label, os.path.exists(f"{root}/{filename}.hea"))
     return rows
 
 
-def ptbxl_dirs_plan(roots: list[Path], mode: str, rate: int = 100, assume_sinus: bool = True, max_records: int = 0) -> MultiDirPlan:
+def ptbxl_dirs_plan(
+    roots: list[Path], mode: str, rate: int = 100, assume_sinus: bool = True, max_records: int = 0, ectopic: bool = False
+) -> MultiDirPlan:
     """PTB-XL from one or more directories (e.g. ptbxl/ then ptbxl_derived/).
 
     Each ecg_id is read once, from the first directory that holds its record; the others' copies
@@ -98,8 +100,8 @@ def ptbxl_dirs_plan(roots: list[Path], mode: str, rate: int = 100, assume_sinus:
         if r.resolve() in seen:
             raise BuildError(f"{r}: PTB-XL directory given twice (also as {seen[r.resolve()]})")
         seen[r.resolve()] = r
-    plans = [ptbxl.plan(r, mode, rate, assume_sinus, max_records) for r in roots]
-    rows = [_ptbxl_rows(r, mode, rate, assume_sinus, max_records) for r in roots]
+    plans = [ptbxl.plan(r, mode, rate, assume_sinus, max_records, ectopic) for r in roots]
+    rows = [_ptbxl_rows(r, mode, rate, assume_sinus, max_records, ectopic) for r in roots]
     for r, table in zip(roots, rows):
         if not any(row.present for row in table.values()):
             limit = f" among the first {max_records} rows (--max-records)" if max_records else ""

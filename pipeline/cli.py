@@ -52,7 +52,8 @@ def ptbxl_plan(args: argparse.Namespace, spec: PreprocessSpec, mode: str, roots:
     lead = getattr(args, "lead", "II")
     leads: tuple[str, ...] | str = ALL_LEADS if lead.lower() == ALL_LEADS else (lead,)
     opts = Options(spec=spec, hop=spec.dataset_hop, leads=leads, fallback=False, seed=args.seed)
-    plan = ptbxl_dirs_plan(roots, mode, getattr(args, "rate", 100), not getattr(args, "strict_rhythm", False), getattr(args, "max_records", 0))
+    plan = ptbxl_dirs_plan(roots, mode, getattr(args, "rate", 100), not getattr(args, "strict_rhythm", False), getattr(args, "max_records", 0),
+                           getattr(args, "ectopic_as_arrhythmia", False))  # fmt: skip
     return plan, opts
 
 
@@ -250,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     psub = prep.add_subparsers(dest="source", required=True, metavar="SOURCE")
     p = add("ptbxl", cmd_prepare_ptbxl, "PTB-XL: three classes (loose/semi/strict) or a two-stage set", psub)
     p.add_argument("--label-mode", choices=ptbxl.ALL_MODES, default="loose")
+    p.add_argument("--ectopic-as-arrhythmia", action="store_true",
+                   help="premature-beat statements (PVC, PAC, PRC(S)) count as a rhythm other than SR, as one non-normal beat "
+                        "makes an MIT-BIH window ARRHYTHMIA (default: a sinus record with them keeps its label)")  # fmt: skip
     _ptbxl_options(p, with_dir=True)
     _raw_dir(p)
     _common(p)

@@ -148,6 +148,12 @@ LabelMode = Literal["loose", "semi", "strict", "screen"]
 LABEL_MODES: tuple[str, ...] = ("loose", "semi", "strict", "screen")
 
 
+# PTB-XL's premature-beat statements: neither rhythm nor diagnostic codes, so by default a sinus record
+# with them keeps its label; with `prepare ptbxl --ectopic-as-arrhythmia` they make it ARRHYTHMIA, as one
+# non-normal beat makes an MIT-BIH window ARRHYTHMIA.
+ECTOPIC_BEAT_CODES = frozenset({"PVC", "PAC", "PRC(S)"})
+
+
 class PtbxlStatements:
     """`scp_statements.csv`: which codes are diagnostic (their class and subclass) and which are rhythm."""
 
@@ -177,10 +183,11 @@ class PtbxlStatements:
                 rhythm.add(str(code))
         return cls(diag, rhythm, sub)
 
-    def classes_and_rhythms(self, scp_codes: dict[str, float]) -> tuple[set[str], set[str]]:
-        """Diagnostic superclasses and rhythm codes of one record (any likelihood counts)."""
+    def classes_and_rhythms(self, scp_codes: dict[str, float], ectopic: bool = False) -> tuple[set[str], set[str]]:
+        """Diagnostic superclasses and rhythm codes of one record (any likelihood counts). With `ectopic`,
+        the ectopic-beat statements (ECTOPIC_BEAT_CODES) count as rhythm codes other than SR."""
         classes = {self.diagnostic_class[c] for c in scp_codes if self.diagnostic_class.get(c)}
-        rhythms = {c for c in scp_codes if c in self.rhythm_codes}
+        rhythms = {c for c in scp_codes if c in self.rhythm_codes or (ectopic and c in ECTOPIC_BEAT_CODES)}
         return classes, rhythms
 
 

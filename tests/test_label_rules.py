@@ -135,6 +135,24 @@ def test_statements_join(tmp_path):
     st = PtbxlStatements.read(csv)
     classes, rhythms = st.classes_and_rhythms(parse_scp_codes("{'IMI': 15.0, 'LVOLT': 0.0, 'SR': 0.0}"))
     assert classes == {"MI"} and rhythms == {"SR"}
+    assert st.diagnostic_subclass == {"NORM": "NORM", "IMI": "IMI"}
+
+
+@pytest.mark.parametrize(
+    "codes, default, ectopic",
+    [
+        ("{'NORM': 100.0, 'PVC': 0.0, 'SR': 0.0}", "NORMAL", "ARRHYTHMIA"),  # a premature beat in sinus rhythm
+        ("{'LVOLT': 0.0, 'PAC': 0.0, 'SR': 0.0}", None, "ARRHYTHMIA"),  # no class: left out, unless the beat counts
+        ("{'IMI': 50.0, 'PVC': 0.0, 'SR': 0.0}", "MI", "MI"),  # MI still wins
+        ("{'NORM': 100.0, 'SR': 0.0}", "NORMAL", "NORMAL"),
+    ],
+)
+def test_ectopic_beats_as_arrhythmia(tmp_path, codes, default, ectopic):
+    from pipeline.sources.ptbxl import record_label
+
+    st = PtbxlStatements({"NORM": "NORM", "IMI": "MI"}, {"SR", "AFIB"})
+    assert record_label(st, parse_scp_codes(codes), "loose") == default
+    assert record_label(st, parse_scp_codes(codes), "loose", ectopic=True) == ectopic
 
 
 @pytest.mark.parametrize("bad", ["{'NORM': ", "['NORM']", "NORM=100"])

@@ -95,6 +95,20 @@ def test_single_directory_unchanged_default(tmp_path, monkeypatch):
     assert set(src["record_dirs"].values()) == {str((raw / "ptbxl").resolve())} and src["duplicates"]["count"] == 0
 
 
+def test_ectopic_as_arrhythmia_relabels_premature_beats(tmp_path):
+    rows = {**ROWS, 10: (110, 1, "{'NORM': 100.0, 'PVC': 0.0, 'SR': 0.0}")}
+    a = make_ptbxl(tmp_path / "a", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], seed=1, rows=rows)
+    labels = {}
+    for extra in ([], ["--ectopic-as-arrhythmia"]):
+        out = tmp_path / f"set{len(extra)}"
+        assert _prepare([a], out, *extra) == 0
+        ds = load_dataset(out)
+        labels[bool(extra)] = {r: ds.label_names[y] for r, y in zip(ds.record.tolist(), ds.y.tolist())}
+        assert ds.meta["build_args"]["ectopic_as_arrhythmia"] is bool(extra)
+    assert labels[False]["ptbxl:10"] == "NORMAL" and labels[True]["ptbxl:10"] == "ARRHYTHMIA"
+    assert {r: v for r, v in labels[True].items() if r != "ptbxl:10"} == {r: v for r, v in labels[False].items() if r != "ptbxl:10"}
+
+
 def test_directory_without_records_is_named(tmp_path, capsys):
     a = make_ptbxl(tmp_path / "a", [1, 2, 3], seed=1)
     empty = make_ptbxl(tmp_path / "empty", [], seed=2)

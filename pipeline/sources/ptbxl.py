@@ -22,9 +22,9 @@ RATES = {100: "filename_lr", 500: "filename_hr"}
 REQUIRED_COLUMNS = ("ecg_id", "patient_id", "scp_codes", "strat_fold")
 
 
-def record_label(statements: PtbxlStatements, scp_codes: dict[str, float], mode: str, assume_sinus: bool = True) -> str | None:
-    """The label `mode` gives a record (None: left out)."""
-    classes, rhythms = statements.classes_and_rhythms(scp_codes)
+def record_label(statements: PtbxlStatements, scp_codes: dict[str, float], mode: str, assume_sinus: bool = True, ectopic: bool = False) -> str | None:
+    """The label `mode` gives a record (None: left out); `ectopic`: premature-beat statements count as a rhythm other than SR."""
+    classes, rhythms = statements.classes_and_rhythms(scp_codes, ectopic)
     if mode == "stage1":
         return stage1_label(rhythms, assume_sinus)
     if mode == "stage2":
@@ -63,7 +63,7 @@ def _row_fields(row: dict, file_column: str, path: Path) -> tuple[int, str, dict
     return ecg, patient, codes, fold, filename
 
 
-def plan(root: Path, mode: str, rate: int = 100, assume_sinus: bool = True, max_records: int = 0) -> Plan:
+def plan(root: Path, mode: str, rate: int = 100, assume_sinus: bool = True, max_records: int = 0, ectopic: bool = False) -> Plan:
     if mode not in ALL_MODES:
         raise ValueError(f"unknown PTB-XL label mode {mode!r}; expected one of {ALL_MODES}")
     if rate not in RATES:
@@ -77,7 +77,7 @@ def plan(root: Path, mode: str, rate: int = 100, assume_sinus: bool = True, max_
     root_text = str(root)
     for values in zip(*(table[c].tolist() for c in columns)):
         ecg, patient, codes, fold, filename = _row_fields(dict(zip(columns, values)), RATES[rate], root / DATABASE_CSV)
-        label = record_label(statements, codes, mode, assume_sinus)
+        label = record_label(statements, codes, mode, assume_sinus, ectopic)
         if label is None:
             result.excluded += 1
         elif not os.path.exists(f"{root_text}/{filename}.hea"):  # plain strings: ~20k rows
