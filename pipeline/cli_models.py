@@ -14,6 +14,7 @@ from .inference import Classifier, Single, TwoStage
 from .train import TrainConfig, train
 
 AddFn = Callable[..., argparse.ArgumentParser]
+SUBGROUPS_PRINTED = 15  # per label; metrics.json holds them all
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -78,11 +79,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if u["answered"] is not None and u["answered"]["balanced_accuracy"] is not None:
         print(f"answered windows: {u['answered']['n_windows']} ({u['coverage']:.1%}), balanced accuracy {u['answered']['balanced_accuracy']:.3f}")
     for label, subs in report.get("subgroups", {}).get("by_label", {}).items():
-        for name, r in subs.items():
+        for name, r in list(subs.items())[:SUBGROUPS_PRINTED]:  # the largest first
             other = ", ".join(f"{k} {v}" for k, v in r["predicted"].items() if k != label and v)
             print(f"  {label} {name}: {r['windows']} window{'s' if r['windows'] != 1 else ''}, recall {r['recall']:.2f}" + (f" (said {other})" if other else ""))
+        if len(subs) > SUBGROUPS_PRINTED:
+            print(f"  {label}: {len(subs) - SUBGROUPS_PRINTED} smaller subgroups in metrics.json")
     out = Path(args.out_dir)
-    print(f"-> {out / 'metrics.json'}, {out / 'confusion_matrix.png'}, {out / 'coverage.json'}, {out / 'coverage.png'}")
+    plot = f", {out / 'subgroups.png'}" if "subgroups" in report else ""
+    print(f"-> {out / 'metrics.json'}, {out / 'confusion_matrix.png'}, {out / 'coverage.json'}, {out / 'coverage.png'}{plot}")
     return 0
 
 
