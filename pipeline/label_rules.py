@@ -191,6 +191,19 @@ class PtbxlStatements:
         return classes, rhythms
 
 
+def ptbxl_finding(label: str, codes: dict[str, float], statements: PtbxlStatements) -> str | None:
+    """What makes a PTB-XL record MI or ARRHYTHMIA, for recall by finding (None for NORMAL): the
+    diagnostic subclasses of its MI codes (IMI, AMI, LMI, PMI), or its rhythm codes other than SR, else
+    its premature-beat codes (records labelled with --ectopic-as-arrhythmia); '+' joins several."""
+    if label == "MI":
+        found = {statements.diagnostic_subclass.get(c, c) for c in codes if statements.diagnostic_class.get(c) == "MI"}
+    elif label == "ARRHYTHMIA":
+        found = {c for c in codes if c in statements.rhythm_codes and c != "SR"} or set(codes) & ECTOPIC_BEAT_CODES
+    else:
+        return None
+    return "+".join(sorted(found)) or "unspecified"
+
+
 _NUM = r"-?\d+(?:\.\d*)?"
 _PAIR = rf"'([^'\\]+)'\s*:\s*({_NUM})"
 _SCP_DICT = re.compile(rf"\{{\s*(?:'[^'\\]+'\s*:\s*{_NUM}\s*(?:,\s*'[^'\\]+'\s*:\s*{_NUM}\s*)*,?\s*)?\}}")

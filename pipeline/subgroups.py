@@ -3,7 +3,7 @@
 Findings are read again from each window's source record (the data set keeps every record's path).
 PTB-XL, from the record's `scp_codes`: an MI window gets the diagnostic subclasses of its MI codes
 (IMI inferior, AMI anterior, LMI lateral, PMI posterior; several joined by '+'), an ARRHYTHMIA window
-its rhythm codes other than SR. MIT-BIH, from the beat annotations: an ARRHYTHMIA window gets the
+its rhythm codes other than SR, else its premature-beat codes (label_rules.ptbxl_finding). MIT-BIH, from the beat annotations: an ARRHYTHMIA window gets the
 rhythms other than (N in force in it, else its non-normal beats by type and count
 (label_rules.mitdb_window_finding). NORMAL windows and other databases' windows get none.
 """
@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .dataset import Dataset, DatasetError
-from .label_rules import PtbxlStatements, mitdb_window_finding, parse_scp_codes
+from .label_rules import PtbxlStatements, mitdb_window_finding, parse_scp_codes, ptbxl_finding
 from .records import RecordError, read_annotation, read_annotation_aux
 from .report import save_figure
 from .sources import mitdb, ptbxl
@@ -29,17 +29,6 @@ SUBGROUP_RULE = (
 )
 MAX_PLOTTED = 24
 SUBGROUP_PLOT = "subgroups.png"
-
-
-def finding(label: str, codes: dict[str, float], statements: PtbxlStatements) -> str | None:
-    """The subgroup of one record with three-class `label` (None for NORMAL)."""
-    if label == "MI":
-        found = {statements.diagnostic_subclass.get(c, c) for c in codes if statements.diagnostic_class.get(c) == "MI"}
-    elif label == "ARRHYTHMIA":
-        found = {c for c in codes if c in statements.rhythm_codes and c != "SR"}
-    else:
-        return None
-    return "+".join(sorted(found)) or "unspecified"
 
 
 class _PtbxlDirectory:
@@ -102,7 +91,7 @@ def window_findings(ds: Dataset, idx: np.ndarray) -> list[str | None]:
             if root not in ptbxl_dirs:
                 ptbxl_dirs[root] = _PtbxlDirectory(root)
             ecg_id = int(record.split(":", 1)[1].split("@")[0])
-            out.append(finding(label, ptbxl_dirs[root].codes(ecg_id, record), ptbxl_dirs[root].statements))
+            out.append(ptbxl_finding(label, ptbxl_dirs[root].codes(ecg_id, record), ptbxl_dirs[root].statements))
         elif label == "ARRHYTHMIA":
             if path not in mitdb_records:
                 mitdb_records[path] = _MitdbRecord(Path(path), record)

@@ -1,4 +1,4 @@
-"""Recall per PTB-XL finding (`evaluate --subgroups`): MI territory and rhythm codes, read back from each record's directory."""
+"""Recall per finding (`evaluate --subgroups`): PTB-XL MI territory and rhythm codes, MIT-BIH rhythms and beats, read back from each record."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import wfdb
 
 from pipeline.cli import main
 from pipeline.dataset import DatasetError, load_dataset
-from pipeline.label_rules import PtbxlStatements, mitdb_window_finding
-from pipeline.subgroups import finding, window_findings, subgroup_recall
+from pipeline.label_rules import PtbxlStatements, mitdb_window_finding, ptbxl_finding
+from pipeline.subgroups import subgroup_recall, window_findings
 from tests.conftest import ecg_like, write_record, write_records_file
 from tests.test_ptbxl_multi import make_ptbxl
 from test_train import write_synthetic_set
@@ -53,12 +53,13 @@ def ptbxl_set(tmp_path_factory):
 
 def test_finding_by_territory_and_rhythm():
     st = PtbxlStatements({"IMI": "MI", "ASMI": "MI", "NORM": "NORM", "NDT": "STTC"}, {"SR", "AFIB"}, {"IMI": "IMI", "ASMI": "AMI"})
-    assert finding("MI", {"ASMI": 100.0, "IMI": 0.0, "NDT": 50.0}, st) == "AMI+IMI"
-    assert finding("MI", {"NDT": 100.0}, st) == "unspecified"
-    assert finding("ARRHYTHMIA", {"AFIB": 100.0, "SR": 0.0, "NORM": 100.0}, st) == "AFIB"
-    assert finding("NORMAL", {"NORM": 100.0}, st) is None
+    assert ptbxl_finding("MI", {"ASMI": 100.0, "IMI": 0.0, "NDT": 50.0}, st) == "AMI+IMI"
+    assert ptbxl_finding("MI", {"NDT": 100.0}, st) == "unspecified"
+    assert ptbxl_finding("ARRHYTHMIA", {"AFIB": 100.0, "SR": 0.0, "NORM": 100.0, "PVC": 0.0}, st) == "AFIB"
+    assert ptbxl_finding("ARRHYTHMIA", {"SR": 0.0, "NORM": 100.0, "PVC": 0.0, "PAC": 0.0}, st) == "PAC+PVC"  # --ectopic-as-arrhythmia
+    assert ptbxl_finding("NORMAL", {"NORM": 100.0}, st) is None
     # a statements file without diagnostic_subclass: the code itself
-    assert finding("MI", {"IMI": 100.0}, PtbxlStatements({"IMI": "MI"}, set())) == "IMI"
+    assert ptbxl_finding("MI", {"IMI": 100.0}, PtbxlStatements({"IMI": "MI"}, set())) == "IMI"
 
 
 def test_subgroups_of_every_window_from_each_records_directory(ptbxl_set, tmp_path):
