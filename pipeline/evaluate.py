@@ -27,7 +27,7 @@ from .metrics import (
 from .predict import signal_quality, uncertain_summary, uncertainty_of, window_answers
 from .quality import Uncertainty, WindowQuality
 from .records import RecordError, read_record
-from .subgroups import SUBGROUP_PLOT, plot_subgroups, window_findings, subgroup_recall
+from .subgroups import SUBGROUP_PLOT, plot_subgroups, subgroup_recall, window_findings
 
 
 def dataset_quality(ds: Dataset, idx: np.ndarray, lead: str, unc: Uncertainty) -> list[WindowQuality]:
@@ -86,9 +86,10 @@ def evaluate(
     probs = clf.predict_proba(X, leads)
     report = classification_report(y, probs, list(ds.label_names), groups=ds.patient[idx], n_boot=n_boot, seed=seed)
     report["data"] = {"path": str(ds.path), "sha256": ds.meta["dataset_sha256"], "split": split, "lead": input_lead or clf.leads[0] if len(clf.leads) == 1 else None}
-    report["per_patient"] = per_group_breakdown(y, probs.argmax(axis=1), ds.patient[idx], list(ds.label_names))
+    pred = probs.argmax(axis=1)
+    report["per_patient"] = per_group_breakdown(y, pred, ds.patient[idx], list(ds.label_names))
     if subgroups:
-        report["subgroups"] = subgroup_recall(y, probs.argmax(axis=1), window_findings(ds, idx), list(ds.label_names))
+        report["subgroups"] = subgroup_recall(y, pred, window_findings(ds, idx), list(ds.label_names))
 
     unc = uncertainty_of(clf)
     if not quality:

@@ -3,9 +3,10 @@
 Findings are read again from each window's source record (the data set keeps every record's path).
 PTB-XL, from the record's `scp_codes`: an MI window gets the diagnostic subclasses of its MI codes
 (IMI inferior, AMI anterior, LMI lateral, PMI posterior; several joined by '+'), an ARRHYTHMIA window
-its rhythm codes other than SR, else its premature-beat codes (label_rules.ptbxl_finding). MIT-BIH, from the beat annotations: an ARRHYTHMIA window gets the
-rhythms other than (N in force in it, else its non-normal beats by type and count
-(label_rules.mitdb_window_finding). NORMAL windows and other databases' windows get none.
+its rhythm codes other than SR, else its premature-beat codes (label_rules.ptbxl_finding). MIT-BIH,
+from the beat annotations: an ARRHYTHMIA window gets the rhythms other than (N in force in it, else
+its non-normal beats by type and count (label_rules.mitdb_window_finding). NORMAL windows and other
+databases' windows get none.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from .sources.ptbxl import DATABASE_CSV, STATEMENTS_CSV, read_metadata
 
 SUBGROUP_RULE = (
     "PTB-XL: MI windows by the diagnostic_subclass of their MI codes (IMI inferior, AMI anterior, LMI lateral, "
-    "PMI posterior; '+' joins several), ARRHYTHMIA windows by their rhythm codes other than SR; MIT-BIH: "
+    "PMI posterior; '+' joins several), ARRHYTHMIA windows by their rhythm codes other than SR, else their "
+    "premature-beat codes; MIT-BIH: "
     "ARRHYTHMIA windows by the rhythms other than (N in force, else their non-normal beats by type and count"
 )
 MAX_PLOTTED = 24
@@ -105,12 +107,13 @@ def subgroup_recall(y: np.ndarray, pred: np.ndarray, subgroups: Sequence[str | N
     """Per label, per subgroup (most windows first): windows, recall and what the model said instead."""
     if not len(y) == len(pred) == len(subgroups):
         raise ValueError(f"{len(y)} labels, {len(pred)} predictions, {len(subgroups)} subgroups")
+    found = np.array(subgroups, dtype=object)
     by_label: dict[str, dict[str, Any]] = {}
     for c, name in enumerate(label_names):
-        names = sorted({s for s, t in zip(subgroups, y) if s is not None and t == c})
+        names = sorted({s for s in found[y == c] if s is not None})
         rows = {}
         for s in names:
-            m = np.array([g == s for g in subgroups]) & (y == c)
+            m = (found == s) & (y == c)
             said = np.bincount(pred[m], minlength=len(label_names))
             rows[s] = {"windows": int(m.sum()), "recall": float(said[c] / m.sum()), "predicted": {n: int(k) for n, k in zip(label_names, said)}}
         if rows:

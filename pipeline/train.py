@@ -315,9 +315,13 @@ class Trainer:
     def _load_init(self) -> dict[str, Any]:
         """Start from --init's weights; refuse a checkpoint that does not fit this run."""
         init = load_checkpoint(self.cfg.init)
-        rebuilt = model_config(init.model)  # with today's defaults for options the checkpoint predates
-        theirs = {"model": rebuilt["name"], **rebuilt.get("kwargs", {}), "labels": list(init.label_names), **init.spec.to_dict()}
-        ours = {"model": self.model_config["name"], **self.model_config.get("kwargs", {}), "labels": list(self.ds.label_names), **self.ds.spec.to_dict()}
+
+        def fit(config: dict[str, Any], labels: Any, spec: Any) -> dict[str, Any]:
+            return {"model": config["name"], **config.get("kwargs", {}), "labels": list(labels), **spec.to_dict()}
+
+        # the rebuilt model's config: today's defaults for options the checkpoint predates
+        theirs = fit(model_config(init.model), init.label_names, init.spec)
+        ours = fit(self.model_config, self.ds.label_names, self.ds.spec)
         wrong = [f"{k} {theirs.get(k)!r} (this run: {ours.get(k)!r})" for k in dict.fromkeys([*theirs, *ours]) if theirs.get(k) != ours.get(k)]
         if wrong:
             raise TrainError(f"--init {init.path}: does not fit this run: " + "; ".join(wrong))
