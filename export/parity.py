@@ -86,7 +86,7 @@ def parity(ckpt: Checkpoint, onnx: Path, tfl_float: Path, tfl_int8: Path, ds: Da
         raise ValueError(f"{ds.path}: labels {ds.label_names} differ from the model's {ckpt.label_names}")
     if ds.spec.window != ckpt.spec.window:
         raise ValueError(f"{ds.path}: windows of {ds.spec.window} samples, the model takes {ckpt.spec.window}")
-    idx = ds.indices(split)
+    idx = ds.class_indices(split)
     if limit:
         idx = idx[:limit]
     if len(idx) == 0:

@@ -83,7 +83,7 @@ def calibration_windows(ds: WindowSet, n: int = 200, seed: int = 0, leads: list[
     name (default: all of the data set's). ExportError("int8 calibration") if the train split
     holds fewer than two classes or `n` is too small to give each class a window.
     """
-    train = np.flatnonzero(np.asarray(ds.split) == "train")
+    train = ds.class_indices("train")
     y = np.asarray(ds.y)[train]
     classes = np.unique(y)
     names = [ds.label_names[int(c)] for c in classes]

@@ -15,16 +15,16 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__
-from .dataset import DatasetWriter, count_table
+from .dataset import DatasetWriter, count_table, set_counts
 from .label_rules import PtbxlStatements
-from .labels import LABEL_SETS
+from .labels import LABEL_SETS, NO_CLASS_Y, parse_label
 from .records import RecordError
-from .sources import mitdb, nsrdb, ptbdb, ptbxl, recordings, synthetic
+from .sources import cinc2017, mitdb, nsrdb, ptbdb, ptbxl, recordings, synthetic
 from .sources.base import Options, Plan, Result, Task, empty_result
 from .spec import PreprocessSpec
 from .splits import balance_indices, stratified_patient_split
 
-SOURCES = {m.NAME: m for m in (mitdb, nsrdb, ptbdb, ptbxl, recordings, synthetic)}
+SOURCES = {m.NAME: m for m in (cinc2017, mitdb, nsrdb, ptbdb, ptbxl, recordings, synthetic)}
 SHOW_IDS = 5
 
 
@@ -212,9 +212,11 @@ def _report_missing(plans: Iterable[Plan], strict: bool) -> dict[str, Any]:
     return out
 
 
-def _source_meta(p: Plan, records: dict[str, dict[str, str]], paths: dict[str, str], written: set[str]) -> dict[str, Any]:
-    """A source's entry in dataset.json; a multi-directory plan adds where each record came from."""
+def _source_meta(p: Plan, records: dict[str, dict[str, str]], paths: dict[str, str], written: set[str], info: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A source's entry in dataset.json (with per-record facts of plan and reading); a multi-directory plan adds where each record came from."""
     out: dict[str, Any] = {"metadata_files": p.extra_files, "records": records, "record_paths": paths}
+    out.update({k: {rid: v for rid, v in table.items() if rid in written} for k, table in p.record_info.items()})
+    out.update(info)
     if isinstance(p, MultiDirPlan):
         out["directories"] = p.directories
         out["duplicates"] = {"count": len(p.duplicates), "ids": p.duplicates, "rule": "each id once; the first directory given wins"}
@@ -235,6 +237,7 @@ def build(plans: list[tuple[Plan, Options]], cfg: BuildConfig) -> Path:
     lead_usage: Counter[str] = Counter()
     records: dict[str, dict[str, dict[str, str]]] = {p.db: {} for p, _ in plans}
     paths: dict[str, dict[str, str]] = {p.db: {} for p, _ in plans}
+    info: dict[str, dict[str, dict[str, Any]]] = {p.db: {} for p, _ in plans}
     written: set[str] = set()
     with DatasetWriter(cfg.out, cfg.spec) as writer:
         bar = tqdm(total=len(jobs), desc="records", unit="rec", disable=None if cfg.progress else True)
@@ -248,13 +251,16 @@ def build(plans: list[tuple[Plan, Options]], cfg: BuildConfig) -> Path:
             if res.excluded:
                 excluded[f"{res.task.db}: {res.excluded}"] += 1
                 continue
-            unknown = set(res.labels) - set(label_names)
-            if unknown:
-                raise BuildError(f"record {res.task.record_id}: label(s) {sorted(unknown)} are not in the {cfg.label_set} set {label_names}")
-            y = np.array([label_names.index(lab) for lab in res.labels], dtype=np.int64)
-            writer.add(res.X, y, res.task.patient, res.task.record_id, res.starts, res.task.split)
+            try:
+                parsed = np.array([parse_label(lab, label_names) for lab in res.labels], dtype=np.int64).reshape(-1, 2)
+            except ValueError as exc:
+                raise BuildError(f"record {res.task.record_id}: {exc} (the {cfg.label_set} set is {label_names})") from None
+            y, targets = parsed[:, 0], parsed[:, 1]
+            writer.add(res.X, y, res.task.patient, res.task.record_id, res.starts, res.task.split, targets)
             lead_usage.update({"+".join(res.leads): len(y)})
             records[res.task.db][res.task.record_id] = res.files
+            for key, value in res.info.items():
+                info[res.task.db].setdefault(key, {})[res.task.record_id] = value
             paths[res.task.db][res.task.record_id] = str(Path(res.task.path).resolve())
             written.add(res.task.record_id)
         bar.close()
@@ -265,8 +271,14 @@ def build(plans: list[tuple[Plan, Options]], cfg: BuildConfig) -> Path:
             raise BuildError("no windows collected: every record was missing, excluded or too short")
         todo = cols["split"] == ""
         if todo.any():
+            if np.any(cols["y"][todo] == NO_CLASS_Y):
+                raise BuildError("windows of no class need a split from their source (a stratified split needs a class)")
             cols["split"][todo] = stratified_patient_split(cols["patient"][todo], cols["y"][todo], seed=cfg.seed)
-        keep = balance_indices(cols["y"], cols["split"], cfg.seed) if cfg.balance else np.arange(len(cols["y"]))
+        keep = np.arange(len(cols["y"]))
+        if cfg.balance:  # classes down-sampled per split; windows of no class all kept
+            no_class = np.flatnonzero(cols["y"] == NO_CLASS_Y)
+            with_class = np.flatnonzero(cols["y"] != NO_CLASS_Y)
+            keep = np.sort(np.concatenate([with_class[balance_indices(cols["y"][with_class], cols["split"][with_class], cfg.seed)], no_class]))
         table = count_table(cols["y"][keep], cols["patient"][keep], cols["split"][keep], label_names)
         meta = {
             "label_set": cfg.label_set,
@@ -274,9 +286,10 @@ def build(plans: list[tuple[Plan, Options]], cfg: BuildConfig) -> Path:
             "leads": (lead_usage.most_common(1)[0][0].split("+") if lead_usage else []),
             "lead_usage": dict(lead_usage),
             "counts": table,
+            "label_sets": set_counts(cols["y"][keep], cols["targets"][keep], cols["split"][keep], label_names),
             "balanced": cfg.balance,
             "seed": cfg.seed,
-            "sources": {p.db: _source_meta(p, records[p.db], paths[p.db], written) for p, _ in plans},
+            "sources": {p.db: _source_meta(p, records[p.db], paths[p.db], written, info[p.db]) for p, _ in plans},
             "skipped": {"missing": missing, "bad_records": bad, "excluded_by_label_rule": dict(excluded)},
             "excluded_at_plan": {p.db: p.excluded for p, _ in plans},
             "build_args": cfg.args,

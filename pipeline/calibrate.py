@@ -42,7 +42,7 @@ def calibrate(checkpoint: Path, data: Path, out: Path, split: str = "val") -> di
     ds = load_dataset(data)
     if tuple(ds.label_names) != tuple(ck.label_names):
         raise ValueError(f"{data}: labels {ds.label_names} differ from the model's {ck.label_names}")
-    idx = ds.indices(split)
+    idx = ds.class_indices(split)
     if len(idx) == 0:
         raise ValueError(f"{data}: the {split} split is empty")
     with torch.no_grad():

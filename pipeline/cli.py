@@ -14,7 +14,8 @@ from .console import DISCLAIMER, run
 from .dataset import DatasetError, load_dataset
 from .records import ALL_LEADS, RecordError
 from .report import plot_examples, print_summary
-from .sources import mitdb, nsrdb, ptbdb, ptbxl, recordings, synthetic
+from .label_rules import CINC2017_NORMAL_SETS
+from .sources import cinc2017, mitdb, nsrdb, ptbdb, ptbxl, recordings, synthetic
 from .sources.base import Options, Plan
 from .spec import PreprocessSpec
 
@@ -152,6 +153,15 @@ def cmd_prepare_recordings(args: argparse.Namespace) -> int:
     return run_build(args, [(recordings.plan(root), options_for(recordings.NAME, args, spec))], "three_class")
 
 
+def cmd_prepare_cinc2017(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    root = Path(args.source_dir)
+    if not root.is_dir():
+        raise BuildError(f"{root}: no such CinC 2017 directory")
+    plan = cinc2017.plan(root, args.seed, args.n_label_set, other=not args.leave_out_other)
+    return run_build(args, [(plan, options_for(cinc2017.NAME, args, spec))], "three_class")
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     ds = load_dataset(args.dataset)
     print_summary(ds.meta, ds.path)
@@ -271,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("recordings", cmd_prepare_recordings, "your own WFDB recordings (ecg-host record --label L --patient P), any rate", psub)
     p.add_argument("--source-dir", type=Path, required=True, help="directory of WFDB records with 'label:' and 'patient:' header comments")
     p.add_argument("--leads", nargs="+", help="lead preference order (default II)")
+    _common(p)
+    p = add("cinc2017", cmd_prepare_cinc2017, "PhysioNet/CinC 2017: single-lead consumer-device recordings (N, AF, other rhythm, noisy)", psub)
+    p.add_argument("--source-dir", type=Path, required=True, help="the challenge's training folder (.hea + .mat, REFERENCE-v3.csv)")
+    p.add_argument("--n-label-set", choices=CINC2017_NORMAL_SETS, default="NORMAL",
+                   help="what an N (normal sinus rhythm) window accepts in training: NORMAL, or the set NORMAL|MI "
+                        "(N says nothing about infarction); it is reported as NORMAL either way")  # fmt: skip
+    p.add_argument("--leave-out-other", action="store_true", help="leave O (rhythms other than sinus and AF) out instead of ARRHYTHMIA")
     _common(p)
     p = add("synthetic", cmd_prepare_synthetic, "the embedded AD8232-like synthetic set (no download)", psub)
     p.add_argument("--source-dir", type=Path, default=None, help="where the synthetic WFDB records live (default <raw-dir>/synthetic)")

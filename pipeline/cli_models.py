@@ -60,7 +60,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     report = evaluate(
         classifier_from_args(args), load_dataset(args.data), Path(args.out_dir), args.split, args.bootstrap, args.seed, quality=not args.no_quality,
-        input_lead=args.lead, partial_labels=args.partial_labels, subgroups=args.subgroups,
+        input_lead=args.lead, partial_labels=args.partial_labels, subgroups=args.subgroups, record_level=args.record_level,
     )
     recall = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in report["per_class_recall"].items())
     ci = report["ci95"]["balanced_accuracy"]
@@ -84,10 +84,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"  {label} {name}: {r['windows']} window{'s' if r['windows'] != 1 else ''}, recall {r['recall']:.2f}" + (f" (said {other})" if other else ""))
         if len(subs) > SUBGROUPS_PRINTED:
             print(f"  {label}: {len(subs) - SUBGROUPS_PRINTED} smaller subgroups in metrics.json")
+    print_source_classes(report)
     out = Path(args.out_dir)
     plot = f", {out / 'subgroups.png'}" if "subgroups" in report else ""
     print(f"-> {out / 'metrics.json'}, {out / 'confusion_matrix.png'}, {out / 'coverage.json'}, {out / 'coverage.png'}{plot}")
     return 0
+
+
+def print_source_classes(report: dict) -> None:
+    """The no-class windows' uncertain share, record-level metrics and the answers per source class (CinC 2017)."""
+    if "no_class" in report:
+        n = report["no_class"]
+        print(f"windows of no class (noisy): {n['windows']}, uncertain {n['uncertain_share']:.1%}")
+    if "record_level" in report:
+        r = report["record_level"]
+        recall = ", ".join(f"{k} {v:.3f}" for k, v in r["per_class_recall"].items() if v is not None)
+        print(f"records: {r['records']}, recall {recall}, balanced accuracy {r['balanced_accuracy']:.3f}, uncertain {r['uncertain_share']:.1%}")
+    for level, classes in report.get("by_source_class", {}).items():
+        for c, row in classes.items():
+            said = ", ".join(f"{k} {v:.2f}" for k, v in row["top_label_share"].items() if v)
+            print(f"  {level} of source class {c}: {row['n']}, top label {said}; uncertain {row['uncertain_share']:.2f}")
 
 
 def cmd_learning_curve(args: argparse.Namespace) -> int:
@@ -238,6 +254,8 @@ def add_model_commands(add: AddFn) -> None:
     p.add_argument("--subgroups", action="store_true",
                    help="also recall per finding: PTB-XL MI by territory (IMI, AMI, LMI, PMI) and ARRHYTHMIA by rhythm code; "
                         "MIT-BIH ARRHYTHMIA by rhythm, else by its non-normal beats (subgroups.png)")
+    p.add_argument("--record-level", action="store_true",
+                   help="also per record: the mean window probability over all its windows (short recordings, e.g. CinC 2017)")
     p.add_argument("--partial-labels", action="store_true",
                    help="external checks: the split may lack some labels (e.g. MIT-BIH: NORMAL and ARRHYTHMIA only); recall of those present")  # fmt: skip
 

@@ -3,7 +3,9 @@
 Layout of a data set directory:
     dataset.json   label names, PreprocessSpec, leads, counts, sources and their hashes
     X.npy          (N, leads, window) float32, read memory-mapped
-    y.npy          (N,) int64 label index
+    y.npy          (N,) int64 label index (-1: a window of no class, e.g. CinC 2017's "too noisy")
+    targets.npy    (N,) int64 label-set bit masks, written only when some window's set is not just its
+                   label (partial labels, pipeline.labels); absent: each window's set is {y}
     patient.npy, record.npy, split.npy   (N,) unicode
     start.npy      (N,) int64 start sample at the spec's rate
 Windows stream to a scratch file while a data set is built, so neither building nor
@@ -24,12 +26,14 @@ from typing import Any
 import numpy as np
 
 from .atomic import write_text_atomic
+from .labels import NO_CLASS_Y, mask_names, one_hot_masks
 from .spec import PreprocessSpec
 from .splits import SPLITS, check_split
 
 FORMAT = "ecg-edge-dataset/1"
 META_FILE = "dataset.json"
 ARRAYS = ("y", "patient", "record", "start", "split")
+TARGETS = "targets"  # optional: label-set masks
 _COPY_ROWS_BYTES = 64 << 20
 _NPY_HEADER_BYTES = 128  # reserved up front so windows can stream into X.npy before N is known
 
@@ -57,6 +61,7 @@ class Dataset:
     label_names: tuple[str, ...]
     spec: PreprocessSpec
     meta: dict[str, Any]
+    targets: np.ndarray  # label-set bit mask per window (1 << y where the set is the label alone)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -70,6 +75,17 @@ class Dataset:
         if split == "all":
             return np.arange(len(self.split))
         return np.flatnonzero(self.split == split)
+
+    def class_indices(self, split: str) -> np.ndarray:
+        """Window positions of one split that have a class (NO_CLASS windows left out)."""
+        idx = self.indices(split)
+        return idx[self.y[idx] != NO_CLASS_Y]
+
+    @property
+    def has_label_sets(self) -> bool:
+        """Whether some window with a class accepts more than its label (partial labels)."""
+        with_class = self.y != NO_CLASS_Y
+        return bool(np.any(self.targets[with_class] != one_hot_masks(self.y[with_class])))
 
     def record_path(self, record_id: str) -> Path:
         """The WFDB record (path without extension) a window came from, as the build read it."""
@@ -95,6 +111,8 @@ def load_dataset(path: str | Path) -> Dataset:
     try:
         X = np.load(path / "X.npy", mmap_mode="r")
         arrays = {k: np.load(path / f"{k}.npy", allow_pickle=False) for k in ARRAYS}
+        target_file = path / f"{TARGETS}.npy"
+        arrays[TARGETS] = np.load(target_file, allow_pickle=False) if target_file.exists() else one_hot_masks(arrays["y"])
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{path}: cannot read arrays ({exc})") from exc
     n = meta["n_windows"]
@@ -145,7 +163,7 @@ class DatasetWriter:
         self._raw = open(self.tmp / "X.npy", "wb")
         self._raw.write(bytes(_NPY_HEADER_BYTES))
         self._x_digest = hashlib.sha256()
-        self._cols: dict[str, list[np.ndarray]] = {k: [] for k in ARRAYS}
+        self._cols: dict[str, list[np.ndarray]] = {k: [] for k in (*ARRAYS, TARGETS)}
         self.n = 0
 
     def __enter__(self) -> "DatasetWriter":
@@ -160,8 +178,9 @@ class DatasetWriter:
             self._raw.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def add(self, X: np.ndarray, y: np.ndarray, patient: str, record: str, start: np.ndarray, split: str = "") -> None:
-        """Append one record's windows; an empty `split` is assigned before `finish`."""
+    def add(self, X: np.ndarray, y: np.ndarray, patient: str, record: str, start: np.ndarray, split: str = "",
+            targets: np.ndarray | None = None) -> None:  # fmt: skip
+        """Append one record's windows; an empty `split` is assigned before `finish`; `targets`: label-set masks (default {y})."""
         X = np.ascontiguousarray(X, dtype=np.float32)
         k = len(X)
         if k == 0:
@@ -174,6 +193,7 @@ class DatasetWriter:
         self._raw.write(blob)
         self._x_digest.update(blob)
         self._cols["y"].append(np.asarray(y, dtype=np.int64).reshape(k))
+        self._cols[TARGETS].append(one_hot_masks(self._cols["y"][-1]) if targets is None else np.asarray(targets, dtype=np.int64).reshape(k))
         self._cols["patient"].append(np.full(k, patient))
         self._cols["record"].append(np.full(k, record))
         self._cols["start"].append(np.asarray(start, dtype=np.int64).reshape(k))
@@ -201,7 +221,7 @@ class DatasetWriter:
         """Per-window columns collected so far."""
         out = {}
         for k, parts in self._cols.items():
-            out[k] = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64 if k in ("y", "start") else "<U1")
+            out[k] = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64 if k in ("y", "start", TARGETS) else "<U1")
         return out
 
     def finish(self, columns: dict[str, np.ndarray], keep: np.ndarray, meta: dict[str, Any]) -> Path:
@@ -216,6 +236,10 @@ class DatasetWriter:
         else:
             self._raw.close()
             digest = self._copy_rows(keep)
+        targets = columns[TARGETS][keep]
+        if np.any(targets != one_hot_masks(columns["y"][keep])):  # only partial-label sets keep the file (old hashes stay)
+            np.save(self.tmp / f"{TARGETS}.npy", targets, allow_pickle=False)
+            digest.update(targets.tobytes())
         for k in ARRAYS:
             arr = columns[k][keep]
             if arr.dtype.kind == "U" and arr.size == 0:
@@ -247,4 +271,17 @@ def count_table(y: np.ndarray, patient: np.ndarray, split: np.ndarray, label_nam
             }
             for i, name in enumerate(label_names)
         }
+    return table
+
+
+def set_counts(y: np.ndarray, targets: np.ndarray, split: np.ndarray, label_names: tuple[str, ...]) -> dict[str, dict[str, int]]:
+    """{split: {"NORMAL|MI": windows, "NOISY": windows}} for windows whose set is not just their label
+    (partial labels and windows of no class); empty when there are none."""
+    odd = (targets != one_hot_masks(y)) | (y == NO_CLASS_Y)
+    table: dict[str, dict[str, int]] = {}
+    for s in (*SPLITS, "all"):
+        m = odd & (np.ones(len(y), bool) if s == "all" else split == s)
+        if m.any():
+            names, n = np.unique([mask_names(int(t), label_names) for t in targets[m]], return_counts=True)
+            table[s] = {str(a): int(b) for a, b in zip(names, n)}
     return table

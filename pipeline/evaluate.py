@@ -26,6 +26,8 @@ from .metrics import (
 )
 from .predict import signal_quality, uncertain_summary, uncertainty_of, window_answers
 from .quality import Uncertainty, WindowQuality
+from .labels import NO_CLASS_Y
+from .record_level import RECORD_RULE, RECORD_UNCERTAIN_RULE, answers_by_class, by_record, class_rows, source_classes
 from .records import RecordError, read_record
 from .subgroups import SUBGROUP_PLOT, plot_subgroups, subgroup_recall, window_findings
 
@@ -58,6 +60,7 @@ def evaluate(
     input_lead: str | None = None,
     partial_labels: bool = False,
     subgroups: bool = False,
+    record_level: bool = False,
 ) -> dict[str, Any]:
     """Report on `split` of `ds` (labels must match the classifier's, every label present).
 
@@ -66,24 +69,31 @@ def evaluate(
     coverage.json / coverage.png). `quality=False` leaves the signal-quality rule out (said in the report).
     `partial_labels` accepts a split without some labels (external checks: recall of those present).
     `input_lead` feeds that lead of the data set to a single-lead model in place of the lead it declares.
+    Windows of no class (noisy) are left out of the metrics; `report["no_class"]` says how many were uncertain.
+    Where the data set keeps its source's own class per record (CinC 2017), `report["by_source_class"]`
+    gives each class's answers; `record_level` adds metrics per record (pipeline.record_level).
     `subgroups` adds recall per finding (PTB-XL: MI territory, rhythm; MIT-BIH: rhythm, beats; pipeline.subgroups) and subgroups.png.
     """
     if tuple(ds.label_names) != tuple(clf.label_names):
         raise ValueError(f"{ds.path}: labels {ds.label_names} differ from the model's {clf.label_names}")
     if ds.spec != clf.spec:
         raise ValueError(f"{ds.path}: preprocessed with {ds.spec.to_dict()}, the model expects {clf.spec.to_dict()}")
-    idx = ds.indices(split)
-    if len(idx) == 0:
+    every = ds.indices(split)
+    if len(every) == 0:
         raise ValueError(f"{ds.path}: the {split} split is empty")
-    y = ds.y[idx]
+    cls = class_rows(ds.y[every])  # windows of no class (noisy) are judged for uncertainty only
+    if len(cls) == 0:
+        raise ValueError(f"{ds.path}: the {split} split holds no window with a class")
+    idx, y = every[cls], ds.y[every[cls]]
     if not partial_labels:
         check_labels_present(y, list(ds.label_names), split)
-    X, leads = np.asarray(ds.X[idx]), list(ds.leads)
+    X, leads = np.asarray(ds.X[every]), list(ds.leads)
     if input_lead is not None:
         if len(clf.leads) != 1:
             raise ValueError(f"--lead {input_lead}: the model takes {len(clf.leads)} leads {list(clf.leads)}, not one")
         X, leads = select_leads(X, leads, [input_lead], f"data set {ds.path}"), list(clf.leads)
-    probs = clf.predict_proba(X, leads)
+    probs_every = clf.predict_proba(X, leads)
+    probs = probs_every[cls]
     report = classification_report(y, probs, list(ds.label_names), groups=ds.patient[idx], n_boot=n_boot, seed=seed)
     report["data"] = {"path": str(ds.path), "sha256": ds.meta["dataset_sha256"], "split": split, "lead": input_lead or clf.leads[0] if len(clf.leads) == 1 else None}
     pred = probs.argmax(axis=1)
@@ -98,14 +108,15 @@ def evaluate(
     q = None
     if unc.quality is not None:
         try:
-            q = dataset_quality(ds, idx, input_lead or clf.leads[0], unc)
+            q = dataset_quality(ds, every, input_lead or clf.leads[0], unc)
         except DatasetError as exc:  # a data set that never kept its source records: said in the report and on stderr
             note = f"not applied: {exc}"
             warnings.warn(f"signal-quality rule {note}", stacklevel=2)
             unc = Uncertainty(unc.confidence_threshold, None, unc.selection)
-    answers = window_answers(probs, clf.label_names, unc, q)
-    answered = np.array([a["status"] == "OK" for a in answers], dtype=bool)
-    eligible = np.array([w.ok for w in q], dtype=bool) if q is not None else None
+    answers_every = window_answers(probs_every, clf.label_names, unc, q)
+    answered_every = np.array([a["status"] == "OK" for a in answers_every], dtype=bool)
+    answers, answered = [answers_every[i] for i in cls], answered_every[cls]
+    eligible = np.array([q[i].ok for i in cls], dtype=bool) if q is not None else None
     curve = coverage_curve(y, probs, eligible, include=[unc.confidence_threshold])
     uncertain = uncertain_summary(answers, unc)
     uncertain["quality_note"] = note
@@ -117,6 +128,28 @@ def evaluate(
     )
     uncertain["coverage_curve"] = COVERAGE_FILE
     report["uncertain"] = uncertain
+    if len(cls) < len(every):
+        no_class = [a for a, c in zip(answers_every, ds.y[every]) if c == NO_CLASS_Y]
+        report["no_class"] = {"windows": len(no_class), **uncertain_summary(no_class, unc)}
+    names = list(ds.label_names)
+    classes = source_classes(ds, every)
+    if any(c is not None for c in classes):
+        report["by_source_class"] = {"windows": answers_by_class(classes, probs_every.argmax(1), ~answered_every, names)}
+    if record_level:
+        r = by_record(ds.record[every], ds.y[every], probs_every, ~answered_every)
+        rc = class_rows(r["y"])
+        patient_of = dict(zip(ds.record[every].tolist(), ds.patient[every].tolist()))
+        groups = np.array([patient_of[k] for k in r["record"][rc].tolist()])
+        report["record_level"] = {
+            "rule": RECORD_RULE,
+            "uncertain_rule": RECORD_UNCERTAIN_RULE,
+            "records": int(len(r["record"])),
+            "uncertain_share": float(r["uncertain"][rc].mean()),
+            **classification_report(r["y"][rc], r["probs"][rc], names, groups=groups, n_boot=n_boot, seed=seed),
+        }
+        if "by_source_class" in report:
+            first = {k: i for i, k in reversed(list(enumerate(ds.record[every].tolist())))}
+            report["by_source_class"]["records"] = answers_by_class([classes[first[k]] for k in r["record"].tolist()], r["probs"].argmax(1), r["uncertain"], names)
     out_dir = Path(out_dir)
     write_report(report, out_dir, title or f"{ds.path.name} ({split})")
     write_json_atomic(out_dir / COVERAGE_FILE, {"confidence_threshold": unc.confidence_threshold, "quality_applied": unc.quality is not None, "curve": curve})

@@ -18,6 +18,8 @@ from typing import Iterable, Literal
 import numpy as np
 import pandas as pd
 
+from .labels import NO_CLASS
+
 # --- MIT-BIH beat symbols -------------------------------------------------------------
 NORMAL_BEATS = frozenset({"N", "L", "R", "e", "j"})
 NON_BEAT_SYMBOLS = frozenset({"|", "~", "+", "[", "]", "!", "x", "(", ")", "p", "t", "u", "`", "^", "=", '"', "?"})
@@ -131,6 +133,24 @@ def ptb_label(comments: Iterable[str]) -> str | None:
         if sep and key.strip().lower() == "reason for admission":
             return PTB_REASONS.get(value.strip().lower())
     return None
+
+
+# --- CinC 2017 (single lead, consumer device) -------------------------------------------
+# The challenge's classes: N normal sinus rhythm, A atrial fibrillation, O other rhythm, ~ too noisy.
+# N says the rhythm is sinus, nothing about infarction: its windows may carry the set {NORMAL, MI}.
+CINC2017_CLASSES: tuple[str, ...] = ("N", "A", "O", "~")
+CINC2017_NORMAL_SETS: tuple[str, ...] = ("NORMAL", "NORMAL|MI")
+
+
+def cinc2017_label(code: str, normal_set: str = "NORMAL", other: bool = True) -> str | None:
+    """The window label of a CinC 2017 class: N -> `normal_set`, A and O -> ARRHYTHMIA (O None when
+    `other` is False), ~ -> NO_CLASS (never a class target; it tests the quality rule)."""
+    if normal_set not in CINC2017_NORMAL_SETS:
+        raise ValueError(f"N windows take one of {CINC2017_NORMAL_SETS}, not {normal_set!r}")
+    rule = {"N": normal_set, "A": "ARRHYTHMIA", "O": "ARRHYTHMIA" if other else None, "~": NO_CLASS}
+    if code not in rule:
+        raise ValueError(f"unknown CinC 2017 class {code!r} (expected one of {list(CINC2017_CLASSES)})")
+    return rule[code]
 
 
 # --- Synthetic --------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def learning_curve(
 
     out_dir = Path(out_dir)
     ds = load_dataset(data)
-    train_idx = ds.indices("train")
+    train_idx = ds.class_indices("train")
     test = load_dataset(eval_data)
     points = []
     for frac in sorted(fractions):

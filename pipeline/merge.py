@@ -14,7 +14,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .dataset import Dataset, DatasetError, DatasetWriter, count_table, load_dataset
+from .dataset import Dataset, DatasetError, DatasetWriter, count_table, load_dataset, set_counts
+
+RECORD_KEYED = ("record_labels", "record_polarity")  # per-record source facts that follow their records
 
 
 def _check_inputs(sets: list[Dataset], lead_as: str | None) -> list[str]:
@@ -50,10 +52,13 @@ def merge_datasets(inputs: Sequence[Path], out: Path, lead_as: str | None = None
             for r in np.argsort(first, kind="stable"):  # records in their order in the input
                 rows = np.flatnonzero(inverse == r)
                 k = rows[0]
-                w.add(np.asarray(ds.X[rows]), ds.y[rows], str(ds.patient[k]), f"{ds.record[k]}{suffix}", ds.start[rows], str(ds.split[k]))
+                w.add(np.asarray(ds.X[rows]), ds.y[rows], str(ds.patient[k]), f"{ds.record[k]}{suffix}", ds.start[rows], str(ds.split[k]),
+                      ds.targets[rows])  # fmt: skip
             for name, src in ds.meta.get("sources", {}).items():
                 entry = sources.setdefault(f"{name}{suffix}", {})
-                entry["record_paths"] = {f"{rid}{suffix}": p for rid, p in src.get("record_paths", {}).items()}
+                for key in ("record_paths", *RECORD_KEYED):
+                    if key in src:
+                        entry[key] = {f"{rid}{suffix}": v for rid, v in src[key].items()}
             merged_from.append({"path": str(ds.path), "dataset_sha256": ds.meta["dataset_sha256"], "leads": ds.leads, "n_windows": len(ds)})
         cols = w.columns()
         meta = {
@@ -63,5 +68,6 @@ def merge_datasets(inputs: Sequence[Path], out: Path, lead_as: str | None = None
             "merged_from": merged_from,
             "sources": sources,
             "counts": count_table(cols["y"], cols["patient"], cols["split"], sets[0].label_names),
+            "label_sets": set_counts(cols["y"], cols["targets"], cols["split"], sets[0].label_names),
         }
         return w.finish(cols, np.arange(w.n), meta)

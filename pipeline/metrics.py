@@ -473,3 +473,13 @@ def plot_coverage(curve: list[dict[str, Any]], path: str | Path, threshold: floa
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return save_figure(fig, Path(path))
+
+
+def wilson_ci(k: int, n: int, z: float = 1.959964) -> tuple[float, float] | None:
+    """95% Wilson score interval of a proportion k/n (records as independent subjects); None for n = 0."""
+    if n <= 0:
+        return None
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from .atomic import atomic_target
 from .dataset import Dataset
+from .labels import NO_CLASS
 from .splits import SPLITS
 
 
@@ -33,6 +34,9 @@ def counts_table(counts: dict[str, dict[str, dict[str, int]]], title: str) -> Ta
 def print_summary(meta: dict[str, Any], path: Path, console: Console | None = None) -> None:
     console = console or Console()
     console.print(counts_table(meta["counts"], f"{path}: {meta['n_windows']} windows, leads {meta['leads']}"))
+    for name, n in meta.get("label_sets", {}).get("all", {}).items():
+        what = "windows of no class (never a training target; they test the quality rule)" if name == NO_CLASS else "windows that accept the label set"
+        console.print(f"{n} {what} {name}" if name != NO_CLASS else f"{n} {name} {what}")
     for db, source in meta.get("sources", {}).items():
         for d in source.get("directories", []):
             dup = d["duplicates_skipped"]["count"]
@@ -41,6 +45,8 @@ def print_summary(meta: dict[str, Any], path: Path, console: Console | None = No
     skipped = meta.get("skipped", {})
     for db, info in skipped.get("missing", {}).items():
         console.print(f"[yellow]{db}: {info['count']} listed record(s) absent on disk (first: {', '.join(info['first'])})[/]")
+    for reason, n in skipped.get("excluded_by_label_rule", {}).items():
+        console.print(f"{n} record(s) left out: {reason}")
     if skipped.get("bad_records"):
         console.print(f"[yellow]{len(skipped['bad_records'])} bad record(s) skipped[/]")
 

@@ -24,6 +24,7 @@ from .ad8232 import augment_window
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_payload, load_checkpoint, read_payload, save_atomic, store_uncertainty
 from .dataset import Dataset, load_dataset, write_json_atomic
 from .inference import lead_positions
+from .labels import one_hot_masks
 from .models import build_model, model_config
 from .preprocess import zscore
 from .quality import DEFAULT_QUALITY, DEFAULT_TARGET_COVERAGE, THRESHOLD_RULE, Uncertainty, choose_threshold
@@ -153,11 +154,11 @@ class FrontalLead:
 
 
 class Windows(TorchDataset):
-    """Windows of one split; augmentation is seeded by (seed, epoch, window) so runs repeat."""
+    """Windows of one split as (window, label, label-set mask); augmentation is seeded by (seed, epoch, window) so runs repeat."""
 
     def __init__(self, ds: Dataset, index: np.ndarray, leads: list[int], augment: bool = False, strength: float = 1.0, seed: int = 0,
                  pool: list[int] | None = None, flip: float = 0.0, frontal: FrontalLead | None = None):  # fmt: skip
-        self.X, self.y, self.index, self.leads = ds.X, ds.y, index, leads
+        self.X, self.y, self.targets, self.index, self.leads = ds.X, ds.y, ds.targets, index, leads
         self.fs, self.eps = ds.spec.fs, ds.spec.zscore_eps
         self.augment, self.strength, self.seed = augment, strength, seed
         self.pool, self.flip, self.frontal = pool, flip, frontal
@@ -166,7 +167,7 @@ class Windows(TorchDataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
         k = int(self.index[i])
         leads = self.leads
         sign = 1.0
@@ -184,7 +185,7 @@ class Windows(TorchDataset):
             rng = np.random.default_rng([self.seed, self.epoch, k])
             # disturb the full window (so a teacher and its student see the same one), then renormalise
             x = zscore(augment_window(x, self.fs, rng, self.strength), self.eps)
-        return torch.from_numpy(np.ascontiguousarray(x)), int(self.y[k])
+        return torch.from_numpy(np.ascontiguousarray(x)), int(self.y[k]), int(self.targets[k])
 
 
 class EpochSampler(Sampler[int]):
@@ -228,7 +229,7 @@ def evaluate_logits(model: nn.Module, loader: DataLoader, lead_idx: list[int] | 
     model.eval()
     logits, labels = [], []
     with torch.no_grad():
-        for x, y in loader:
+        for x, y, *_ in loader:
             logits.append(model(x if lead_idx is None else x[:, lead_idx]).float())
             labels.append(y)
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
@@ -253,10 +254,18 @@ def _soft_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float)
     return F.kl_div(F.log_softmax(student / t, dim=1), F.softmax(teacher / t, dim=1), reduction="batchmean") * t * t
 
 
-def _mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-    lam = float(torch.distributions.Beta(alpha, alpha).sample().item()) if alpha > 0 else 1.0
-    perm = torch.randperm(x.size(0), generator=gen)
-    return lam * x + (1 - lam) * x[perm], y, y[perm], lam
+def label_set_loss(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """-log of the summed probability of each window's label set (bit k of `mask`: label k), weighted by
+    its label's class weight as CrossEntropyLoss weighs; equal to cross-entropy where every set is one label.
+
+    A window whose set is {NORMAL, MI} is pushed away from ARRHYTHMIA and toward neither of the two."""
+    member = (mask.unsqueeze(1) >> torch.arange(logits.size(1), device=mask.device)) & 1
+    logp = F.log_softmax(logits, dim=1)
+    nll = -torch.logsumexp(logp.masked_fill(member == 0, float("-inf")), dim=1)
+    if weight is None:
+        return nll.mean()
+    w = weight[y]
+    return (w * nll).sum() / w.sum()
 
 
 class Trainer:
@@ -268,7 +277,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.ds = load_dataset(data)
         self.n_classes = len(self.ds.label_names)
-        self.train_idx, self.val_idx = self.ds.indices("train"), self.ds.indices("val")
+        self.train_idx, self.val_idx = self.ds.class_indices("train"), self.ds.class_indices("val")  # windows of no class never train
         self.train_idx = patient_subset(self.ds, self.train_idx, cfg.train_fraction, cfg.seed)
         for name, idx in (("train", self.train_idx), ("val", self.val_idx)):
             if len(idx) == 0:
@@ -292,6 +301,10 @@ class Trainer:
         if cfg.class_weights and not cfg.balanced_sampler:
             weights = torch.tensor(class_weights(y_train, self.n_classes), dtype=torch.float32)
         self.loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
+        # partial labels (pipeline.labels): the loss of a window is that of its label set
+        self.label_sets = bool(np.any(self.ds.targets[self.train_idx] != one_hot_masks(y_train)))
+        if self.label_sets and cfg.label_smoothing > 0:
+            raise TrainError(f"{data}: label smoothing is not defined for windows with label sets (partial labels); use --label-smoothing 0")
         pool = self._lead_pool()
         self.train_set = Windows(self.ds, self.train_idx, self.input_leads, cfg.augment, cfg.augment_strength, cfg.seed, pool, cfg.polarity_flip,
                                  self._frontal())  # fmt: skip
@@ -362,14 +375,21 @@ class Trainer:
         return list(range(len(self.ds.leads)))
 
     # --- one epoch ---------------------------------------------------------------------
-    def _batch_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _class_loss(self, logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.label_sets:
+            return label_set_loss(logits, y, mask, self.loss_fn.weight)
+        return self.loss_fn(logits, y)
+
+    def _batch_loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
-        ya, yb, lam = y, y, 1.0
+        ya, yb, ma, mb, lam = y, y, mask, mask, 1.0
         if cfg.mixup > 0 and x.size(0) > 1:
-            x, ya, yb, lam = _mixup(x, y, cfg.mixup, self.gen)
+            perm = torch.randperm(x.size(0), generator=self.gen)
+            lam = float(torch.distributions.Beta(cfg.mixup, cfg.mixup).sample().item())
+            x, yb, mb = lam * x + (1 - lam) * x[perm], y[perm], mask[perm]
         student_x = x if self.teacher is None else x[:, self.leads]
         logits = self.net(student_x)
-        loss = lam * self.loss_fn(logits, ya) + (1 - lam) * self.loss_fn(logits, yb)
+        loss = lam * self._class_loss(logits, ya, ma) + (1 - lam) * self._class_loss(logits, yb, mb)
         if self.teacher is None:
             return loss
         with torch.no_grad():
@@ -381,9 +401,9 @@ class Trainer:
         self.sampler.epoch = self.train_set.epoch = epoch
         losses = []
         bar = tqdm(self.train_loader, desc=f"epoch {epoch}", leave=False, disable=None if self.progress and self.info.main else True)
-        for x, y in bar:
+        for x, y, mask in bar:
             self.opt.zero_grad()
-            loss = self._batch_loss(x, y)
+            loss = self._batch_loss(x, y, mask)
             loss.backward()
             self.opt.step()
             if self.ema is not None:
@@ -400,7 +420,9 @@ class Trainer:
 
     def _validate(self) -> dict[str, Any]:
         logits, y = evaluate_logits(self.kept, self.val_loader)
-        loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y)).item())
+        t = torch.from_numpy(logits)
+        sets = torch.from_numpy(self.ds.targets[self.val_idx])
+        loss = float((label_set_loss(t, torch.from_numpy(y), sets) if self.label_sets else F.cross_entropy(t, torch.from_numpy(y))).item())
         rec = recall_per_class(y, logits.argmax(1), self.n_classes)
         return {"val_loss": loss, "val_balanced_accuracy": float(np.nanmean(rec)), "val_recall": {n: float(r) for n, r in zip(self.ds.label_names, rec)}}
 

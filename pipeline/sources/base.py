@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -53,6 +53,7 @@ class Result:
     files: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     excluded: str | None = None  # left out by a label rule, not an error
+    info: dict[str, Any] = field(default_factory=dict)  # per-record facts for dataset.json (Plan.record_info's keys)
 
 
 @dataclass
@@ -64,6 +65,8 @@ class Plan:
     missing: list[str] = field(default_factory=list)  # listed in metadata, absent on disk
     excluded: int = 0  # left out by the label rule before reading
     extra_files: dict[str, str] = field(default_factory=dict)  # metadata files and their sha256
+    # per-record facts kept in dataset.json under the source: {key: {record id: value}} (e.g. CinC 2017's own label)
+    record_info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def windows_of(rec: Record, opts: Options) -> tuple[np.ndarray, np.ndarray]:
