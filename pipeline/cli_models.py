@@ -188,6 +188,8 @@ def _train_options(p: argparse.ArgumentParser, teacher: bool) -> None:
     p.add_argument("--augment-strength", type=float, default=d.augment_strength)
     p.add_argument("--mixup", type=float, default=d.mixup, help="mixup alpha (0: off)")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--balance-by", choices=("label", "source-label"), default=d.balance_by,
+                   help="the balanced sampler makes each label equally likely, or each (database, label) pair, so that no database tells the label")
     p.add_argument("--balanced-sampler", action=argparse.BooleanOptionalAction, default=d.balanced_sampler,
                    help=f"class-balanced sampling with replacement (default {'on' if d.balanced_sampler else 'off'})")  # fmt: skip
     p.add_argument("--no-class-weights", dest="class_weights", action="store_false", help="unweighted loss without the balanced sampler")

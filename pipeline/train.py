@@ -65,6 +65,9 @@ class TrainConfig:
     mixup: float = 0.0
     label_smoothing: float = 0.0
     balanced_sampler: bool = True
+    # what the balanced sampler makes equally likely: each label ("label"), or each (database, label) pair
+    # ("source-label": within every database its labels are equally likely, so no database says which label)
+    balance_by: str = "label"
     class_weights: bool = True  # inverse-frequency loss weights when not using the balanced sampler
     scheduler: str = "cosine"  # none | cosine
     min_lr: float = 1e-5
@@ -191,8 +194,10 @@ class Windows(TorchDataset):
 class EpochSampler(Sampler[int]):
     """Shuffled (or class-balanced, with replacement) order, the same on every rank, split across ranks."""
 
-    def __init__(self, labels: np.ndarray, balanced: bool, seed: int, info: DistInfo):
+    def __init__(self, labels: np.ndarray, balanced: bool, seed: int, info: DistInfo, groups: np.ndarray | None = None):
         self.labels, self.balanced, self.seed, self.info = labels, balanced, seed, info
+        # balanced: every label equally likely, or with `groups` every (group, label) cell
+        self.cells = labels if groups is None else np.unique(np.stack([groups.astype(str), labels.astype(str)], 1), axis=0, return_inverse=True)[1].ravel()
         self.epoch = 0
         self.per_rank = -(-len(labels) // info.world)
 
@@ -201,7 +206,7 @@ class EpochSampler(Sampler[int]):
         n = len(self.labels)
         if not self.balanced:
             return rng.permutation(n)
-        weights = class_weights(self.labels, int(self.labels.max()) + 1)[self.labels]
+        weights = class_weights(self.cells, int(self.cells.max()) + 1)[self.cells]
         return rng.choice(n, size=n, replace=True, p=weights / weights.sum())
 
     def __iter__(self) -> Iterator[int]:
@@ -211,6 +216,14 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.per_rank
+
+
+BALANCE_BY = ("label", "source-label")
+
+
+def window_sources(records: np.ndarray) -> np.ndarray:
+    """The database of each window: its record id up to the first ':' (ptbxl, cinc2017, mitdb, ...)."""
+    return np.array([str(r).split(":", 1)[0] for r in records])
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -308,7 +321,10 @@ class Trainer:
         pool = self._lead_pool()
         self.train_set = Windows(self.ds, self.train_idx, self.input_leads, cfg.augment, cfg.augment_strength, cfg.seed, pool, cfg.polarity_flip,
                                  self._frontal())  # fmt: skip
-        self.sampler = EpochSampler(y_train, cfg.balanced_sampler, cfg.seed, self.info)
+        if cfg.balance_by not in BALANCE_BY:
+            raise TrainError(f"balance_by must be one of {BALANCE_BY}, not {cfg.balance_by!r}")
+        groups = window_sources(self.ds.record[self.train_idx]) if cfg.balance_by == "source-label" else None
+        self.sampler = EpochSampler(y_train, cfg.balanced_sampler, cfg.seed, self.info, groups)
         per_rank = max(1, cfg.batch_size // self.info.world)
         self.train_loader = DataLoader(self.train_set, batch_size=per_rank, sampler=self.sampler)
         self.val_loader = DataLoader(Windows(self.ds, self.val_idx, self.leads), batch_size=256)
