@@ -19,12 +19,12 @@ from .dataset import DatasetWriter, count_table, set_counts
 from .label_rules import PtbxlStatements
 from .labels import LABEL_SETS, NO_CLASS_Y, parse_label
 from .records import RecordError
-from .sources import cinc2017, mitdb, nsrdb, ptbdb, ptbxl, recordings, synthetic
+from .sources import cinc, cinc2017, mitdb, nsrdb, ptbdb, ptbxl, recordings, synthetic
 from .sources.base import Options, Plan, Result, Task, empty_result
 from .spec import PreprocessSpec
-from .splits import balance_indices, stratified_patient_split
+from .splits import balance_indices, ptbxl_fold_split, stratified_patient_split
 
-SOURCES = {m.NAME: m for m in (cinc2017, mitdb, nsrdb, ptbdb, ptbxl, recordings, synthetic)}
+SOURCES = {m.NAME: m for m in (cinc, cinc2017, mitdb, nsrdb, ptbdb, ptbxl, recordings, synthetic)}
 SHOW_IDS = 5
 
 
@@ -296,3 +296,72 @@ def build(plans: list[tuple[Plan, Options]], cfg: BuildConfig) -> Path:
             "ecg_edge_version": __version__,
         }
         return writer.finish(cols, keep, meta)
+
+
+def cinc_plans(sources: list[tuple[str, Path]], mode: str, rate: int = 100, ectopic: bool = False) -> list[MultiDirPlan]:
+    """`prepare cinc`: challenge-layout directories ("cinc") and PTB-XL directories ("ptbxl"), in the order given.
+
+    PTB-XL metadata give the challenge's HR records (HRxxxxx = ecg_id xxxxx) their patient and strat_fold
+    (the first directory listing an ecg_id); a PTB-XL directory with records on disk also contributes
+    them (at `rate`), one with none only its metadata. Each record id once: the first directory given
+    wins, among the challenge directories and between the two kinds alike.
+    """
+    sources = [(kind, Path(p)) for kind, p in sources]
+    roots = [p for kind, p in sources if kind == cinc.NAME]
+    if not roots:
+        raise BuildError("no challenge directory given (--source-dir)")
+    for kind, p in sources:
+        if not p.is_dir():
+            raise BuildError(f"{p}: no such {'PTB-XL' if kind == ptbxl.NAME else 'challenge'} directory")
+    if len({p.resolve() for _, p in sources}) < len(sources):
+        raise BuildError("a directory is given twice (--source-dir / --ptbxl-dir)")
+    position = {str(p.resolve()): i for i, (_, p) in enumerate(sources)}
+    meta_roots = [p for kind, p in sources if kind == ptbxl.NAME]
+    ids: dict[int, tuple[str, str]] = {}
+    with_records = []
+    for r in meta_roots:
+        rows = _ptbxl_rows(r, mode, rate, True, 0, ectopic)
+        for ecg, row in rows.items():
+            ids.setdefault(ecg, (row.patient_id, ptbxl_fold_split(row.strat_fold)))
+        if any(row.present for row in rows.values()):
+            with_records.append(r)
+    plans: list[MultiDirPlan] = []
+    if with_records:
+        plans.append(ptbxl_dirs_plan(with_records, mode, rate, True, 0, ectopic))
+    per_dir = [cinc.plan(r, ids if meta_roots else None) for r in roots]
+    for r, p in zip(roots, per_dir):
+        if not p.tasks:
+            listed = " listed in RECORDS" if (r / "RECORDS").exists() else ""
+            raise BuildError(f"{r}: no record in the challenge layout (no .hea file{listed} found)")
+    plans.append(MultiDirPlan(
+        cinc.NAME, [t for p in per_dir for t in p.tasks], missing=[m for p in per_dir for m in p.missing],
+        directories=[{"path": str(r.resolve()), "records_on_disk": len(p.tasks), "duplicates_skipped": {"count": 0, "ids": []}}
+                     for r, p in zip(roots, per_dir)],
+    ))  # fmt: skip
+    located = [(p, t, p.record_dir[t.record_id]) for p in plans[:-1] for t in p.tasks]
+    located += [(plans[-1], t, str(r.resolve())) for r, p in zip(roots, per_dir) for t in p.tasks]
+    copies = Counter(t.record_id for _, t, _ in located)
+    owner: dict[str, tuple[Task, str]] = {}  # record id -> the task and directory it is read from
+    for _, t, d in sorted(located, key=lambda item: position[item[2]]):  # stable: within a directory, the first listed
+        owner.setdefault(t.record_id, (t, d))
+    for plan in plans:
+        mine = [(t, d) for p, t, d in located if p is plan]
+        plan.tasks = [t for t, d in mine if owner[t.record_id] == (t, d)]
+        plan.record_dir = {t.record_id: d for t, d in mine if owner[t.record_id] == (t, d)}
+        plan.duplicates = sorted(set(plan.duplicates) | {t.record_id for t, _ in mine if copies[t.record_id] > 1}, key=_id_order)
+        for entry in plan.directories:
+            used = [t for t, d in mine if d == entry["path"] and owner[t.record_id] == (t, d)]
+            entry["records_used"] = len(used)
+            gone = [t.record_id for t, d in mine if d == entry["path"] and owner[t.record_id] != (t, d)]
+            if plan.db == cinc.NAME:
+                entry["duplicates_skipped"] = {"count": len(gone), "ids": gone}
+            else:  # ptbxl_dirs_plan counted the copies among PTB-XL directories already
+                ecg_ids = sorted(set(entry["duplicates_skipped"]["ecg_ids"]) | {int(r.split(":")[1]) for r in gone})
+                entry["duplicates_skipped"] = {"count": len(ecg_ids), "ecg_ids": ecg_ids}
+    return plans
+
+
+def _id_order(record_id: str) -> tuple[str, int, str]:
+    """Record ids by source, then number (ptbxl:9 before ptbxl:10), then name."""
+    db, _, rest = record_id.partition(":")
+    return (db, int(rest), "") if rest.isdigit() else (db, -1, rest)

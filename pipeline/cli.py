@@ -18,6 +18,9 @@ from .label_rules import CINC2017_NORMAL_SETS
 from .sources import cinc2017, mitdb, nsrdb, ptbdb, ptbxl, recordings, synthetic
 from .sources.base import Options, Plan
 from .spec import PreprocessSpec
+from .build import cinc_plans
+from .label_rules import LABEL_MODES
+from .sources import cinc
 
 DATA_ENV = "ECG_EDGE_DATA_DIR"
 
@@ -119,6 +122,38 @@ def cmd_prepare_stage1(args: argparse.Namespace) -> int:
 
 def cmd_prepare_stage2(args: argparse.Namespace) -> int:
     return _mixed(args, "stage2", (ptbxl.NAME, ptbdb.NAME))
+
+
+def cmd_prepare_cinc(args: argparse.Namespace) -> int:
+    """The challenge layout, with PTB-XL directories in the order given (each record id once, the first wins)."""
+    spec = spec_from_args(args)
+    leads: tuple[str, ...] | str = ALL_LEADS if args.lead.lower() == ALL_LEADS else (args.lead,)
+    opts = Options(spec=spec, hop=spec.dataset_hop, leads=leads, fallback=False, seed=args.seed,
+                   label_mode=args.label_mode, ectopic=args.ectopic_as_arrhythmia)  # fmt: skip
+    plans = cinc_plans(args.dirs_in_order, args.label_mode, args.rate, args.ectopic_as_arrhythmia)
+    return run_build(args, [(p, opts) for p in plans], "three_class")
+
+
+class _DirInOrder(argparse.Action):
+    """A repeatable directory option that also records (kind, dir) in `dirs_in_order`, in command-line order."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[override]
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest) or []), values])
+        namespace.dirs_in_order = [*(getattr(namespace, "dirs_in_order", None) or []), (self.const, values)]
+
+
+def _cinc_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source-dir", type=Path, action=_DirInOrder, const=cinc.NAME, required=True,
+                   help="challenge-layout directory (.hea + .mat with '# Dx:' SNOMED CT codes, records found below it); repeatable")
+    p.add_argument("--ptbxl-dir", type=Path, action=_DirInOrder, const=ptbxl.NAME,
+                   help="PTB-XL root: its metadata give HR records (HRxxxxx = ecg_id xxxxx) their patient and strat_fold, its records "
+                        "on disk join the set; repeatable. Each record id once: the first directory given wins")
+    p.add_argument("--label-mode", choices=LABEL_MODES, default="loose", help="PTB-XL's rule on the mapped SNOMED CT codes")
+    p.add_argument("--ectopic-as-arrhythmia", action="store_true", help="premature-beat codes (PVC, PAC, ...) count as a rhythm other than SR")
+    p.add_argument("--lead", default="II", help="lead by name (aVR etc. in any case), or 'all' for 12 leads")
+    p.add_argument("--rate", type=int, choices=(100, 500), default=100, help="records100 or records500 of --ptbxl-dir records")
+    p.set_defaults(dirs_in_order=None)
+    _common(p)
 
 
 SYNTHETIC_STAMP = ".ecg_edge_synthetic.json"
@@ -278,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
         _beat_options(p)
         _ptbxl_options(p, with_dir=False)
         _common(p)
+    p = add("cinc", cmd_prepare_cinc, "PhysioNet/CinC Challenge 2020/2021 layout (SNOMED CT codes, any rate), labels by PTB-XL's rule", psub)
+    _cinc_parser(p)
     p = add("recordings", cmd_prepare_recordings, "your own WFDB recordings (ecg-host record --label L --patient P), any rate", psub)
     p.add_argument("--source-dir", type=Path, required=True, help="directory of WFDB records with 'label:' and 'patient:' header comments")
     p.add_argument("--leads", nargs="+", help="lead preference order (default II)")

@@ -6,6 +6,8 @@
 - PTB-XL: `scp_codes` joined with `scp_statements.csv`, modes loose / semi / strict,
   plus the two-stage rules.
 - Synthetic: the `label:` header comment the generator writes.
+- PhysioNet/CinC Challenge 2020/2021: SNOMED CT codes (`# Dx:`) mapped onto PTB-XL's superclasses,
+  rhythm and ectopic-beat codes, then PTB-XL's rule (`snomed_label`).
 """
 
 from __future__ import annotations
@@ -297,3 +299,206 @@ def stage2_label(classes: set[str], rhythms: set[str]) -> str | None:
         return "NORMAL"
     return None
 
+
+
+# --- PhysioNet/CinC Challenge 2020/2021: SNOMED CT -------------------------------------
+# Every code of the challenge's dx_mapping_scored.csv (30) and dx_mapping_unscored.csv (103), as
+# published in github physionetchallenges/evaluation-2021 @ 09de852841a9fa497fb9efb80734dafd13e4ec1f,
+# mapped onto what `ptbxl_label` consumes, following the PTB-XL statement the code stands for where
+# PTB-XL has one (scp_statements.csv):
+# - a diagnostic superclass (NORM MI STTC CD HYP): PTB-XL's diagnostic statements;
+# - a rhythm code (any but SR makes a record ARRHYTHMIA under loose): PTB-XL's rhythm statements, and
+#   the challenge's abbreviation (VT, AVJR, ...) for a rhythm PTB-XL does not name;
+# - an ectopic-beat code (PVC, PAC, PRC(S) as in ECTOPIC_BEAT_CODES, or the challenge's abbreviation):
+#   no label by default, a rhythm other than SR with `ectopic` (--ectopic-as-arrhythmia). Escape beats
+#   follow the MIT-BIH rule: atrial and junctional escape beats count as normal beats (NORMAL_BEATS 'e',
+#   'j'), a ventricular escape beat as a non-normal one;
+# - nothing (SNOMED_NONE): PTB-XL's form statements (T-wave, ST-segment, Q-wave, voltage, PR and QRS
+#   shape findings), axis and rotation findings, lead reversal, benign variants (early repolarisation),
+#   and clinical diagnoses that are no ECG statement (heart failure, valve disease, TIA): they neither
+#   make nor prevent a label, as form statements do for a PTB-XL record.
+# Sinus rhythm (426783006) stands for PTB-XL's SR and NORM both (the challenge coded either as it): it
+# is rhythm SR, and the superclass NORM only when no other code gives a superclass.
+SINUS_RHYTHM = "426783006"
+SNOMED_NONE = ""
+_SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
+_RHYTHM, _ECTOPIC = "rhythm:", "ectopic:"
+
+# code -> (challenge abbreviation, meaning): a superclass, "rhythm:<code>", "ectopic:<code>" or SNOMED_NONE
+SNOMED_CODES: dict[str, tuple[str, str]] = {
+    # scored (dx_mapping_scored.csv)
+    "164889003": ("AF", "rhythm:AFIB"),
+    "164890007": ("AFL", "rhythm:AFLT"),
+    "6374002": ("BBB", "CD"),
+    "426627000": ("Brady", "rhythm:BRADY"),
+    "733534002": ("CLBBB", "CD"),
+    "713427006": ("CRBBB", "CD"),
+    "270492004": ("IAVB", "CD"),
+    "713426002": ("IRBBB", "CD"),
+    "39732003": ("LAD", SNOMED_NONE),
+    "445118002": ("LAnFB", "CD"),
+    "164909002": ("LBBB", "CD"),
+    "251146004": ("LQRSV", SNOMED_NONE),  # PTB-XL LVOLT, a form statement
+    "698252002": ("NSIVCB", "CD"),
+    SINUS_RHYTHM: ("NSR", "rhythm:SR"),  # and NORM when nothing else gives a superclass
+    "284470004": ("PAC", "ectopic:PAC"),
+    "10370003": ("PR", "rhythm:PACE"),
+    "365413008": ("PRWP", SNOMED_NONE),
+    "427172004": ("PVC", "ectopic:PVC"),
+    "164947007": ("LPR", SNOMED_NONE),  # PTB-XL LPR, form
+    "111975006": ("LQT", "STTC"),  # PTB-XL LNGQT
+    "164917005": ("QAb", SNOMED_NONE),  # PTB-XL QWAVE, form
+    "47665007": ("RAD", SNOMED_NONE),
+    "59118001": ("RBBB", "CD"),
+    "427393009": ("SA", "rhythm:SARRH"),
+    "426177001": ("SB", "rhythm:SBRAD"),
+    "427084000": ("STach", "rhythm:STACH"),
+    "63593006": ("SVPB", "ectopic:PAC"),
+    "164934002": ("TAb", SNOMED_NONE),  # PTB-XL NT_ / TAB_, form
+    "59931005": ("TInv", SNOMED_NONE),  # PTB-XL INVT, form
+    "17338001": ("VPB", "ectopic:PVC"),
+    # unscored (dx_mapping_unscored.csv)
+    "233892002": ("AAR", "rhythm:AAR"),
+    "164951009": ("abQRS", SNOMED_NONE),  # PTB-XL ABQRS, form
+    "251187003": ("AED", SNOMED_NONE),  # atrial escape beat: MIT-BIH 'e', a normal beat
+    "61277005": ("AIVR", "rhythm:AIVR"),
+    "426664006": ("AJR", "rhythm:AJR"),
+    "251139008": ("ALR", SNOMED_NONE),  # suspect arm leads reversed
+    "57054005": ("AMI", "MI"),
+    "413444003": ("AMIs", "STTC"),
+    "426434006": ("AnMIs", "STTC"),  # PTB-XL ISCAN
+    "54329005": ("AnMI", "MI"),
+    "251173003": ("AB", "rhythm:BIGU"),
+    "195080001": ("AFAFL", "rhythm:AFIB"),
+    "195126007": ("AH", "HYP"),
+    "251268003": ("AP", "rhythm:PACE"),
+    "106068003": ("ARH", "rhythm:ARH"),
+    "713422000": ("ATach", "rhythm:ATACH"),
+    "233917008": ("AVB", "CD"),
+    "50799005": ("AVD", "rhythm:AVD"),
+    "29320008": ("AVJR", "rhythm:AVJR"),
+    "251166008": ("AVNRT", "rhythm:AVNRT"),
+    "233897008": ("AVRT", "rhythm:AVRT"),
+    "251170000": ("BPAC", "ectopic:PAC"),
+    "418818005": ("BRU", "STTC"),  # Brugada: a repolarisation pattern, not normal
+    "74615001": ("BTS", "rhythm:BTS"),
+    "426749004": ("CAF", "rhythm:AFIB"),
+    "251199005": ("CCR", SNOMED_NONE),
+    "61721007": ("CVCL/CCVCL", SNOMED_NONE),
+    "698247007": ("CD", "rhythm:DYSRHYTHMIA"),  # cardiac dysrhythmia (PTB's reason for admission)
+    "27885002": ("CHB", "CD"),  # PTB-XL 3AVB
+    "204384007": ("CIAHB", "CD"),
+    "53741008": ("CHD", "STTC"),  # coronary heart disease: ischaemic, as PTB-XL ISC_
+    "413844008": ("CMI", "STTC"),
+    "251198002": ("CR", SNOMED_NONE),
+    "82226007": ("DIB", "CD"),
+    "428417006": ("ERe", SNOMED_NONE),  # early repolarisation, a benign variant
+    "13640000": ("FB", "ectopic:FB"),  # fusion beats: MIT-BIH 'F', non-normal
+    "164942001": ("FQRS", SNOMED_NONE),
+    "84114007": ("HF", SNOMED_NONE),
+    "368009": ("HVD", SNOMED_NONE),
+    "251259000": ("HTV", SNOMED_NONE),
+    "251200008": ("ICA", SNOMED_NONE),
+    "195042002": ("IIAVB", "CD"),  # PTB-XL 2AVB
+    "426183003": ("IIAVBII", "CD"),
+    "425419005": ("IIs", "STTC"),  # PTB-XL ISCIN
+    "251120003": ("ILBBB", "CD"),
+    "704997005": ("ISTD", SNOMED_NONE),  # PTB-XL STD_, form
+    "49260003": ("IR", "rhythm:IR"),
+    "426995002": ("JE", SNOMED_NONE),  # junctional escape: MIT-BIH 'j', a normal beat
+    "251164006": ("JPC", "ectopic:PRC(S)"),
+    "426648003": ("JTach", "rhythm:JTACH"),
+    "253352002": ("LAA", "HYP"),  # PTB-XL LAO/LAE
+    "67741000119109": ("LAE", "HYP"),  # PTB-XL LAO/LAE
+    "446813000": ("LAH", "HYP"),
+    "425623009": ("LIs", "STTC"),  # PTB-XL ISCLA
+    "445211001": ("LPFB", "CD"),
+    "164873001": ("LVH", "HYP"),
+    "55827005": ("LVHV", SNOMED_NONE),  # PTB-XL VCLVH, form
+    "370365005": ("LVS", "STTC"),
+    "164865005": ("MI", "MI"),
+    "164861001": ("MIs", "STTC"),  # PTB-XL ISC_
+    "54016002": ("MoI", "CD"),  # PTB-XL 2AVB
+    "428750005": ("NSSTTA", "STTC"),  # PTB-XL NST_
+    "164867002": ("OldMI", "MI"),
+    "282825002": ("PAF", "rhythm:AFIB"),
+    "251205003": ("PPW", SNOMED_NONE),
+    "67198005": ("PSVT", "rhythm:PSVT"),
+    "425856008": ("PVT", "rhythm:VT"),
+    "164912004": ("PWC", SNOMED_NONE),
+    "253339007": ("RAAb", "HYP"),  # PTB-XL RAO/RAE
+    "164921003": ("RAb", SNOMED_NONE),
+    "446358003": ("RAH", "HYP"),
+    "67751000119106": ("RAHV", SNOMED_NONE),  # a voltage criterion, as PTB-XL VCLVH
+    "314208002": ("RAF", "rhythm:AFIB"),
+    "89792004": ("RVH", "HYP"),
+    "17366009": ("SAAWR", "rhythm:WAP"),
+    "65778007": ("SAB", "rhythm:SAB"),
+    "5609005": ("SARR", "rhythm:SARR"),
+    "60423000": ("SND", "rhythm:SND"),
+    "49578007": ("SPRI", SNOMED_NONE),
+    "77867006": ("SQT", "STTC"),  # as PTB-XL LNGQT
+    "55930002": ("STC", "STTC"),  # PTB-XL NST_
+    "429622005": ("STD", SNOMED_NONE),  # PTB-XL STD_, form
+    "164931005": ("STE", SNOMED_NONE),  # PTB-XL STE_, form
+    "164930006": ("STIAb", "STTC"),  # as PTB-XL NST_
+    "251168009": ("SVB", "rhythm:BIGU"),
+    "426761007": ("SVT", "rhythm:SVTAC"),
+    "266257000": ("TIA", SNOMED_NONE),
+    "251223006": ("TPW", SNOMED_NONE),
+    "164937009": ("UAb", SNOMED_NONE),
+    "11157007": ("VBig", "rhythm:BIGU"),
+    "164884008": ("VEB", "ectopic:PVC"),
+    "75532003": ("VEsB", "ectopic:VESB"),  # ventricular escape beat: MIT-BIH 'E', non-normal
+    "81898007": ("VEsR", "rhythm:VESR"),
+    "164896001": ("VF", "rhythm:VF"),
+    "111288001": ("VFL", "rhythm:VFL"),
+    "266249003": ("VH", "HYP"),
+    "195060002": ("VPEx", "CD"),  # PTB-XL WPW
+    "251266004": ("VPP", "rhythm:PACE"),
+    "251182009": ("VPVC", "ectopic:PVC"),
+    "164895002": ("VTach", "rhythm:VT"),
+    "251180001": ("VTrig", "rhythm:TRIGU"),
+    "195101003": ("WAP", "rhythm:WAP"),
+    "74390002": ("WPW", "CD"),
+}
+
+
+class UnknownSnomedCode(ValueError):
+    """A diagnosis code outside the challenge's scored and unscored mappings."""
+
+
+def snomed_classes_and_rhythms(codes: Iterable[str], ectopic: bool = False) -> tuple[set[str], set[str]]:
+    """Diagnostic superclasses and rhythm codes of one record's SNOMED CT codes, as `PtbxlStatements`
+    gives them for scp_codes. `ectopic`: ectopic-beat codes count as rhythms other than SR.
+    Raises UnknownSnomedCode naming the codes that are not in SNOMED_CODES."""
+    codes = [str(c).strip() for c in codes]
+    unknown = [c for c in codes if c not in SNOMED_CODES]
+    if unknown:
+        raise UnknownSnomedCode(f"unknown SNOMED CT code(s) {unknown} (not in the challenge's dx_mapping_scored/unscored.csv)")
+    classes: set[str] = set()
+    rhythms: set[str] = set()
+    for code in codes:
+        meaning = SNOMED_CODES[code][1]
+        if meaning.startswith(_RHYTHM):
+            rhythms.add(meaning[len(_RHYTHM) :])
+        elif meaning.startswith(_ECTOPIC):
+            if ectopic:
+                rhythms.add(meaning[len(_ECTOPIC) :])
+        elif meaning:
+            classes.add(meaning)
+    if SINUS_RHYTHM in codes and not classes:
+        classes.add("NORM")
+    return classes, rhythms
+
+
+def snomed_label(codes: Iterable[str], mode: LabelMode, ectopic: bool = False) -> str | None:
+    """Three-class label of a challenge record from its `# Dx:` codes by PTB-XL's rule (`ptbxl_label`)."""
+    classes, rhythms = snomed_classes_and_rhythms(codes, ectopic)
+    return ptbxl_label(classes, rhythms, mode)
+
+
+def parse_dx(comments: Iterable[str]) -> list[str] | None:
+    """The comma-separated codes of a `Dx:` header comment (None without one)."""
+    value = header_field(comments, "Dx")
+    return None if value is None else [c.strip() for c in value.split(",") if c.strip()]

@@ -68,6 +68,39 @@ def _record_files(header_path: Path, rec: wfdb.Record) -> list[Path]:
     return [header_path.parent / n for n in sorted(names)]
 
 
+def _read_present_files(path: Path, name: str, leads: Sequence[str] | str, fallback: bool, exc: FileNotFoundError) -> wfdb.Record:
+    """The signals whose files exist, when a header names a signal file that is absent (ptbdb's Frank
+    leads in a `.xyz` file): allowed only if every wanted lead (with `fallback`, one of them) is in a
+    file that exists; otherwise a RecordError naming the lead(s) and the missing file(s)."""
+    missing_file = f"signal file {Path(exc.filename or '?').name} is missing"
+    try:
+        header = wfdb.rdheader(str(path))
+    except Exception:  # noqa: BLE001 - the header is what failed: report the first error
+        raise RecordError(name, missing_file) from exc
+    files = list(header.file_name or [])
+    names = list(header.sig_name or [])
+    absent = sorted({f for f in files if not (path.parent / f).exists()})
+    if not absent:
+        raise RecordError(name, missing_file) from exc
+    if leads == ALL_LEADS:
+        raise RecordError(name, f"signal file(s) {absent} are missing (they hold leads {[n for n, f in zip(names, files) if f in absent]})") from exc
+    chosen = pick_leads(names, leads, name, fallback)  # unknown leads: the usual error
+    if fallback:  # the first wanted lead whose file exists, else the first wanted (reported below)
+        index = {n.upper(): i for i, n in enumerate(names)}
+        readable = [index[w.upper()] for w in leads if w.upper() in index and files[index[w.upper()]] not in absent]
+        chosen = readable[:1] or chosen
+    lost = [i for i in chosen if files[i] in absent]
+    if lost:
+        raise RecordError(name, "; ".join(f"signal file {files[i]} is missing (it holds lead {names[i]})" for i in lost)) from exc
+    keep = [i for i, f in enumerate(files) if f not in absent]
+    try:
+        return wfdb.rdrecord(str(path), physical=True, channels=keep)
+    except FileNotFoundError as again:
+        raise RecordError(name, f"signal file {Path(again.filename or '?').name} is missing") from again
+    except Exception as again:  # noqa: BLE001 - wfdb raises several types
+        raise RecordError(name, f"signal file is truncated or unreadable ({again})") from again
+
+
 def read_record(
     path: Path,
     leads: Sequence[str] | str,
@@ -90,7 +123,7 @@ def read_record(
         # One rdrecord call parses the header once (wfdb's header parser dominates the cost).
         rec = wfdb.rdrecord(str(path), physical=True)
     except FileNotFoundError as exc:
-        raise RecordError(name, f"signal file {Path(exc.filename or '?').name} is missing") from exc
+        rec = _read_present_files(path, name, leads, fallback, exc)
     except ValueError as exc:
         raise RecordError(name, f"signal file is truncated or unreadable ({exc})") from exc
     except Exception as exc:  # wfdb raises several types for malformed headers

@@ -39,6 +39,8 @@ class Options:
     seed: int = 13
     normal_label: str = "NORMAL"
     mitdb_normal: bool = False  # also NORMAL windows of sinus rhythm with normal beats only (external checks)
+    label_mode: str = "loose"  # record-level rules applied while reading (the challenge layout's SNOMED codes)
+    ectopic: bool = False  # premature-beat codes count as a rhythm other than SR (--ectopic-as-arrhythmia)
 
 
 @dataclass
