@@ -197,6 +197,16 @@ def cmd_prepare_cinc2017(args: argparse.Namespace) -> int:
     return run_build(args, [(plan, options_for(cinc2017.NAME, args, spec))], "three_class")
 
 
+def cmd_recipe(args: argparse.Namespace) -> int:
+    from .recipe import REPORT, print_report, run_recipe
+
+    print(DISCLAIMER)
+    report = run_recipe(args.raw_dir, args.out_dir, args.epochs, args.jobs, not args.no_progress, args.baseline)
+    print_report(report)
+    print(f"-> {args.out_dir / 'checkpoint.pt'}, {args.out_dir / 'bundle'}, {args.out_dir / REPORT}")
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     ds = load_dataset(args.dataset)
     print_summary(ds.meta, ds.path)
@@ -325,12 +335,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what an N (normal sinus rhythm) window accepts in training: NORMAL, or the set NORMAL|MI "
                         "(N says nothing about infarction); it is reported as NORMAL either way")  # fmt: skip
     p.add_argument("--leave-out-other", action="store_true", help="leave O (rhythms other than sinus and AF) out instead of ARRHYTHMIA")
+    p.add_argument("--max-windows-per-record", type=int, default=0, help="at most this many windows per record (seeded; 0: every window)")
     _common(p)
     p = add("synthetic", cmd_prepare_synthetic, "the embedded AD8232-like synthetic set (no download)", psub)
     p.add_argument("--source-dir", type=Path, default=None, help="where the synthetic WFDB records live (default <raw-dir>/synthetic)")
     _synthetic_options(p)
     _common(p)
 
+    p = add("recipe", cmd_recipe, "the default recipe end to end: every prepare and merge, train, evaluate on each test set, ecg-export bundle; "
+            "reruns skip finished steps")
+    p.add_argument("--raw-dir", type=Path, required=True, help="databases in PhysioNet layout: ptbxl, ptbxl_derived, cinc2017, mitdb")
+    p.add_argument("--out-dir", type=Path, required=True, help="where checkpoint.pt, bundle/, report.json and the data sets go")
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (quick checks)")
+    p.add_argument("--baseline", type=Path, default=None, help="a checkpoint to evaluate on the same test sets, beside the new model in report.json")
+    p.add_argument("--jobs", type=int, default=0, help="worker processes for prepare (0: every core)")
+    p.add_argument("--no-progress", action="store_true")
     p = add("inspect", cmd_inspect, "print a data set's class/split table; optionally plot examples")
     p.add_argument("dataset", type=Path)
     p.add_argument("--plot", type=Path, help="write a PNG of example windows per class")
@@ -355,7 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from .checkpoint import CheckpointError
 
-    return run(build_parser(), argv, (BuildError, DatasetError, RecordError, CheckpointError, FileNotFoundError, ValueError))
+    from .recipe import RecipeError
+
+    return run(build_parser(), argv, (BuildError, DatasetError, RecordError, CheckpointError, RecipeError, FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

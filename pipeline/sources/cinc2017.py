@@ -11,7 +11,7 @@ import numpy as np
 from ..dataset import DatasetError
 from ..label_rules import CINC2017_CLASSES, cinc2017_label
 from ..records import read_record, sha256_file
-from .base import Options, Plan, Result, Task, empty_result, list_records, present, record_windows, windows_of
+from .base import Options, Plan, Result, Task, cap_windows, empty_result, list_records, present, record_windows, windows_of
 
 NAME = "cinc2017"
 DEFAULT_LEADS = ("ECG",)
@@ -90,6 +90,7 @@ def process(task: Task, opts: Options) -> Result:
     filtered, starts = windows_of(rec, opts)
     if len(starts) == 0:
         return empty_result(task, excluded=SHORT)
+    starts = cap_windows(starts, opts.max_windows_per_record, opts.seed)
     res = record_windows(task, rec, filtered, starts, task.label or "", opts)
     res.info["record_polarity"] = polarity(filtered[0])
     return res
