@@ -259,7 +259,7 @@ def build(plans: list[tuple[Plan, Options]], cfg: BuildConfig) -> Path:
             writer.add(res.X, y, res.task.patient, res.task.record_id, res.starts, res.task.split, targets)
             lead_usage.update({"+".join(res.leads): len(y)})
             records[res.task.db][res.task.record_id] = res.files
-            for key, value in res.info.items():
+            for key, value in {**res.info, "record_leads": res.leads}.items():
                 info[res.task.db].setdefault(key, {})[res.task.record_id] = value
             paths[res.task.db][res.task.record_id] = str(Path(res.task.path).resolve())
             written.add(res.task.record_id)

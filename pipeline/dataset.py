@@ -87,6 +87,16 @@ class Dataset:
         with_class = self.y != NO_CLASS_Y
         return bool(np.any(self.targets[with_class] != one_hot_masks(self.y[with_class])))
 
+    def record_lead(self, record_id: str, lead: str) -> str:
+        """The record's own name of the data set's lead `lead` (a fallback lead, e.g. MIT-BIH 102's V5 under MLII)."""
+        for source in self.meta.get("sources", {}).values():
+            own = source.get("record_leads", {}).get(record_id)
+            if own is not None and len(own) == len(self.leads):
+                upper = [n.upper() for n in self.leads]
+                if lead.upper() in upper:
+                    return str(own[upper.index(lead.upper())])
+        return lead
+
     def record_path(self, record_id: str) -> Path:
         """The WFDB record (path without extension) a window came from, as the build read it."""
         for source in self.meta.get("sources", {}).values():

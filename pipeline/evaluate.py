@@ -40,7 +40,7 @@ def dataset_quality(ds: Dataset, idx: np.ndarray, lead: str, unc: Uncertainty) -
         rows = idx[records == rid]
         path = ds.record_path(str(rid))
         try:
-            rec = read_record(path, [lead], hash_files=False)
+            rec = read_record(path, [ds.record_lead(str(rid), lead)], hash_files=False)
         except RecordError as exc:
             raise RecordError(path, f"{exc.reason} (the quality rule re-reads the source records; --no-quality leaves it out)") from exc
         q = signal_quality(rec.signal[0], rec.fs, ds.start[rows], ds.spec, unc, "mv")
@@ -149,7 +149,12 @@ def evaluate(
         }
         if "by_source_class" in report:
             first = {k: i for i, k in reversed(list(enumerate(ds.record[every].tolist())))}
-            report["by_source_class"]["records"] = answers_by_class([classes[first[k]] for k in r["record"].tolist()], r["probs"].argmax(1), r["uncertain"], names)
+            at = [first[k] for k in r["record"].tolist()]
+            report["by_source_class"]["records"] = answers_by_class([classes[i] for i in at], r["probs"].argmax(1), r["uncertain"], names)
+            polarity = source_classes(ds, every, "record_polarity")
+            if any(p is not None for p in polarity):  # the QRS's sign (CinC 2017: many handheld recordings are inverted)
+                both = [f"{classes[i]} {polarity[i]}" if classes[i] and polarity[i] else None for i in at]
+                report["by_source_class"]["records_by_polarity"] = answers_by_class(both, r["probs"].argmax(1), r["uncertain"], names)
     out_dir = Path(out_dir)
     write_report(report, out_dir, title or f"{ds.path.name} ({split})")
     write_json_atomic(out_dir / COVERAGE_FILE, {"confidence_threshold": unc.confidence_threshold, "quality_applied": unc.quality is not None, "curve": curve})

@@ -16,7 +16,7 @@ import numpy as np
 
 from .dataset import Dataset, DatasetError, DatasetWriter, count_table, load_dataset, set_counts
 
-RECORD_KEYED = ("record_labels", "record_polarity")  # per-record source facts that follow their records
+RECORD_KEYED = ("record_labels", "record_polarity", "record_leads")  # per-record source facts that follow their records
 
 
 def _check_inputs(sets: list[Dataset], lead_as: str | None) -> list[str]:

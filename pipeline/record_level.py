@@ -22,11 +22,12 @@ RECORD_UNCERTAIN_RULE = f"a record is uncertain when at least {RECORD_UNCERTAIN_
 UNCERTAIN = "UNCERTAIN"
 
 
-def source_classes(ds: Dataset, idx: np.ndarray) -> list[str | None]:
-    """The source's own class of each window's record (`record_labels` in dataset.json), None where it has none."""
+def source_classes(ds: Dataset, idx: np.ndarray, key: str = "record_labels") -> list[str | None]:
+    """The source's own class of each window's record (`record_labels` in dataset.json; or another per-record
+    fact such as `record_polarity`), None where it has none."""
     table: dict[str, str] = {}
     for src in ds.meta.get("sources", {}).values():
-        table.update(src.get("record_labels", {}))
+        table.update(src.get(key, {}))
     return [table.get(str(r)) for r in ds.record[idx]]
 
 

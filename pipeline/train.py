@@ -439,8 +439,15 @@ class Trainer:
         t = torch.from_numpy(logits)
         sets = torch.from_numpy(self.ds.targets[self.val_idx])
         loss = float((label_set_loss(t, torch.from_numpy(y), sets) if self.label_sets else F.cross_entropy(t, torch.from_numpy(y))).item())
-        rec = recall_per_class(y, logits.argmax(1), self.n_classes)
-        return {"val_loss": loss, "val_balanced_accuracy": float(np.nanmean(rec)), "val_recall": {n: float(r) for n, r in zip(self.ds.label_names, rec)}}
+        pred = logits.argmax(1)
+        rec = recall_per_class(y, pred, self.n_classes)
+        row = {"val_loss": loss, "val_balanced_accuracy": float(np.nanmean(rec)), "val_recall": {n: float(r) for n, r in zip(self.ds.label_names, rec)}}
+        if self.cfg.balance_by == "source-label":  # selection as the sampler weighs: every (database, label) cell alike
+            sources = window_sources(self.ds.record[self.val_idx])
+            cells = {f"{s} {self.ds.label_names[c]}": float(np.mean(pred[(sources == s) & (y == c)] == c))
+                     for s in np.unique(sources) for c in range(self.n_classes) if np.any((sources == s) & (y == c))}  # fmt: skip
+            row.update(val_balanced_accuracy=float(np.mean(list(cells.values()))), val_recall_by_source=cells)
+        return row
 
     # --- checkpoints -------------------------------------------------------------------
     def _payload(self, **extra: Any) -> dict[str, Any]:
