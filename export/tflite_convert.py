@@ -26,6 +26,7 @@ import numpy as np
 from pipeline.atomic import atomic_target
 from pipeline.console import without_noise_lines
 from pipeline.inference import select_leads
+from pipeline.labels import NO_CLASS_Y
 from pipeline.preprocess import quantize_input
 
 from .onnx_export import ANSI_CODES, INPUT_NAME, ExportError, _cause, onnx_logits
@@ -83,7 +84,7 @@ def calibration_windows(ds: WindowSet, n: int = 200, seed: int = 0, leads: list[
     name (default: all of the data set's). ExportError("int8 calibration") if the train split
     holds fewer than two classes or `n` is too small to give each class a window.
     """
-    train = ds.class_indices("train")
+    train = np.flatnonzero((np.asarray(ds.split) == "train") & (np.asarray(ds.y) != NO_CLASS_Y))  # windows of no class: not a class
     y = np.asarray(ds.y)[train]
     classes = np.unique(y)
     names = [ds.label_names[int(c)] for c in classes]

@@ -188,6 +188,9 @@ def _train_options(p: argparse.ArgumentParser, teacher: bool) -> None:
     p.add_argument("--augment-strength", type=float, default=d.augment_strength)
     p.add_argument("--mixup", type=float, default=d.mixup, help="mixup alpha (0: off)")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--noise-weight", type=float, default=d.noise_weight,
+                   help="windows of no class (CinC 2017's noisy recordings) train toward equal probabilities with this weight, so the "
+                        "confidence threshold answers them uncertain (0: left out of training)")  # fmt: skip
     p.add_argument("--balance-by", choices=("label", "source-label"), default=d.balance_by,
                    help="the balanced sampler makes each label equally likely, or each (database, label) pair, so that no database tells the label")
     p.add_argument("--balanced-sampler", action=argparse.BooleanOptionalAction, default=d.balanced_sampler,

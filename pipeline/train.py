@@ -24,7 +24,7 @@ from .ad8232 import augment_window
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_payload, load_checkpoint, read_payload, save_atomic, store_uncertainty
 from .dataset import Dataset, load_dataset, write_json_atomic
 from .inference import lead_positions
-from .labels import one_hot_masks
+from .labels import NO_CLASS_Y, one_hot_masks
 from .models import build_model, model_config
 from .preprocess import zscore
 from .quality import DEFAULT_QUALITY, DEFAULT_TARGET_COVERAGE, THRESHOLD_RULE, Uncertainty, choose_threshold
@@ -68,6 +68,9 @@ class TrainConfig:
     # what the balanced sampler makes equally likely: each label ("label"), or each (database, label) pair
     # ("source-label": within every database its labels are equally likely, so no database says which label)
     balance_by: str = "label"
+    # windows of no class (CinC 2017's "too noisy") train toward equal probabilities with this weight (0: left
+    # out), so that the confidence threshold answers them uncertain; the balanced sampler draws them as one more cell
+    noise_weight: float = 0.0
     class_weights: bool = True  # inverse-frequency loss weights when not using the balanced sampler
     scheduler: str = "cosine"  # none | cosine
     min_lr: float = 1e-5
@@ -290,7 +293,11 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.ds = load_dataset(data)
         self.n_classes = len(self.ds.label_names)
-        self.train_idx, self.val_idx = self.ds.class_indices("train"), self.ds.class_indices("val")  # windows of no class never train
+        # windows of no class never train a class; with noise_weight they train toward equal probabilities
+        self.train_idx = self.ds.indices("train") if cfg.noise_weight > 0 else self.ds.class_indices("train")
+        self.val_idx = self.ds.class_indices("val")
+        if cfg.noise_weight < 0 or (cfg.noise_weight > 0 and cfg.mixup > 0):
+            raise TrainError(f"noise_weight {cfg.noise_weight}: must be >= 0, and cannot be combined with mixup")
         self.train_idx = patient_subset(self.ds, self.train_idx, cfg.train_fraction, cfg.seed)
         for name, idx in (("train", self.train_idx), ("val", self.val_idx)):
             if len(idx) == 0:
@@ -310,12 +317,14 @@ class Trainer:
             torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=cfg.epochs, eta_min=cfg.min_lr) if cfg.scheduler == "cosine" else None
         )
         y_train = self.ds.y[self.train_idx]
+        cells_train = np.where(y_train == NO_CLASS_Y, self.n_classes, y_train)  # no class: a cell of its own for the sampler
+        with_class = y_train != NO_CLASS_Y
         weights = None
         if cfg.class_weights and not cfg.balanced_sampler:
-            weights = torch.tensor(class_weights(y_train, self.n_classes), dtype=torch.float32)
+            weights = torch.tensor(class_weights(y_train[with_class], self.n_classes), dtype=torch.float32)
         self.loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
         # partial labels (pipeline.labels): the loss of a window is that of its label set
-        self.label_sets = bool(np.any(self.ds.targets[self.train_idx] != one_hot_masks(y_train)))
+        self.label_sets = bool(np.any(self.ds.targets[self.train_idx][with_class] != one_hot_masks(y_train[with_class])))
         if self.label_sets and cfg.label_smoothing > 0:
             raise TrainError(f"{data}: label smoothing is not defined for windows with label sets (partial labels); use --label-smoothing 0")
         pool = self._lead_pool()
@@ -324,7 +333,7 @@ class Trainer:
         if cfg.balance_by not in BALANCE_BY:
             raise TrainError(f"balance_by must be one of {BALANCE_BY}, not {cfg.balance_by!r}")
         groups = window_sources(self.ds.record[self.train_idx]) if cfg.balance_by == "source-label" else None
-        self.sampler = EpochSampler(y_train, cfg.balanced_sampler, cfg.seed, self.info, groups)
+        self.sampler = EpochSampler(cells_train, cfg.balanced_sampler, cfg.seed, self.info, groups)
         per_rank = max(1, cfg.batch_size // self.info.world)
         self.train_loader = DataLoader(self.train_set, batch_size=per_rank, sampler=self.sampler)
         self.val_loader = DataLoader(Windows(self.ds, self.val_idx, self.leads), batch_size=256)
@@ -392,6 +401,12 @@ class Trainer:
 
     # --- one epoch ---------------------------------------------------------------------
     def _class_loss(self, logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        noise = y == NO_CLASS_Y
+        if noise.any():  # only with noise_weight: toward equal probabilities, weighted by the share of such windows
+            keep = ~noise
+            uniform = -F.log_softmax(logits[noise], dim=1).mean(dim=1).sum() / y.numel()
+            rest = self._class_loss(logits[keep], y[keep], mask[keep]) * keep.float().mean() if keep.any() else logits.sum() * 0
+            return rest + self.cfg.noise_weight * uniform
         if self.label_sets:
             return label_set_loss(logits, y, mask, self.loss_fn.weight)
         return self.loss_fn(logits, y)

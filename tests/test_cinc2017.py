@@ -143,18 +143,20 @@ def test_label_set_loss() -> None:
     assert z.grad[0, 2] > 0 > z.grad[0, 0] and z.grad[0, 1] < 0  # away from ARRHYTHMIA only
 
 
-def _pattern_set(out: Path, b_label: str) -> Path:
-    """Four window shapes: A NORMAL, B `b_label`, C MI, D ARRHYTHMIA (train and val alike)."""
+def _pattern_set(out: Path, b_label: str, noise: bool = False) -> Path:
+    """Four window shapes: A NORMAL, B `b_label`, C MI, D ARRHYTHMIA (train and val alike); `noise`: E, white noise of no class."""
     spec = PreprocessSpec()
     rng = np.random.default_rng(0)
     t = np.arange(spec.window) / spec.fs
     shapes = {"A": np.sin(2 * np.pi * 1.0 * t), "B": np.sign(np.sin(2 * np.pi * 1.7 * t)), "C": np.sin(2 * np.pi * 3.1 * t), "D": (t * 2.3) % 1.0}
     labels = {"A": "NORMAL", "B": b_label, "C": "MI", "D": "ARRHYTHMIA"}
+    if noise:
+        shapes["E"], labels["E"] = np.zeros_like(t), NO_CLASS
     with DatasetWriter(out, spec) as w:
         for name, shape in shapes.items():
             y, mask = parse_label(labels[name])
             for p in range(12):
-                x = (shape + 0.3 * rng.standard_normal(spec.window)).astype(np.float32)
+                x = (shape + (3.0 if name == "E" else 0.3) * rng.standard_normal(spec.window)).astype(np.float32)
                 x = (x - x.mean()) / x.std()
                 split = "train" if p < 8 else "val" if p < 10 else "test"
                 w.add(x[None, None, :], np.array([y]), f"t:{name}{p}", f"t:{name}{p}", np.array([0]), split, np.array([mask]))
@@ -195,3 +197,22 @@ def test_merge_keeps_label_sets_and_no_class(real_sample: Path, tmp_path: Path) 
     assert np.array_equal(merged.targets[rows], src.targets) and np.array_equal(merged.y[rows], src.y)
     assert merged.meta["label_sets"]["all"][NO_CLASS] == int((src.y == NO_CLASS_Y).sum())
     assert set(merged.meta["sources"]["cinc2017@ECG"]["record_labels"]) == {f"{r}@ECG" for r in src.meta["sources"]["cinc2017"]["record_labels"]}
+
+
+def test_noise_weight_trains_windows_of_no_class_toward_uncertain(tmp_path: Path) -> None:
+    """White-noise windows of no class: without --noise-weight they never train; with it, their top probability falls."""
+    from pipeline.checkpoint import load_checkpoint
+    from pipeline.inference import checkpoint_proba
+
+    data = _pattern_set(tmp_path / "set", "NORMAL", noise=True)
+    ds = load_dataset(data)
+    e = np.flatnonzero(ds.y == NO_CLASS_Y)
+    assert len(e) == 12 and not ds.has_label_sets
+    top = {}
+    for w in ("0", "1"):
+        run = tmp_path / f"run{w}"
+        assert main(["train", "--data", str(data), "--out-dir", str(run), "--model", "mcu", "--epochs", "10", "--batch-size", "8", "--lr", "3e-3",
+                     "--patience", "0", "--ema", "0", "--no-augment", "--noise-weight", w, "--no-progress"]) == 0  # fmt: skip
+        top[w] = checkpoint_proba(load_checkpoint(run / "checkpoint.pt"), np.asarray(ds.X[e]), ds.leads).max(1).mean()
+    assert top["1"] < 0.5 < top["0"]
+    assert main(["train", "--data", str(data), "--out-dir", str(tmp_path / "bad"), "--noise-weight", "1", "--mixup", "0.2", "--no-progress"]) == 2
