@@ -216,3 +216,45 @@ def test_noise_weight_trains_windows_of_no_class_toward_uncertain(tmp_path: Path
         top[w] = checkpoint_proba(load_checkpoint(run / "checkpoint.pt"), np.asarray(ds.X[e]), ds.leads).max(1).mean()
     assert top["1"] < 0.5 < top["0"]
     assert main(["train", "--data", str(data), "--out-dir", str(tmp_path / "bad"), "--noise-weight", "1", "--mixup", "0.2", "--no-progress"]) == 2
+
+
+def test_record_level_answers_by_hand() -> None:
+    from pipeline.record_level import answers_by_class, by_record
+
+    records = np.array(["r1", "r1", "r2", "r2", "r2", "r3"])
+    y = np.array([0, 0, 2, 2, 2, NO_CLASS_Y])
+    probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4], [0.5, 0.0, 0.5], [0.4, 0.4, 0.2]])
+    uncertain = np.array([False, True, False, True, True, True])
+    r = by_record(records, y, probs, uncertain)
+    assert r["record"].tolist() == ["r1", "r2", "r3"] and r["y"].tolist() == [0, 2, NO_CLASS_Y] and r["windows"].tolist() == [2, 3, 1]
+    np.testing.assert_allclose(r["probs"][0], [0.4, 0.5, 0.1])  # the mean over all windows: MI wins r1
+    assert r["uncertain"].tolist() == [True, True, True]  # half, two thirds, all of the windows
+    table = answers_by_class(["N", "A", "~"], r["probs"].argmax(1), r["uncertain"], ["NORMAL", "MI", "ARRHYTHMIA"])
+    assert table["N"]["top_label_share"] == {"NORMAL": 0.0, "MI": 1.0, "ARRHYTHMIA": 0.0} and table["N"]["uncertain_share"] == 1.0
+    assert table["A"]["answer_share"]["UNCERTAIN"] == 1.0 and table["A"]["answer_share"]["ARRHYTHMIA"] == 0.0
+    lo, hi = table["~"]["uncertain_ci95"]
+    assert 0.2 < lo < 0.21 and hi == 1.0  # Wilson interval of 1 of 1
+    with pytest.raises(ValueError, match="record r1: its windows carry different labels"):
+        by_record(records, np.array([0, 1, 2, 2, 2, 0]), probs, uncertain)
+
+
+def test_evaluate_record_level_on_real_records(real_sample: Path, tmp_path: Path, capsys) -> None:
+    data = tmp_path / "cinc"
+    assert main(["prepare", "cinc2017", "--source-dir", str(real_sample), "--out", str(data), "--jobs", "1", "--no-progress"]) == 0
+    run = tmp_path / "run"
+    patterns = _pattern_set(tmp_path / "pattern", "NORMAL")
+    assert main(["train", "--data", str(patterns), "--out-dir", str(run), "--model", "mcu", "--epochs", "1", "--no-progress"]) == 0
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(run / "checkpoint.pt"), "--data", str(data), "--lead", "ECG", "--split", "all",
+                 "--partial-labels", "--record-level", "--bootstrap", "0", "--out-dir", str(out)]) == 0  # fmt: skip
+    report = json.loads((out / "metrics.json").read_text())
+    ds = load_dataset(data)
+    noisy = int((ds.y == NO_CLASS_Y).sum())
+    assert report["n_windows"] == len(ds) - noisy and report["no_class"]["windows"] == noisy
+    assert report["record_level"]["records"] == sum(PER_CLASS.values())
+    by = report["by_source_class"]
+    assert {c: by["records"][c]["n"] for c in PER_CLASS} == PER_CLASS
+    assert sum(v["n"] for v in by["windows"].values()) == len(ds)
+    assert sum(v["n"] for v in by["records_by_polarity"].values()) == sum(PER_CLASS.values())
+    printed = capsys.readouterr().out
+    assert f"windows of no class (noisy): {noisy}" in printed and "records of source class ~: 3" in printed
