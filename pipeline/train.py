@@ -67,10 +67,10 @@ class TrainConfig:
     balanced_sampler: bool = True
     # what the balanced sampler makes equally likely: each label ("label"), or each (database, label) pair
     # ("source-label": within every database its labels are equally likely, so no database says which label)
-    balance_by: str = "label"
+    balance_by: str = "source-label"  # on one database the same as "label"
     # windows of no class (CinC 2017's "too noisy") train toward equal probabilities with this weight (0: left
     # out), so that the confidence threshold answers them uncertain; the balanced sampler draws them as one more cell
-    noise_weight: float = 0.0
+    noise_weight: float = 0.5
     class_weights: bool = True  # inverse-frequency loss weights when not using the balanced sampler
     scheduler: str = "cosine"  # none | cosine
     min_lr: float = 1e-5
@@ -296,8 +296,10 @@ class Trainer:
         # windows of no class never train a class; with noise_weight they train toward equal probabilities
         self.train_idx = self.ds.indices("train") if cfg.noise_weight > 0 else self.ds.class_indices("train")
         self.val_idx = self.ds.class_indices("val")
-        if cfg.noise_weight < 0 or (cfg.noise_weight > 0 and cfg.mixup > 0):
-            raise TrainError(f"noise_weight {cfg.noise_weight}: must be >= 0, and cannot be combined with mixup")
+        if cfg.noise_weight < 0:
+            raise TrainError(f"noise_weight {cfg.noise_weight} must be >= 0")
+        if cfg.mixup > 0 and np.any(self.ds.y[self.train_idx] == NO_CLASS_Y):
+            raise TrainError(f"{data}: mixup is not defined for windows of no class; use --noise-weight 0 or --mixup 0")
         self.train_idx = patient_subset(self.ds, self.train_idx, cfg.train_fraction, cfg.seed)
         for name, idx in (("train", self.train_idx), ("val", self.val_idx)):
             if len(idx) == 0:
