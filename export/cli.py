@@ -35,7 +35,9 @@ def _tolerances(args: argparse.Namespace):
 
 def _print_parity(report: dict, failed: list[str]) -> int:
     for name, r in report["runtimes"].items():
-        print(f"{name:24s} top-1 {r['top1_agreement']:.4f}  max|dlogit| {r['max_abs_logit_diff']:.3g}  mean|dprob| {r['mean_abs_prob_diff']:.3g}")
+        answered = r.get("top1_agreement_answered")
+        on_answered = f" ({answered:.4f} of the {report['answered_windows']} the float model answers)" if answered is not None else ""
+        print(f"{name:24s} top-1 {r['top1_agreement']:.4f}{on_answered}  max|dlogit| {r['max_abs_logit_diff']:.3g}  mean|dprob| {r['mean_abs_prob_diff']:.3g}")
     print(f"TFLM == LiteRT reference kernels on {report['tflm_identical_fraction']:.2%} of {report['n_windows']} windows")
     print("int8 - float recall: " + ", ".join(f"{k} {v:+.3f}" for k, v in report["int8_recall_delta"].items() if v is not None))
     for f in failed:

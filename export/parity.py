@@ -29,14 +29,20 @@ def _recall(y: np.ndarray, pred: np.ndarray, labels: tuple[str, ...]) -> dict[st
     return {n: (float(np.mean(pred[y == i] == i)) if np.any(y == i) else None) for i, n in enumerate(labels)}
 
 
-def compare(results: list[RuntimeResult], y: np.ndarray, labels: tuple[str, ...]) -> dict[str, Any]:
-    """The report dict from runtime results; the first result (torch) is the reference."""
+def compare(results: list[RuntimeResult], y: np.ndarray, labels: tuple[str, ...], threshold: float = 0.0) -> dict[str, Any]:
+    """The report dict from runtime results; the first result (torch) is the reference.
+
+    `top1_agreement_answered`: agreement on the windows the float model answers (top probability at or
+    above the confidence `threshold`); below it the device says UNCERTAIN whatever the top label is."""
     ref = results[0]
     ref_pred, ref_prob = ref.logits.argmax(1), softmax(ref.logits)
+    answered = ref_prob.max(1) >= threshold
     runtimes = {}
     for r in results:
+        same = r.logits.argmax(1) == ref_pred
         runtimes[r.name] = {
-            "top1_agreement": float(np.mean(r.logits.argmax(1) == ref_pred)),
+            "top1_agreement": float(np.mean(same)),
+            "top1_agreement_answered": float(np.mean(same[answered])) if answered.any() else None,
             "max_abs_logit_diff": float(np.abs(r.logits - ref.logits).max()),
             "mean_abs_prob_diff": float(np.abs(softmax(r.logits) - ref_prob).mean()),
             "per_class_recall": _recall(y, r.logits.argmax(1), labels),
@@ -56,6 +62,8 @@ def compare(results: list[RuntimeResult], y: np.ndarray, labels: tuple[str, ...]
         "tflm_max_output_lsb_diff": lsb,
         "int8_recall_delta": delta,
         "n_windows": int(len(y)),
+        "answered_windows": int(answered.sum()),
+        "confidence_threshold": float(threshold),
         "label_names": list(labels),
     }
 
@@ -93,7 +101,7 @@ def parity(ckpt: Checkpoint, onnx: Path, tfl_float: Path, tfl_int8: Path, ds: Da
         raise ValueError(f"{ds.path}: the {split} split is empty")
     windows = select_leads(np.asarray(ds.X[idx]), ds.leads, ckpt.leads, str(ds.path)).astype(np.float32)
     results = run_all(ckpt, onnx, tfl_float, tfl_int8, windows)
-    report = compare(results, ds.y[idx], ckpt.label_names)
+    report = compare(results, ds.y[idx], ckpt.label_names, ckpt.uncertainty.confidence_threshold)
     # LiteRT's reference FULLY_CONNECTED requantizes in float, TFLM in integer arithmetic (upstream
     # LiteRT issue 8567), so the two can part by one LSB there; name the operator so users can tell.
     report["tflm_divergences"] = diagnose(results, tfl_int8, windows)

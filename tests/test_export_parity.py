@@ -36,6 +36,10 @@ def test_compare_hand_example(tmp_path):
     assert failures(report, Tolerances(min_int8_top1=0.7)) == []
     results[2].raw_int8[1, 1] = 8
     assert compare(results, y, LABELS)["tflm_identical_fraction"] == 0.75
+    # the flipped window 3 is one the float model would not answer at a threshold of 0.7 (top probability 0.58)
+    sure = compare(results, y, LABELS, threshold=0.7)
+    assert sure["answered_windows"] == 2 and sure["runtimes"]["tflm"]["top1_agreement_answered"] == 1.0
+    assert compare(results, y, LABELS, threshold=0.5)["runtimes"]["tflm"]["top1_agreement_answered"] == 0.75
     js, png = write_parity(report, tmp_path)
     assert json.loads(js.read_text())["runtimes"].keys() == report["runtimes"].keys() and png.stat().st_size > 1000
 
