@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 from .dataset import write_json_atomic
 
 REPORT = "report.json"
+REPORT_PLOT = "report.png"
 STEPS_DIR = "steps"
 
 # The default recipe's data and options: the single place they are written (README, "Models and training").
@@ -183,7 +184,37 @@ def run_recipe(raw: Path, out: Path, epochs: int | None = None, jobs: int = 0, p
     report = build_report(out, baseline is not None)
     report["wall_seconds"] = {"this_run": round(time.perf_counter() - t_all, 1), "steps": timings}
     write_json_atomic(out / REPORT, report)
+    plot_report(report, out / REPORT_PLOT)
     return report
+
+
+def plot_report(report: dict[str, Any], path: Path) -> Path:
+    """Each target's figure with its 95% CI and bound (and the baseline's figure where there is one)."""
+    from matplotlib.figure import Figure
+
+    from .report import save_figure
+
+    names = list(report["targets"])
+    fig = Figure(figsize=(8, 0.9 + 0.42 * len(names)), dpi=120)
+    ax = fig.add_subplot()
+    for k, name in enumerate(names):
+        t = report["targets"][name]
+        if t["value"] is None:
+            continue
+        color = "tab:green" if t["met"] else "tab:red"
+        ci = t.get("ci95")
+        err = [[t["value"] - ci[0]], [ci[1] - t["value"]]] if ci else None
+        ax.errorbar(t["value"], k, xerr=err, fmt="o", color=color, capsize=3)
+        ax.plot([TARGETS[name][1]] * 2, [k - 0.35, k + 0.35], color="black", lw=1.5)
+        base = report.get("baseline", {}).get(name)
+        if base and base.get("value") is not None:
+            ax.plot(base["value"], k, "x", color="gray")
+    ax.set_yticks(range(len(names)), [f"{n} ({TARGETS[n][0]} {TARGETS[n][1]})" for n in names], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel("value (dot: this model with its 95% CI, green if met; bar: target; x: baseline)")
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def _share(metrics: dict[str, Any], level: str, cls: str, answer: str) -> dict[str, Any]:

@@ -95,7 +95,7 @@ def test_recipe_runs_reports_and_resumes(raw: Path, tmp_path: Path, capsys) -> N
     out = tmp_path / "run"
     args = ["recipe", "--raw-dir", str(raw), "--out-dir", str(out), "--epochs", "1", "--jobs", "1", "--no-progress"]
     assert main(args) == 0
-    for f in ("checkpoint.pt", "bundle/manifest.json", "bundle/firmware", REPORT, "eval_cinc2017/coverage.png"):
+    for f in ("checkpoint.pt", "bundle/manifest.json", "bundle/firmware", REPORT, "report.png", "eval_cinc2017/coverage.png"):
         assert (out / f).exists(), f
     report = json.loads((out / REPORT).read_text())
     assert set(report["targets"]) == set(TARGETS)
