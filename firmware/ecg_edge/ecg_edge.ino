@@ -21,7 +21,10 @@
 //   GND      GND                     GND                   GND
 // ESP32: OUTPUT must be an ADC1 pin (ADC2 does not work while Wi-Fi is on). The Uno's 2 KB of RAM
 // cannot hold a model: its build only streams SAMPLES (INFO: capabilities 0, backend "none";
-// src/ecg_board.h decides this from the compiler, nothing to edit).
+// src/ecg_board.h decides this from the compiler, nothing to edit). Where the bundle's model does
+// not fit the board's RAM (a SAMD21's 32 KB with today's students) the build stops with the numbers
+// and the ways out; samples-only there: a file src/ecg_app_config.h holding #define ECG_APP_NO_MODEL 1.
+// Serial port: the native USB port (ECG_SERIAL below): on the Arduino Zero its "Native USB" port.
 //
 // Boards with a 250 Hz sample timer here: ESP32 family (Arduino-ESP32 1.x/2.x and 3.x timer APIs),
 // mbed cores (Nano 33 BLE / nRF52840, Nano RP2040 Connect), AVR (Timer1), SAMD21 (TC3),
