@@ -247,6 +247,7 @@ static void ecg_sample_ticks(uint32_t ticks) {
 #endif
 #endif
 
+#if !defined(ARDUINO_ARCH_ESP32) && !defined(ARDUINO_ARCH_MBED) // there a sampler task: ecg_sample_ticks
 static void ecg_sample_tick() {
 #if ECG_SIGNAL_SOURCE == ECG_SOURCE_AD8232
   const int lead_off = digitalRead(ECG_PIN_LO_PLUS) == HIGH || digitalRead(ECG_PIN_LO_MINUS) == HIGH;
@@ -257,6 +258,7 @@ static void ecg_sample_tick() {
   ecg_app_on_sample(ecg, raw, lead_off);
 #endif
 }
+#endif
 
 // ---- the 250 Hz timer, per board ------------------------------------------------------------------
 // The interrupt samples itself on AVR, SAMD21 and arduino-pico, with the conversion it started one
