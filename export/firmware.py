@@ -1,7 +1,9 @@
 """`ecg-export firmware`: a bundle's generated C sources for the sketch (never committed, never edited).
 
 Writes into one directory, replaced as a whole only when every file was generated:
-- `ecg_config.h`: labels, rate, window, hops, filter sections, quality rule, confidence threshold, quantization, model hash;
+- `ecg_config.h`: labels, rate, window, hops, filter sections, quality rule, confidence threshold, quantization, model hash,
+  and the firmware's RAM budget for the bundle (export/ram.py; ecg_board.h checks it against the board);
+- `ecg_ram_error.h`: the #error with the budget's figures that ecg_board.h includes when the model does not fit;
 - `ecg_native_model.h/.c`: the model blob of the native backend (nn/ kernels), its arena size;
 - `ecg_model_data.h/.c` and `ecg_tflm_ops.h`: the flatbuffer, op resolver and arena for the tflm backend;
 - `ecg_protocol_defs.h`: the serial protocol's constants (firmware/PROTOCOL.md);
@@ -23,9 +25,10 @@ from pipeline.spec import PreprocessSpec
 from .budget import op_names
 from .bundle import manifest_uncertainty, quantization, read_manifest, verify_files
 from .c_arrays import _banner, _define, _guard, config_header, flatbuffer_array
-from .native_model import build_native_model, write_native_sources
+from .native_model import build_native_model, read_blob, write_native_sources
 from .onnx_export import ExportError
 from .protocol_defs import PROTOCOL_DEFS_HEADER, protocol_defs_header
+from .ram import RAM_ERROR_HEADER, firmware_ram, ram_error_header
 
 TFLM_OPS_HEADER = "ecg_tflm_ops.h"
 # TFLM's MicroMutableOpResolver method for each builtin the project allows (export.budget.TFLM_BUILTINS).
@@ -42,6 +45,11 @@ TFLM_ADD_METHOD = {
 TFLM_ARENA_MARGIN = 1.10
 
 
+def tflm_arena_bytes(measured: int) -> int:
+    """The tflm backend's arena for TFLM's measured need (with TFLM_ARENA_MARGIN, 16-byte multiple)."""
+    return int(measured * TFLM_ARENA_MARGIN + 15) // 16 * 16
+
+
 def tflm_ops_header(tflite: bytes, arena_bytes: int) -> str:
     """`ecg_tflm_ops.h`: the op resolver's size and registrations, and the arena for the tflm backend."""
     ops = sorted(set(op_names(tflite)))
@@ -55,7 +63,7 @@ def tflm_ops_header(tflite: bytes, arena_bytes: int) -> str:
         + f"#ifndef {guard}\n#define {guard}\n\n"
         + _define("ECG_TFLM_NUM_OPS", str(len(ops)))
         + _define("ECG_TFLM_REGISTER_OPS(resolver)", calls)
-        + _define("ECG_TFLM_ARENA_BYTES", str(int(arena_bytes * TFLM_ARENA_MARGIN + 15) // 16 * 16))
+        + _define("ECG_TFLM_ARENA_BYTES", str(tflm_arena_bytes(arena_bytes)))
         + f"\n#endif /* {guard} */\n"
     )
 
@@ -77,7 +85,11 @@ def generate_firmware(bundle: Path, out: Path) -> dict[str, Any]:
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:
-        write_text_atomic(tmp / "ecg_config.h", config_header(spec, manifest["labels"], in_q, out_q, sha, in_leads, uncertainty=manifest_uncertainty(manifest)), encoding="ascii")
+        ram = firmware_ram(native.arena_bytes, spec.window, len(spec.sos()), len(native.ops), read_blob(native.blob).header["tensors"],
+                           tflm_arena_bytes(int(manifest["budget"]["arena_bytes"])))  # fmt: skip
+        config = config_header(spec, manifest["labels"], in_q, out_q, sha, in_leads, uncertainty=manifest_uncertainty(manifest), ram=ram)
+        write_text_atomic(tmp / "ecg_config.h", config, encoding="ascii")
+        write_text_atomic(tmp / RAM_ERROR_HEADER, ram_error_header(ram, _banner("the RAM check's message")), encoding="ascii")
         header, source = flatbuffer_array(tflite)
         write_text_atomic(tmp / "ecg_model_data.h", header, encoding="ascii")
         write_text_atomic(tmp / "ecg_model_data.c", source, encoding="ascii")
@@ -91,6 +103,8 @@ def generate_firmware(bundle: Path, out: Path) -> dict[str, Any]:
             "labels": list(manifest["labels"]),
             "native": {"arena_bytes": native.arena_bytes, "blob_bytes": len(native.blob), "macs": native.macs, "ops": native.ops},
             "tflm_arena_bytes": int(manifest["budget"]["arena_bytes"]),
+            "ram": {"arena": ram.arena, "app_state": ram.app_state, "model_tables": ram.model_tables, "model_ram_bytes": ram.total,
+                    "model_ram_bytes_tflm": ram.total_tflm},  # fmt: skip
             "files": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(tmp.iterdir())},
         }
         write_json_atomic(tmp / "generated.json", info)

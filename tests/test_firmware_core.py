@@ -7,6 +7,8 @@ under QEMU (skipped only where the toolchain cannot be installed, and never unde
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 
@@ -61,6 +63,71 @@ def test_sketch_stops_without_generated_sources(tmp_path):
     if (src / "generated" / "ecg_config.h").exists():
         pytest.skip("firmware/ecg_edge/src/generated exists in this checkout")
     assert proc.returncode != 0 and "ecg-export firmware --bundle" in proc.stderr
+
+
+def _compile_app(gen, tmp_path, *defines: str) -> subprocess.CompletedProcess[str]:
+    """ecg_app.c compiled on the host as the sketch's core is, with defines that pretend a board."""
+    src = FIRMWARE_DIR / "ecg_edge" / "src"
+    cmd = ["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c", f"-I{src}", f"-I{src / 'nn'}", f"-I{gen}", *defines,
+           str(src / "ecg_app.c"), "-o", str(tmp_path / "app.o")]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "LC_ALL": "C"})
+
+
+def test_model_too_large_for_the_board_stops_the_build(demo_bundle, tmp_path):
+    """The generated header's RAM budget against the board's RAM (ecg_board.h), before the linker: the
+    demo model (44 KB with the app state and tables) on a pretended SAMD21 (32 KB) stops with the
+    numbers and both ways out; samples-only and a board with the room build."""
+    gen = tmp_path / "generated"
+    info = generate_firmware(demo_bundle[1], gen)
+    ram = info["ram"]
+    assert ram["model_ram_bytes"] == ram["arena"] + ram["app_state"] + ram["model_tables"]
+    assert ram["arena"] == info["native"]["arena_bytes"]
+    config = (gen / "ecg_config.h").read_text()
+    assert f"#define ECG_MODEL_RAM_BYTES {ram['model_ram_bytes']}\n" in config
+    assert ram["model_ram_bytes"] > 32768 - 5120, "the demo model now fits a SAMD21: pick a larger one for this test"
+
+    proc = _compile_app(gen, tmp_path, "-DARDUINO_ARCH_SAMD")
+    out = proc.stderr
+    assert proc.returncode != 0
+    needs = f"model needs {ram['model_ram_bytes']} B of static RAM: arena {ram['arena']} + app state {ram['app_state']} + model tables {ram['model_tables']}"
+    assert needs in out, out
+    assert "does not fit the SAMD21 (Arduino Zero, MKR): 32768 B of RAM" in out, out
+    assert "smaller student" in out and "#define ECG_APP_NO_MODEL 1" in out and "-DECG_APP_NO_MODEL=1" in out, out
+    # The same budget against a board named on the command line.
+    proc = _compile_app(gen, tmp_path, f"-DECG_BOARD_RAM_BYTES={ram['model_ram_bytes']}")
+    assert proc.returncode != 0 and needs in proc.stderr and "does not fit this board's RAM" in proc.stderr, proc.stderr
+    # The ways out build: samples-only, or a board with the room (nRF52840's 256 KB).
+    assert _compile_app(gen, tmp_path, "-DARDUINO_ARCH_SAMD", "-DECG_APP_NO_MODEL=1").returncode == 0
+    proc = _compile_app(gen, tmp_path, "-DNRF52840_XXAA")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_ram_budget_holds_the_structs_on_a_32_bit_target(demo_bundle, tmp_path):
+    """ecg_app.c and ecg_infer_native.c assert on a 32-bit target that the structs fit the generated
+    figures (export/ram.py); a figure one word too small stops the build."""
+    arm_gcc = shutil.which("arm-none-eabi-gcc")
+    if arm_gcc is None:
+        pytest.skip("arm-none-eabi-gcc not installed")
+    gen = tmp_path / "generated"
+    generate_firmware(demo_bundle[1], gen)
+    src = FIRMWARE_DIR / "ecg_edge" / "src"
+
+    def build(name: str) -> subprocess.CompletedProcess[str]:
+        cmd = [arm_gcc, "-mcpu=cortex-m0plus", "-mthumb", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c",
+               f"-I{src}", f"-I{src / 'nn'}", f"-I{gen}", str(src / name), "-o", str(tmp_path / "x.o")]  # fmt: skip
+        return subprocess.run(cmd, capture_output=True, text=True)
+
+    for name in ("ecg_app.c", "ecg_infer_native.c"):
+        proc = build(name)
+        assert proc.returncode == 0, proc.stderr
+    config = gen / "ecg_config.h"
+    text = config.read_text()
+    for macro, name in (("ECG_RAM_APP_STATE_BYTES", "ecg_app.c"), ("ECG_RAM_MODEL_TABLE_BYTES", "ecg_infer_native.c")):
+        value = int(re.search(rf"#define {macro} (\d+)", text).group(1))
+        config.write_text(text.replace(f"#define {macro} {value}", f"#define {macro} {value - 4}"))
+        proc = build(name)
+        assert proc.returncode != 0 and "fits_the_generated_ram_budget" in proc.stderr, proc.stderr
+    config.write_text(text)
 
 
 def _check(report: dict, target: str) -> None:

@@ -128,6 +128,18 @@ def test_sketch_without_generated_sources_names_the_export_command(avr_toolchain
     assert "ecg-export firmware --bundle" in out, out[-3000:]
 
 
+def test_model_forced_on_the_uno_stops_with_the_ram_numbers(avr_toolchain, demo_bundle, tmp_path):
+    """The fit check on the AVR toolchain: with the model forced on (ECG_APP_NO_MODEL=0) the Uno build
+    stops before the linker with the bundle's RAM budget, the board's 2 KB and both ways out."""
+    ino = _sketch_copy(tmp_path)
+    info = generate_firmware(demo_bundle[1], ino.parent / "src" / "generated")
+    proc = arduino_builder(ino, tmp_path / "build", "-DECG_APP_NO_MODEL=0")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"model needs {info['ram']['model_ram_bytes']} B of static RAM: arena {info['ram']['arena']}" in out, out[-4000:]
+    assert "8-bit AVR with 2048 B of RAM (Uno, Nano) cannot hold the model" in out and "samples-only build" in out, out[-4000:]
+
+
 # ---- simavr ------------------------------------------------------------------------------------
 
 SIM_HARNESS = r"""

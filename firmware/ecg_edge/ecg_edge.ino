@@ -21,7 +21,10 @@
 //   GND      GND                     GND                   GND
 // ESP32: OUTPUT must be an ADC1 pin (ADC2 does not work while Wi-Fi is on). The Uno's 2 KB of RAM
 // cannot hold a model: its build only streams SAMPLES (INFO: capabilities 0, backend "none";
-// src/ecg_board.h decides this from the compiler, nothing to edit).
+// src/ecg_board.h decides this from the compiler, nothing to edit). Where the bundle's model does
+// not fit the board's RAM (a SAMD21's 32 KB with today's students) the build stops with the numbers
+// and the ways out; samples-only there: a file src/ecg_app_config.h holding #define ECG_APP_NO_MODEL 1.
+// Serial port: the native USB port (ECG_SERIAL below): on the Arduino Zero its "Native USB" port.
 //
 // Boards with a 250 Hz sample timer here: ESP32 family (Arduino-ESP32 1.x/2.x and 3.x timer APIs),
 // mbed cores (Nano 33 BLE / nRF52840, Nano RP2040 Connect), AVR (Timer1), SAMD21 (TC3),
@@ -61,6 +64,17 @@
 
 #ifndef ECG_BAUD
 #define ECG_BAUD 115200
+#endif
+
+// The serial port to the host: the native USB port where a board has one besides its UART. The
+// Arduino Zero's `Serial` is the EDBG UART of its programming port; SerialUSB is its native port
+// (MKR boards: `Serial` is already native USB).
+#ifndef ECG_SERIAL
+#if defined(ARDUINO_SAMD_ZERO)
+#define ECG_SERIAL SerialUSB
+#else
+#define ECG_SERIAL Serial
+#endif
 #endif
 
 // Samples between two classified windows: 0 takes the bundle's ECG_DEVICE_HOP_SAMPLES (2.5 s);
@@ -105,6 +119,7 @@
 #if defined(ARDUINO_ARCH_MBED)
 #include <mbed.h>
 #elif defined(ARDUINO_ARCH_RP2040)
+#include <hardware/adc.h>
 #include <pico/time.h>
 #endif
 
@@ -127,7 +142,7 @@ static ecg_app *ecg;
 // ---- platform ---------------------------------------------------------------------------------
 static void ecg_serial_write(void *ctx, const uint8_t *data, size_t n) {
   (void)ctx;
-  Serial.write(data, n);
+  ECG_SERIAL.write(data, n);
 }
 
 static uint32_t ecg_clock_us(void *ctx) {
@@ -155,12 +170,84 @@ static inline uint16_t ecg_read_adc() {
   ADCSRA |= _BV(ADSC);
   return raw;
 }
+#elif defined(ARDUINO_ARCH_SAMD) && !defined(__SAMD51__) && ECG_SIGNAL_SOURCE == ECG_SOURCE_AD8232
+// SAMD21: the core's analogRead() does two blocking conversions with the DIV512 prescaler and the
+// longest sampling time (about 0.8 ms), which in the TC3 interrupt (priority 0, as USB) would hold
+// USB off for a fifth of every tick. As on AVR, the interrupt takes the conversion it started one
+// tick earlier (4 ms is far longer than one conversion) and starts the next: a constant 4 ms delay,
+// a few register accesses in the interrupt. analogRead() in setup() left the ADC enabled on the
+// channel of ECG_PIN_OUTPUT with the resolution of analogReadResolution() (12 bits); the first read
+// before any conversion returns whatever RESULT holds (one sample at startup). Unbuilt here (no SAMD
+// core on this machine): written from the SAMD21 datasheet's ADC registers (ADC->SWTRIG.START,
+// INTFLAG.RESRDY, RESULT, STATUS.SYNCBUSY).
+static void ecg_adc_sync() {
+  while (ADC->STATUS.bit.SYNCBUSY) {
+  }
+}
+
+static void ecg_adc_start() {
+  ADC->CTRLA.bit.ENABLE = 1; // analogRead() disables the ADC after its read
+  ecg_adc_sync();
+  ADC->INTFLAG.reg = ADC_INTFLAG_RESRDY;
+  ADC->SWTRIG.bit.START = 1;
+  ecg_adc_sync();
+}
+
+static inline uint16_t ecg_read_adc() {
+  static uint16_t last;
+  if (ADC->INTFLAG.bit.RESRDY) { // the conversion started one tick ago is done
+    ecg_adc_sync();
+    last = (uint16_t)ADC->RESULT.reg; // reading RESULT clears RESRDY
+  }
+  ADC->SWTRIG.bit.START = 1;
+  ecg_adc_sync();
+  return last;
+}
+#elif defined(ARDUINO_ARCH_RP2040) && !defined(ARDUINO_ARCH_MBED) && ECG_SIGNAL_SOURCE == ECG_SOURCE_AD8232
+// arduino-pico: analogRead() takes a core mutex, which in an interrupt silently fails to lock when
+// the interrupted code holds it (it works only because nothing else here reads the ADC). As on AVR,
+// the timer interrupt instead takes the one-shot conversion it started one tick earlier and starts
+// the next, on the registers (pico-sdk hardware/adc.h): analogRead() in setup() left the ADC on the
+// channel of ECG_PIN_OUTPUT; a conversion takes 2 us, the result is 12 bits. Unbuilt here (no
+// arduino-pico core on this machine).
+static inline uint16_t ecg_read_adc() {
+  const uint16_t raw = (uint16_t)(adc_hw->result & 0xFFFu);
+  hw_set_bits(&adc_hw->cs, ADC_CS_START_ONCE_BITS);
+  return raw;
+}
 #else
 static inline uint16_t ecg_read_adc() {
   return (uint16_t)analogRead(ECG_PIN_OUTPUT);
 }
 #endif
 
+#if defined(ARDUINO_ARCH_ESP32) || defined(ARDUINO_ARCH_MBED)
+// A sampler task woken by the timer interrupt (ESP32, mbed): `ticks` periods passed since its
+// previous sample (ecg_app.h); the ticks - 1 it missed become lost samples, never merged silently.
+#if ECG_SIGNAL_SOURCE == ECG_SOURCE_AD8232
+static void ecg_sample_ticks(uint32_t ticks) {
+  if (ticks == 0) {
+    return;
+  }
+  const int lead_off = digitalRead(ECG_PIN_LO_PLUS) == HIGH || digitalRead(ECG_PIN_LO_MINUS) == HIGH;
+  ecg_app_on_ticks(ecg, ticks, ecg_read_adc(), lead_off);
+}
+#else
+static void ecg_sample_ticks(uint32_t ticks) {
+  if (ticks == 0) {
+    return;
+  }
+  int lead_off = 0;
+  uint16_t raw = 0;
+  for (uint32_t i = 0; i < ticks; i++) { // the model's time goes on while the sampler was late
+    raw = ecg_signal_next(&ecg_model_state, &lead_off);
+  }
+  ecg_app_on_ticks(ecg, ticks, raw, lead_off);
+}
+#endif
+#endif
+
+#if !defined(ARDUINO_ARCH_ESP32) && !defined(ARDUINO_ARCH_MBED) // there a sampler task: ecg_sample_ticks
 static void ecg_sample_tick() {
 #if ECG_SIGNAL_SOURCE == ECG_SOURCE_AD8232
   const int lead_off = digitalRead(ECG_PIN_LO_PLUS) == HIGH || digitalRead(ECG_PIN_LO_MINUS) == HIGH;
@@ -171,12 +258,15 @@ static void ecg_sample_tick() {
   ecg_app_on_sample(ecg, raw, lead_off);
 #endif
 }
+#endif
 
 // ---- the 250 Hz timer, per board ------------------------------------------------------------------
-// The interrupt reads the ADC itself where analogRead() may run in an interrupt (AVR, SAMD, RP2040).
+// The interrupt samples itself on AVR, SAMD21 and arduino-pico, with the conversion it started one
+// tick earlier on the ADC's registers (ecg_read_adc): never a blocking or locking analogRead() there.
 // On the ESP32 and the mbed cores analogRead() takes a lock (an ESP-IDF ADC lock, an mbed mutex),
-// which is not allowed in an interrupt: there the timer interrupt wakes a sampling task of the
-// highest priority that reads the ADC at once (microseconds of jitter, no drift).
+// which is not allowed in an interrupt: there the timer interrupt counts the tick and wakes a
+// sampling task of the highest priority that takes the count and reads the ADC at once
+// (microseconds of jitter, no drift; ticks it missed become lost samples, ecg_app_on_ticks).
 #if defined(ARDUINO_ARCH_ESP32)
 #if defined(CONFIG_FREERTOS_UNICORE) && CONFIG_FREERTOS_UNICORE
 #define ECG_ESP32_CORE(c) 0
@@ -197,8 +287,8 @@ static void IRAM_ATTR ecg_on_timer() {
 static void ecg_sampler_task(void *arg) {
   (void)arg;
   for (;;) {
-    ulTaskNotifyTake(pdTRUE, portMAX_DELAY);
-    ecg_sample_tick();
+    // The notification value counts the ticks given since the last take: all of them, when late.
+    ecg_sample_ticks((uint32_t)ulTaskNotifyTake(pdTRUE, portMAX_DELAY));
   }
 }
 
@@ -211,7 +301,7 @@ static void ecg_timer_start() {
   timerAlarm(ecg_timer, ECG_SAMPLE_PERIOD_US, true, 0);
 #else
   ecg_timer = timerBegin(0, 80, true); // 1.x/2.x: timer 0, 80 MHz APB / 80 = 1 MHz, count up
-  timerAttachInterrupt(ecg_timer, &ecg_on_timer, true);
+  timerAttachInterrupt(ecg_timer, &ecg_on_timer, false); // level: 2.x logs an error for edge, then uses level
   timerAlarmWrite(ecg_timer, ECG_SAMPLE_PERIOD_US, true);
   timerAlarmEnable(ecg_timer);
 #endif
@@ -222,14 +312,17 @@ static void ecg_timer_start() {
 static mbed::Ticker ecg_ticker;
 static rtos::Thread ecg_sampler(osPriorityRealtime, 2048, nullptr, "ecg_sampler");
 
+static ecg_app_ticks ecg_ticks; // thread flags set twice before the thread runs count once: a counter
+
 static void ecg_on_tick() {
+  ecg_app_ticks_raise(&ecg_ticks);
   ecg_sampler.flags_set(1);
 }
 
 static void ecg_sampler_main() {
   for (;;) {
     rtos::ThisThread::flags_wait_any(1);
-    ecg_sample_tick();
+    ecg_sample_ticks(ecg_app_ticks_take(&ecg_ticks)); // 0 after a flag whose tick was taken already
   }
 }
 
@@ -274,6 +367,9 @@ void TC3_Handler() {
 }
 
 static void ecg_timer_start() {
+#if ECG_SIGNAL_SOURCE == ECG_SOURCE_AD8232
+  ecg_adc_start(); // the first conversion, taken by the first tick
+#endif
   GCLK->CLKCTRL.reg = (uint16_t)(GCLK_CLKCTRL_CLKEN | GCLK_CLKCTRL_GEN_GCLK0 | GCLK_CLKCTRL_ID_TCC2_TC3);
   while (GCLK->STATUS.bit.SYNCBUSY) {
   }
@@ -292,7 +388,8 @@ static void ecg_timer_start() {
 
 #elif defined(ARDUINO_ARCH_RP2040)
 // RP2040/RP2350 with the arduino-pico core: a pico-sdk repeating timer (negative delay: start to
-// start, no drift); its callback runs in the timer interrupt.
+// start, no drift); its callback runs in the timer interrupt and samples there, with the ADC's
+// registers (ecg_read_adc above), never analogRead().
 static repeating_timer_t ecg_timer;
 
 static bool ecg_on_timer(repeating_timer_t *t) {
@@ -313,8 +410,8 @@ static void ecg_timer_start() {
 static void ecg_service() {
   uint8_t buf[32];
   size_t n = 0;
-  while (Serial.available() > 0) {
-    const int c = Serial.read();
+  while (ECG_SERIAL.available() > 0) {
+    const int c = ECG_SERIAL.read();
     if (c < 0) {
       break;
     }
@@ -342,11 +439,11 @@ static void ecg_app_task(void *arg) {
 
 void setup() {
 #if defined(ARDUINO_ARCH_ESP32)
-  Serial.setRxBufferSize(2048); // REPLAY frames are up to 522 bytes; before begin()
+  ECG_SERIAL.setRxBufferSize(2048); // REPLAY frames are up to 522 bytes; before begin()
 #endif
-  Serial.begin(ECG_BAUD);
+  ECG_SERIAL.begin(ECG_BAUD);
   const unsigned long t0 = millis();
-  while (!Serial && millis() - t0 < 2000UL) {
+  while (!ECG_SERIAL && millis() - t0 < 2000UL) {
     // native USB boards: give the host 2 s to open the port (never blocks without one)
   }
 #if ECG_SIGNAL_SOURCE == ECG_SOURCE_AD8232

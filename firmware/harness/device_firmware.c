@@ -5,7 +5,7 @@
  *
  *   device_firmware [--serial PATH|fd:N] [--samples FILE [--loop]] [--heart-rate BPM] [--seed N]
  *                   [--lead-off EVERY_S,FOR_S] [--adc-bits N] [--seconds S] [--report S]
- *                   [--stall AT_S,MS] [--busy-after-rx MS]
+ *                   [--stall AT_S,MS] [--busy-after-rx MS] [--late-sampler AT_S,MS]
  *
  * --serial      host: the tty or pty to talk on ("fd:N": an inherited descriptor); the M4 uses UART0
  * --samples     raw ADC readings instead of the signal model: one uint32 LE per sample, bits 0-15 the
@@ -23,6 +23,10 @@
  * --busy-after-rx  the main loop stays busy MS milliseconds after handing bytes to the app (an
  *               inference in the middle of a read on a slow board: the app must not take that for an
  *               idle line; tests use it)
+ * --late-sampler  sample as the ESP32 and mbed sketches do: the timer interrupt only counts the tick
+ *               (ecg_app_ticks_raise) and a sampler (here the main loop) takes the count and reads
+ *               one sample (ecg_app_on_ticks); after AT_S seconds of samples the sampler is late by MS
+ *               milliseconds, once: the ticks it missed must become lost samples (tests use it)
  *
  * The console (stderr on the host, semihosting on the M4) gets "device: ..." lines: start-up, errors,
  * and the counters at the end.
@@ -63,14 +67,15 @@ static uint32_t produce_limit; /* 0: no limit */
 static volatile uint8_t done;
 
 static ecg_app *app;
+static ecg_app_ticks sampler_ticks; /* --late-sampler */
+static int late_sampler;
+static uint32_t late_at, late_ms;
 
-static void on_tick(void)
+/* One reading of the ADC: the signal model or the samples file. */
+static void read_adc(uint16_t *raw_out, int *lead_off_out)
 {
     uint16_t raw;
     int lead_off;
-    if (done) {
-        return;
-    }
     if (!use_file) {
         raw = ecg_signal_next(&signal_model, &lead_off);
     } else {
@@ -88,11 +93,53 @@ static void on_tick(void)
             lead_off = 1;
         }
     }
-    ecg_app_on_sample(app, raw, lead_off);
-    produced = produced + 1u;
+    *raw_out = raw;
+    *lead_off_out = lead_off;
+}
+
+static void count_produced(uint32_t n)
+{
+    produced = produced + n;
     if (produce_limit != 0 && produced >= produce_limit) {
         done = 1;
     }
+}
+
+static void on_tick(void)
+{
+    uint16_t raw;
+    int lead_off;
+    if (done) {
+        return;
+    }
+    if (late_sampler) {
+        ecg_app_ticks_raise(&sampler_ticks); /* the sampler task reads the ADC */
+        return;
+    }
+    read_adc(&raw, &lead_off);
+    ecg_app_on_sample(app, raw, lead_off);
+    count_produced(1);
+}
+
+/* --late-sampler: the sampling task's turn (main loop), as in the ESP32 and mbed sketches. */
+static void run_sampler(void)
+{
+    uint32_t n;
+    uint16_t raw;
+    int lead_off;
+    if (late_at != 0 && produced >= late_at) {
+        const uint32_t t0 = rt_device_millis();
+        late_at = 0;
+        while (rt_device_millis() - t0 < late_ms) { /* late: the ticks keep coming */
+        }
+    }
+    n = ecg_app_ticks_take(&sampler_ticks);
+    if (n == 0 || done) {
+        return;
+    }
+    read_adc(&raw, &lead_off);
+    ecg_app_on_ticks(app, n, raw, lead_off);
+    count_produced(n);
 }
 
 /* Keep the samples ring full (main loop). */
@@ -197,7 +244,8 @@ static int usage(const char *why)
 {
     say(why, NULL);
     rt_log("usage: device_firmware [--serial PATH|fd:N] [--samples FILE [--loop]] [--heart-rate BPM] [--seed N] "
-           "[--lead-off EVERY_S,FOR_S] [--adc-bits N] [--seconds S] [--report S] [--stall AT_S,MS] [--busy-after-rx MS]");
+           "[--lead-off EVERY_S,FOR_S] [--adc-bits N] [--seconds S] [--report S] [--stall AT_S,MS] [--busy-after-rx MS] "
+           "[--late-sampler AT_S,MS]");
     return 2;
 }
 
@@ -289,6 +337,14 @@ int harness_main(int argc, char **argv)
             sc.lead_off_for_s = (uint16_t)len;
         } else if (strcmp(a, "--busy-after-rx") == 0 && number(next, 0, 60000L, &v) == 0) {
             busy_after_rx_ms = (uint32_t)v;
+        } else if (strcmp(a, "--late-sampler") == 0) {
+            long at, ms;
+            if (pair(next, &at, 1, 16000000L, &ms, 1, 600000L) != 0) {
+                return usage("--late-sampler takes AT_S,MS");
+            }
+            late_sampler = 1;
+            late_at = (uint32_t)at * ECG_SAMPLE_RATE_HZ;
+            late_ms = (uint32_t)ms;
         } else if (strcmp(a, "--stall") == 0) {
             long at, ms;
             if (pair(next, &at, 1, 16000000L, &ms, 1, 600000L) != 0) {
@@ -340,6 +396,9 @@ int harness_main(int argc, char **argv)
     for (;;) {
         const uint32_t seen = rt_device_ticks();
         const size_t n = rt_device_serial_read(rx, sizeof rx);
+        if (late_sampler) {
+            run_sampler();
+        }
         if (n > 0) {
             ecg_app_on_rx(app, rx, n);
             busy_wait(busy_after_rx_ms);

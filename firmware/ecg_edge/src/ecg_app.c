@@ -149,6 +149,14 @@ struct ecg_app {
 
 static ecg_app the_app;
 
+/* The RAM budget of the generated ecg_config.h (export/ram.py) counts this struct with a figure of
+ * its own: on a 32-bit target with the ring it assumes, the struct must not be larger (C99: a
+ * negative array size stops the build). Fails after a change here: update export/ram.py. */
+#if !ECG_APP_NO_MODEL && defined(ECG_RAM_APP_STATE_BYTES) && defined(UINTPTR_MAX) && UINTPTR_MAX == 0xFFFFFFFFu && \
+    ECG_APP_RING_SAMPLES == ECG_RAM_RING_SAMPLES
+typedef char ecg_app_fits_the_generated_ram_budget[sizeof(struct ecg_app) <= ECG_RAM_APP_STATE_BYTES ? 1 : -1];
+#endif
+
 ecg_app *ecg_app_instance(void)
 {
     return &the_app;
@@ -727,7 +735,8 @@ int ecg_app_init(ecg_app *app, const ecg_app_platform *platform)
     return rc;
 }
 
-void ecg_app_on_sample(ecg_app *app, uint16_t raw, int lead_off)
+/* One reading into the ring, after `missed` ticks nobody sampled (lost like samples of a full ring). */
+static void sample_in(ecg_app *app, uint32_t missed, uint16_t raw, int lead_off)
 {
     ring_index h, room;
     uint16_t packed;
@@ -741,6 +750,8 @@ void ecg_app_on_sample(ecg_app *app, uint16_t raw, int lead_off)
         app->isr_gap = 0;
     }
     if (app->source == ECG_PROTO_SOURCE_ADC) {
+        app->isr_gap += missed;
+        app->lost += missed;
         packed = ecg_proto_pack_sample(raw, lead_off);
         if (packed == ECG_APP_GAP_MARK) {
             packed = ECG_APP_GAP_MARK - 1u;
@@ -768,6 +779,31 @@ void ecg_app_on_sample(ecg_app *app, uint16_t raw, int lead_off)
     }
     ECG_APP_FENCE();
     app->isr_busy = 0;
+}
+
+void ecg_app_on_sample(ecg_app *app, uint16_t raw, int lead_off)
+{
+    sample_in(app, 0, raw, lead_off);
+}
+
+void ecg_app_ticks_raise(ecg_app_ticks *t)
+{
+    t->raised = t->raised + 1u;
+}
+
+uint32_t ecg_app_ticks_take(ecg_app_ticks *t)
+{
+    const uint32_t raised = t->raised;
+    const uint32_t n = raised - t->taken; /* modulo 2^32 */
+    t->taken = raised;
+    return n;
+}
+
+void ecg_app_on_ticks(ecg_app *app, uint32_t ticks, uint16_t raw, int lead_off)
+{
+    if (ticks > 0) {
+        sample_in(app, ticks - 1u, raw, lead_off);
+    }
 }
 
 void ecg_app_on_rx(ecg_app *app, const uint8_t *data, size_t n)

@@ -48,6 +48,29 @@ int ecg_app_init(ecg_app *app, const ecg_app_platform *platform);
  * advances, so the host sees the gap). Ignored while the source is REPLAY. */
 void ecg_app_on_sample(ecg_app *app, uint16_t raw, int lead_off);
 
+/* Timer ticks for a platform whose timer interrupt wakes a sampling task that reads the ADC (an
+ * ESP32 FreeRTOS task, an mbed thread: their analogRead() may not run in an interrupt). The interrupt
+ * raises the count, the task takes how many ticks came since it last took; a late task thus sees
+ * every tick it missed, where a binary flag (mbed thread flags) would merge them. One writer per
+ * field: no lock; for 32-bit CPUs, where reading a 32-bit word is atomic. */
+typedef struct {
+    volatile uint32_t raised; /* written by the timer interrupt only */
+    uint32_t taken;           /* the sampling task's own */
+} ecg_app_ticks;
+
+/* The timer interrupt: one more tick. */
+void ecg_app_ticks_raise(ecg_app_ticks *t);
+
+/* The sampling task: ticks since its previous call (0: none came, e.g. a wake-up by an older tick). */
+uint32_t ecg_app_ticks_take(ecg_app_ticks *t);
+
+/* From the sampling task, instead of ecg_app_on_sample(): `ticks` timer periods passed since its
+ * previous sample (ecg_app_ticks_take(), or a count the RTOS kept: ulTaskNotifyTake's return value).
+ * The reading taken now is the last of them; the ticks - 1 before it were never sampled and count as
+ * lost samples, exactly as samples lost to a full ring (the SAMPLES counter jumps by them, the
+ * pipeline sees lead-off). ticks 0 does nothing. */
+void ecg_app_on_ticks(ecg_app *app, uint32_t ticks, uint16_t raw, int lead_off);
+
 /* Bytes received from the host, in main-loop context. */
 void ecg_app_on_rx(ecg_app *app, const uint8_t *data, size_t n);
 

@@ -14,6 +14,13 @@ static union {
     int8_t bytes[ECG_NATIVE_ARENA_BYTES];
 } arena;
 static nn_model model;
+
+/* The RAM budget of the generated ecg_config.h (export/ram.py) counts nn_model with a figure of its
+ * own: on a 32-bit target it must not be smaller than the struct (C99: a negative array size). */
+#if defined(ECG_RAM_MODEL_TABLE_BYTES) && defined(UINTPTR_MAX) && UINTPTR_MAX == 0xFFFFFFFFu
+typedef char ecg_nn_model_fits_the_generated_ram_budget[sizeof(nn_model) <= ECG_RAM_MODEL_TABLE_BYTES ? 1 : -1];
+typedef char ecg_arena_fits_the_generated_ram_budget[sizeof arena <= ECG_RAM_ARENA_BYTES ? 1 : -1];
+#endif
 static nn_status status = NN_OK;
 static int ready;
 static int shape_mismatch;
