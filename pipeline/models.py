@@ -284,6 +284,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "mcu": MCUResNet,
     "mcu_small": _variant(MCUResNet, "mcu_small", stem_channels=8, stage_channels=[16, 24, 32], blocks_per_stage=1),
     "mcu_large": _variant(MCUResNet, "mcu_large", stage_channels=[32, 32, 48]),
+    # fits a 32 KB SAMD21 with the stream buffers (README, Boards): stem stride 8, 5.6 KB peak activations
+    "mcu_tiny": _variant(MCUResNet, "mcu_tiny", stem_channels=8, stem_kernel=16, stem_stride=8, stage_channels=[12, 16, 24], blocks_per_stage=1),
 }
 
 
