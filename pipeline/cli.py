@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("recipe", cmd_recipe, "the default recipe end to end: every prepare and merge, train, evaluate on each test set, ecg-export bundle; "
             "reruns skip finished steps")
-    p.add_argument("--raw-dir", type=Path, required=True, help="databases in PhysioNet layout: ptbxl, ptbxl_derived, cinc2017, mitdb")
+    p.add_argument("--raw-dir", type=Path, required=True, help="databases in PhysioNet layout: ptbxl, cinc2017, mitdb (and ptbxl_derived when present)")
     p.add_argument("--out-dir", type=Path, required=True, help="where checkpoint.pt, bundle/, report.json and the data sets go")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (quick checks)")
     p.add_argument("--baseline", type=Path, default=None, help="a checkpoint to evaluate on the same test sets, beside the new model in report.json")

@@ -27,10 +27,12 @@ STEPS_DIR = "steps"
 # The default recipe's data and options: the single place they are written (README, "Models and training").
 DATABASES: dict[str, tuple[str, str]] = {  # name: (file that marks a usable copy, what it is for)
     "ptbxl": ("ptbxl_database.csv", "PTB-XL: training (raw) and the fold-10 test split"),
-    "ptbxl_derived": ("ptbxl_database.csv", "PTB-XL derived copy: training"),
     "cinc2017": ("REFERENCE-v3.csv", "CinC 2017 consumer recordings: training and its test part"),
     "mitdb": ("RECORDS", "MIT-BIH Arrhythmia: the check on normal-rhythm windows of another device"),
 }
+# used when present: a second PTB-XL copy in the same layout (../shared/data's ptbxl_derived adds the records
+# ecg_id >= 2000 that its ptbxl/ lacks; with all of PTB-XL in ptbxl/ it is not needed)
+OPTIONAL_PTBXL = "ptbxl_derived"
 CINC_N_LABEL_SET = "NORMAL"  # what CinC 2017's N windows accept in training (README: why)
 CINC_MAX_WINDOWS = 3  # per CinC record (seeded): long recordings do not outweigh short ones
 # int8 calibration on 100 class-stratified train windows: measured top-1 agreement 0.9903 (100), 0.9887 (200, the
@@ -89,7 +91,9 @@ def steps(raw: Path, out: Path, epochs: int | None = None, jobs: int = 0, progre
     d = out / "data"
     common = ["--jobs", str(jobs), *([] if progress else ["--no-progress"])]
     quiet = [] if progress else ["--no-progress"]
-    ptbxl_dirs = ["--ptbxl-dir", str(raw / "ptbxl"), "--ptbxl-dir", str(raw / "ptbxl_derived")]
+    ptbxl_dirs = ["--ptbxl-dir", str(raw / "ptbxl")]
+    if (raw / OPTIONAL_PTBXL / DATABASES["ptbxl"][0]).exists():
+        ptbxl_dirs += ["--ptbxl-dir", str(raw / OPTIONAL_PTBXL)]
     train_options = list(TRAIN_OPTIONS)
     if epochs is not None:
         train_options[train_options.index("--epochs") + 1] = str(epochs)
@@ -271,7 +275,7 @@ def build_report(out: Path, with_baseline: bool = False) -> dict[str, Any]:
         "targets": {name: {**f[name], "target": f"{op} {bound}", "met": _met(name, f[name]["value"])} for name, (op, bound) in TARGETS.items()},
         "also": {"int8_top1_agreement_answered": f["int8_top1_agreement_answered"]},
         "where": where,
-        "recipe": {"databases": list(DATABASES), "cinc_n_label_set": CINC_N_LABEL_SET, "cinc_max_windows_per_record": CINC_MAX_WINDOWS,
+        "recipe": {"databases": list(DATABASES), "optional_ptbxl_copy": OPTIONAL_PTBXL, "cinc_n_label_set": CINC_N_LABEL_SET, "cinc_max_windows_per_record": CINC_MAX_WINDOWS,
                    "train_options": list(TRAIN_OPTIONS), "bundle_options": list(BUNDLE_OPTIONS)},  # fmt: skip
         "files": {"checkpoint": str(out / "checkpoint.pt"), "bundle": str(out / "bundle"),
                   "coverage_cinc2017": str(out / "eval_cinc2017" / "coverage.png")},  # fmt: skip

@@ -91,6 +91,18 @@ def test_missing_database_stops_before_any_work(raw: Path, tmp_path: Path, capsy
     assert not out.exists()
 
 
+def test_second_ptbxl_copy_is_read_when_present(raw: Path, tmp_path: Path) -> None:
+    from pipeline.recipe import steps
+
+    with_copy = steps(raw, tmp_path / "a")[0].argv
+    assert with_copy.count("--ptbxl-dir") == 2 and str(raw / "ptbxl_derived") in with_copy
+    only = tmp_path / "raw"
+    only.mkdir()
+    for name in ("ptbxl", "cinc2017", "mitdb"):
+        (only / name).symlink_to(raw / name)
+    assert steps(only, tmp_path / "b")[0].argv.count("--ptbxl-dir") == 1
+
+
 def test_recipe_runs_reports_and_resumes(raw: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     args = ["recipe", "--raw-dir", str(raw), "--out-dir", str(out), "--epochs", "1", "--jobs", "1", "--no-progress"]
