@@ -138,8 +138,7 @@ def evaluate(
     if record_level:
         r = by_record(ds.record[every], ds.y[every], probs_every, ~answered_every)
         rc = class_rows(r["y"])
-        patient_of = dict(zip(ds.record[every].tolist(), ds.patient[every].tolist()))
-        groups = np.array([patient_of[k] for k in r["record"][rc].tolist()])
+        groups = ds.patient[every][r["first"][rc]]
         report["record_level"] = {
             "rule": RECORD_RULE,
             "uncertain_rule": RECORD_UNCERTAIN_RULE,
@@ -148,8 +147,7 @@ def evaluate(
             **classification_report(r["y"][rc], r["probs"][rc], names, groups=groups, n_boot=n_boot, seed=seed),
         }
         if "by_source_class" in report:
-            first = {k: i for i, k in reversed(list(enumerate(ds.record[every].tolist())))}
-            at = [first[k] for k in r["record"].tolist()]
+            at = r["first"].tolist()
             report["by_source_class"]["records"] = answers_by_class([classes[i] for i in at], r["probs"].argmax(1), r["uncertain"], names)
             polarity = source_classes(ds, every, "record_polarity")
             if any(p is not None for p in polarity):  # the QRS's sign (CinC 2017: many handheld recordings are inverted)

@@ -15,11 +15,11 @@ import numpy as np
 from .dataset import Dataset
 from .labels import NO_CLASS_Y
 from .metrics import wilson_ci
+from .predict import UNCERTAIN
 
 RECORD_RULE = "record label: the argmax of the mean window probability over all its windows"
 RECORD_UNCERTAIN_SHARE = 0.5
 RECORD_UNCERTAIN_RULE = f"a record is uncertain when at least {RECORD_UNCERTAIN_SHARE:.0%} of its windows are"
-UNCERTAIN = "UNCERTAIN"
 
 
 def source_classes(ds: Dataset, idx: np.ndarray, key: str = "record_labels") -> list[str | None]:
@@ -32,7 +32,8 @@ def source_classes(ds: Dataset, idx: np.ndarray, key: str = "record_labels") -> 
 
 
 def by_record(records: np.ndarray, y: np.ndarray, probs: np.ndarray, uncertain: np.ndarray) -> dict[str, np.ndarray]:
-    """Per record (in first-seen order): id, label (-1: no class), mean probabilities, uncertain flag, window count."""
+    """Per record (in first-seen order): id, label (-1: no class), mean probabilities, uncertain flag, window
+    count, and `first`: the position of its first window in the inputs."""
     ids, first, inverse = np.unique(records, return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")
     n = np.bincount(inverse, minlength=len(ids))
@@ -44,7 +45,8 @@ def by_record(records: np.ndarray, y: np.ndarray, probs: np.ndarray, uncertain: 
     mixed = np.flatnonzero(np.bincount(inverse, weights=(y != labels[inverse]).astype(float), minlength=len(ids)) > 0)
     if len(mixed):
         raise ValueError(f"record {ids[mixed[0]]}: its windows carry different labels; a record-level report needs one label per record")
-    return {"record": ids[order], "y": labels[order], "probs": mean[order], "uncertain": (share >= RECORD_UNCERTAIN_SHARE)[order], "windows": n[order]}
+    return {"record": ids[order], "y": labels[order], "probs": mean[order], "uncertain": (share >= RECORD_UNCERTAIN_SHARE)[order], "windows": n[order],
+            "first": first[order]}
 
 
 def answers_by_class(classes: Sequence[str | None], top: np.ndarray, uncertain: np.ndarray, label_names: Sequence[str]) -> dict[str, Any]:

@@ -461,8 +461,8 @@ class Trainer:
         row = {"val_loss": loss, "val_balanced_accuracy": float(np.nanmean(rec)), "val_recall": {n: float(r) for n, r in zip(self.ds.label_names, rec)}}
         if self.cfg.balance_by == "source-label":  # selection as the sampler weighs: every (database, label) cell alike
             sources = window_sources(self.ds.record[self.val_idx])
-            cells = {f"{s} {self.ds.label_names[c]}": float(np.mean(pred[(sources == s) & (y == c)] == c))
-                     for s in np.unique(sources) for c in range(self.n_classes) if np.any((sources == s) & (y == c))}  # fmt: skip
+            cells = {f"{s} {name}": float(r) for s in np.unique(sources)
+                     for name, r in zip(self.ds.label_names, recall_per_class(y[sources == s], pred[sources == s], self.n_classes)) if not np.isnan(r)}  # fmt: skip
             row.update(val_balanced_accuracy=float(np.mean(list(cells.values()))), val_recall_by_source=cells)
         return row
 
