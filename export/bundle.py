@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.checkpoint import Checkpoint, load_checkpoint
-from pipeline.dataset import Dataset, load_dataset, replace_dir, write_json_atomic
-from pipeline.inference import select_leads
-from pipeline.models import model_stats
-from pipeline.quality import Uncertainty, threshold_q
+from pipeline.models.checkpoint import Checkpoint, load_checkpoint
+from pipeline.data.dataset import Dataset, load_dataset, replace_dir, write_json_atomic
+from pipeline.inference.classifiers import select_leads
+from pipeline.models.architectures import model_stats
+from pipeline.signal.quality import Uncertainty, threshold_q
 
 from .budget import budget
 from .c_arrays import write_firmware_sources

@@ -16,10 +16,17 @@ from typing import Sequence
 import numpy as np
 from scipy import signal as sps
 
-from pipeline.atomic import write_text_atomic
-from pipeline.device import DEFAULT_RULE, DeviceRule, WindowStatus
-from pipeline.quality import CONFIDENCE_BITS, DEFAULT_QUALITY, QualityStatus, Uncertainty, confidence_decay_q, threshold_q
-from pipeline.spec import PreprocessSpec
+from pipeline.util.atomic import write_text_atomic
+from pipeline.signal.device_rule import DEFAULT_RULE, DeviceRule, WindowStatus
+from pipeline.signal.quality import (
+    CONFIDENCE_BITS,
+    DEFAULT_QUALITY,
+    QualityStatus,
+    Uncertainty,
+    confidence_decay_q,
+    threshold_q,
+)
+from pipeline.signal.spec import PreprocessSpec
 
 from .ram import FirmwareRam, ram_block
 
@@ -171,7 +178,7 @@ def _filter_block(spec: PreprocessSpec) -> str:
 
 
 def _quality_block(spec: PreprocessSpec, rule: DeviceRule) -> str:
-    out = "/* Window status (pipeline.device.WindowStatus): why a window was or was not classified. */\n"
+    out = "/* Window status (pipeline.signal.device_rule.WindowStatus): why a window was or was not classified. */\n"
     for status in WindowStatus:
         out += _define(f"ECG_STATUS_{status.name}", str(int(status)))
     out += "/* A window with more samples than this at an ADC rail is not classified. */\n"
@@ -182,15 +189,15 @@ def _quality_block(spec: PreprocessSpec, rule: DeviceRule) -> str:
 
 
 def _uncertainty_block(spec: PreprocessSpec, rule: DeviceRule, unc: Uncertainty, output_scale: float) -> str:
-    """The uncertain answer (pipeline.quality): extra window statuses, quality thresholds, confidence threshold."""
+    """The uncertain answer (pipeline.signal.quality): extra window statuses, quality thresholds, confidence threshold."""
     q = unc.quality if unc.quality is not None else DEFAULT_QUALITY
     if unc.quality is not None and unc.quality.device != rule:
         raise ValueError(f"the quality rule's device part {unc.quality.device} differs from the device rule {rule} the header carries")
-    out = "/* The uncertain answer (pipeline.quality); the ECG_STATUS_* codes above, extended. */\n"
+    out = "/* The uncertain answer (pipeline.signal.quality); the ECG_STATUS_* codes above, extended. */\n"
     for status in QualityStatus:
         if status.value not in {s.value for s in WindowStatus}:
             out += _define(f"ECG_STATUS_{status.name}", str(int(status)))
-    out += "/* 1: the model carries the quality rule below; 0: it does not (values are pipeline.quality's defaults). */\n"
+    out += "/* 1: the model carries the quality rule below; 0: it does not (values are pipeline.signal.quality's defaults). */\n"
     out += _define("ECG_QUALITY_CHECKS", "1" if unc.quality is not None else "0")
     out += "/* ADC full scale in mV at the electrodes: counts per mV = (adc_max + 1) / ECG_QUALITY_FULL_SCALE_MV. */\n"
     out += _define("ECG_QUALITY_FULL_SCALE_MV", _float32(q.full_scale_mv))
@@ -207,7 +214,7 @@ def _uncertainty_block(spec: PreprocessSpec, rule: DeviceRule, unc: Uncertainty,
     out += _define("ECG_CONFIDENCE_THRESHOLD", _float32(unc.confidence_threshold))
     out += _define("ECG_CONFIDENCE_THRESHOLD_Q", f"({threshold_q(unc.confidence_threshold)})")
     r2 = q.hf_ratio2()
-    out += "/* What the firmware computes with (pipeline.quality, exact on both sides): the float64 values of the\n"
+    out += "/* What the firmware computes with (pipeline.signal.quality, exact on both sides): the float64 values of the\n"
     out += "   thresholds above, the hf ratio squared as a fraction (NUM/DEN), and the confidence test: uncertain when\n"
     out += "   sum_i w[top - q_i] > 2^BITS / ECG_CONFIDENCE_THRESHOLD, w[0] = 2^BITS, w[d] = (w[d-1] * DECAY + 2^(BITS-1)) >> BITS. */\n"
     out += _define("ECG_QUALITY_FULL_SCALE_MV_F64", _double(q.full_scale_mv))

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from pipeline.console import DISCLAIMER, run
-from pipeline.dataset import load_dataset, write_json_atomic
-from pipeline.labels import LABELS
-from pipeline.spec import DEFAULT_SPEC
+from pipeline.util.console import DISCLAIMER, run
+from pipeline.data.dataset import load_dataset, write_json_atomic
+from pipeline.data.labels import LABELS
+from pipeline.signal.spec import DEFAULT_SPEC
 
 
 def cmd_spec(args: argparse.Namespace) -> int:
@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pipeline.checkpoint import CheckpointError
+    from pipeline.models.checkpoint import CheckpointError
 
     from .onnx_export import ExportError
 

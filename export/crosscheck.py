@@ -5,8 +5,8 @@ Builds the core for a target (host, host-asan, cortex-m4 under QEMU), then:
   through TFLM's Python runtime on the same int8 input: int8 outputs must be identical;
 - preprocessing: whole records streamed sample by sample at 250 Hz as ADC counts (the test split's
   records, MIT-BIH records, synthetic AD8232 streams with drift, mains, saturation and lead-off)
-  through `stream_runner` and through `pipeline.device`: window status, z-scores and int8 inputs;
-- statuses: with the bundle's quality rule (`pipeline.quality`) the stream check covers FLAT and NOISY
+  through `stream_runner` and through `pipeline.signal.device`: window status, z-scores and int8 inputs;
+- statuses: with the bundle's quality rule (`pipeline.signal.quality`) the stream check covers FLAT and NOISY
   too, and the raw path LOW_CONFIDENCE (the bundle's confidence threshold on TFLM's outputs,
   `quality.low_confidence_int8`); `status_counts` counts the reference's final statuses, and the
   synthetic streams include a stretch of every kind (`quality_stream`);
@@ -27,15 +27,16 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.ad8232 import AD8232Config, Disturbances, mv_to_counts, to_adc
-from pipeline.dataset import Dataset, load_dataset, write_json_atomic
-from pipeline.device import WindowStatus, device_windows
-from pipeline.inference import select_leads
-from pipeline.preprocess import quantize_input, resample
-from pipeline.quality import QualityStatus, Uncertainty, low_confidence_int8
-from pipeline.records import read_record
+from pipeline.signal.ad8232 import AD8232Config, Disturbances, mv_to_counts, to_adc
+from pipeline.data.dataset import Dataset, load_dataset, write_json_atomic
+from pipeline.signal.device_rule import WindowStatus
+from pipeline.signal.device import device_windows
+from pipeline.inference.classifiers import select_leads
+from pipeline.signal.preprocess import quantize_input, resample
+from pipeline.signal.quality import QualityStatus, Uncertainty, low_confidence_int8
+from pipeline.data.records import read_record
 from pipeline.sources import mitdb as mitdb_source
-from pipeline.spec import PreprocessSpec
+from pipeline.signal.spec import PreprocessSpec
 
 from .bundle import manifest_uncertainty, quantization, read_manifest
 from .firmware import generate_firmware
@@ -136,7 +137,7 @@ def record_stream(path: Path, leads: Sequence[str], spec: PreprocessSpec, max_se
 
 def synthetic_streams(spec: PreprocessSpec, seconds: float, seed: int = 0) -> list[Stream]:
     """AD8232 streams with drift, mains, motion and lead-off, and one that clips at the rails."""
-    from pipeline.synthetic import simulate_ecg
+    from pipeline.data.synthetic import simulate_ecg
 
     rng = np.random.default_rng(seed)
     n = int(seconds * spec.fs)
@@ -155,7 +156,7 @@ def quality_stream(spec: PreprocessSpec, seconds: float, seed: int = 0) -> Strea
     """An AD8232 stream, without lead-off flags, that passes through every signal-quality status:
     clean ECG, a stuck input (the same count for 3 s), a signal too small to read, EMG, strong mains
     hum, and electrode pops (steps larger than the ECG), each `seconds / 6` long."""
-    from pipeline.synthetic import simulate_ecg
+    from pipeline.data.synthetic import simulate_ecg
 
     rng = np.random.default_rng(seed)
     n = int(seconds * spec.fs)
@@ -196,7 +197,7 @@ def reference_windows(
     raw: np.ndarray, lead_off: np.ndarray, spec: PreprocessSpec, tflite: Path, in_q: tuple[float, int], out_q: tuple[float, int],
     uncertainty: Uncertainty, adc_max: int = ADC.max_count, hop: int | None = None,
 ) -> list[ReferenceWindow]:  # fmt: skip
-    """The whole device path in Python: `pipeline.device` with the bundle's quality rule, the model
+    """The whole device path in Python: `pipeline.signal.device` with the bundle's quality rule, the model
     through TFLM, then the confidence threshold. The one reference of crosscheck and host parity."""
     windows = device_windows(raw, lead_off, spec, adc_max, hop=hop, quality=uncertainty.quality)
     ok = [w for w in windows if w.status == WindowStatus.OK]

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.console import DISCLAIMER
+from pipeline.util.console import DISCLAIMER
 
 
 class DemoError(RuntimeError):

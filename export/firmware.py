@@ -18,9 +18,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pipeline.atomic import write_text_atomic
-from pipeline.dataset import replace_dir, write_json_atomic
-from pipeline.spec import PreprocessSpec
+from pipeline.util.atomic import write_text_atomic
+from pipeline.data.dataset import replace_dir, write_json_atomic
+from pipeline.signal.spec import PreprocessSpec
 
 from .budget import op_names
 from .bundle import manifest_uncertainty, quantization, read_manifest, verify_files

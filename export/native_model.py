@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from pipeline.atomic import write_text_atomic
+from pipeline.util.atomic import write_text_atomic
 
 from .c_arrays import _ALIGN_MACRO, _banner, _hex_lines
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.atomic import atomic_target
-from pipeline.checkpoint import Checkpoint
+from pipeline.util.atomic import atomic_target
+from pipeline.models.checkpoint import Checkpoint
 
 INPUT_NAME = "x"
 OUTPUT_NAME = "logits"

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.checkpoint import Checkpoint
-from pipeline.dataset import Dataset, write_json_atomic
-from pipeline.inference import select_leads
-from pipeline.preprocess import softmax
-from pipeline.report import save_figure
+from pipeline.models.checkpoint import Checkpoint
+from pipeline.data.dataset import Dataset, write_json_atomic
+from pipeline.inference.classifiers import select_leads
+from pipeline.signal.preprocess import softmax
+from pipeline.util.figures import save_figure
 
 from .runtimes import RuntimeResult, first_divergence, run_litert, run_onnx, run_tflm, run_torch
 

@@ -2,7 +2,7 @@
 
 The host (`host.protocol`) imports them; the firmware gets them as `ecg_protocol_defs.h`, written by
 `protocol_defs_header()` into the generated sources. Window status codes are
-`pipeline.quality.QualityStatus`'s (the device's `pipeline.device.WindowStatus` codes, extended by
+`pipeline.signal.quality.QualityStatus`'s (the device's `pipeline.signal.device_rule.WindowStatus` codes, extended by
 FLAT, NOISY and LOW_CONFIDENCE): `WindowStatus` here is that enum.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-from pipeline.quality import QualityStatus
+from pipeline.signal.quality import QualityStatus
 
 WindowStatus = QualityStatus  # a RESULT's status byte
 

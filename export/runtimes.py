@@ -2,7 +2,7 @@
 
 Each runtime maps windows `(N, leads, window)` float32 (z-scored, as the device computes them)
 to logits `(N, classes)`; int8 runtimes also keep their raw int8 outputs so bit-identity can
-be checked. Inputs are quantized exactly as the device does (`pipeline.preprocess.quantize_input`).
+be checked. Inputs are quantized exactly as the device does (`pipeline.signal.preprocess.quantize_input`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from pipeline.checkpoint import Checkpoint
-from pipeline.console import without_noise_lines
-from pipeline.preprocess import quantize_input
+from pipeline.models.checkpoint import Checkpoint
+from pipeline.util.console import without_noise_lines
+from pipeline.signal.preprocess import quantize_input
 
 TFLM_ARENA_BYTES = 256 * 1024  # generous for the host runtime; the budget reports what is really needed
 

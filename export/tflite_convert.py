@@ -23,11 +23,11 @@ from typing import Any, Iterator, Protocol
 
 import numpy as np
 
-from pipeline.atomic import atomic_target
-from pipeline.console import without_noise_lines
-from pipeline.inference import select_leads
-from pipeline.labels import NO_CLASS_Y
-from pipeline.preprocess import quantize_input
+from pipeline.util.atomic import atomic_target
+from pipeline.util.console import without_noise_lines
+from pipeline.inference.classifiers import select_leads
+from pipeline.data.labels import NO_CLASS_Y
+from pipeline.signal.preprocess import quantize_input
 
 from .onnx_export import ANSI_CODES, INPUT_NAME, ExportError, _cause, onnx_logits
 
@@ -57,7 +57,7 @@ class TfliteModels:
 
 
 class WindowSet(Protocol):
-    """What `calibration_windows` needs of a data set (`pipeline.dataset.Dataset` has it)."""
+    """What `calibration_windows` needs of a data set (`pipeline.data.dataset.Dataset` has it)."""
 
     X: np.ndarray
     y: np.ndarray

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from pipeline.console import DISCLAIMER, run
+from pipeline.util.console import DISCLAIMER, run
 
 from .ports import add_ports_command
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from export.demo import DemoError, add_demo_options, read_results, report_lines, run_demo
-from pipeline.console import DISCLAIMER
+from pipeline.util.console import DISCLAIMER
 
 if TYPE_CHECKING:
     from .devices import DeviceBuild
@@ -156,7 +156,7 @@ def report_text(r: dict[str, Any]) -> str:
 def cmd_demo(args: argparse.Namespace) -> int:
     from export.onnx_export import ExportError
     from export.qemu import QemuError, ToolchainMissing
-    from pipeline.dataset import write_json_atomic
+    from pipeline.data.dataset import write_json_atomic
 
     from .devices import DeviceError
 

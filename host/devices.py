@@ -13,7 +13,7 @@ sources, with its serial link on a pseudo-terminal that any serial client opens 
   instructions.
 
 The ADC reads the firmware's AD8232 signal model (`synthetic`) or a WFDB record converted here to
-ADC counts (resampled to the bundle's rate, `pipeline.ad8232.mv_to_counts`). Builds are cached per
+ADC counts (resampled to the bundle's rate, `pipeline.signal.ad8232.mv_to_counts`). Builds are cached per
 bundle under `work` (default `$ECG_EDGE_CACHE` or `~/.cache/ecg-edge/devices`).
 """
 
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from export.protocol_defs import CommandCode
-from pipeline.spec import PreprocessSpec
+from pipeline.signal.spec import PreprocessSpec
 
 from .protocol import Command, Encoder, Info, Reader, decode_message
 
@@ -143,9 +143,9 @@ def record_samples(record: Path, bundle: Path, out: Path, lead: str | None = Non
     import numpy as np
 
     from export.bundle import read_manifest
-    from pipeline.ad8232 import AD8232Config, mv_to_counts
-    from pipeline.preprocess import resample
-    from pipeline.records import read_record
+    from pipeline.signal.ad8232 import AD8232Config, mv_to_counts
+    from pipeline.signal.preprocess import resample
+    from pipeline.data.records import read_record
 
     manifest = read_manifest(Path(bundle))
     spec = PreprocessSpec.from_dict(manifest["spec"])

@@ -1,18 +1,18 @@
 """Classify a live stream on the host, window by window, exactly as the device would.
 
-`HostClassifier.load(path)` takes a checkpoint `.pt` (the float model, `pipeline.inference.Single`) or
+`HostClassifier.load(path)` takes a checkpoint `.pt` (the float model, `pipeline.inference.classifiers.Single`) or
 a bundle directory (its `model_int8.tflite` through TFLM, `export.runtimes.run_tflm_int8`: the same
 int8 logits the device computes; probabilities are the softmax of the dequantized logits). `feed(block)`
 takes the blocks a `host.sources.LiveSource` reads and returns every window that became complete.
 
-The rule is `pipeline.device`'s, applied incrementally (`DeviceStream`): window k covers session
+The rule is `pipeline.signal.device`'s, applied incrementally (`DeviceStream`): window k covers session
 samples [k * hop, k * hop + window); LEAD_OFF when one of its samples had the lead-off flag, SATURATED
 past the rail limit, else the causal filter (restarted from the steady state of the first good sample
 after every lead-off stretch) is z-scored and classified. With the model's quality rule and confidence
-threshold (a bundle's manifest `uncertainty`, a checkpoint's `uncertainty`; `pipeline.quality`) windows
+threshold (a bundle's manifest `uncertainty`, a checkpoint's `uncertainty`; `pipeline.signal.quality`) windows
 can also be FLAT or NOISY (not classified) or LOW_CONFIDENCE (classified, label and probabilities kept;
 bundles decide it on the int8 outputs as the device does, `quality.low_confidence_int8`). Fed in any
-split, the windows equal `pipeline.device.device_windows(..., quality=rule)` on the whole stream.
+split, the windows equal `pipeline.signal.device.device_windows(..., quality=rule)` on the whole stream.
 Besides that rule:
 
 - Samples lost (a block starting past the previous block's end) count as lead-off samples, as on the
@@ -42,10 +42,10 @@ from typing import Protocol
 import numpy as np
 from scipy import signal as sps
 
-from pipeline.device import DEFAULT_RULE, DeviceRule, WindowStatus, saturated_mask
-from pipeline.preprocess import quantize_input, softmax, zscore
-from pipeline.quality import QualityRule, QualityStatus, Uncertainty, assess_window, low_confidence_int8
-from pipeline.spec import PreprocessSpec
+from pipeline.signal.device_rule import DEFAULT_RULE, DeviceRule, WindowStatus, saturated_mask
+from pipeline.signal.preprocess import quantize_input, softmax, zscore
+from pipeline.signal.quality import QualityRule, QualityStatus, Uncertainty, assess_window, low_confidence_int8
+from pipeline.signal.spec import PreprocessSpec
 
 
 class BlockLike(Protocol):
@@ -58,7 +58,7 @@ class BlockLike(Protocol):
 class WindowResult:
     window_index: int
     first_sample: int  # session sample (at the spec's rate) of the window's first sample
-    status: WindowStatus  # a pipeline.quality.QualityStatus when the model carries a quality rule or threshold
+    status: WindowStatus  # a pipeline.signal.quality.QualityStatus when the model carries a quality rule or threshold
     label: str | None  # None when not classified (status not OK or LOW_CONFIDENCE)
     probabilities: dict[str, float] | None
     int8_logits: tuple[int, ...] | None = None  # bundle models only: the model's raw int8 outputs
@@ -134,7 +134,7 @@ class DeviceWindowOut:
 
 
 class DeviceStream:
-    """`pipeline.device.device_windows`, one chunk at a time (with `quality`: its FLAT/NOISY checks too;
+    """`pipeline.signal.device.device_windows`, one chunk at a time (with `quality`: its FLAT/NOISY checks too;
     the rule's device part then replaces `rule`)."""
 
     def __init__(
@@ -228,8 +228,8 @@ class _CheckpointModel:
     kind = "checkpoint"
 
     def __init__(self, path: Path) -> None:
-        from pipeline.checkpoint import load_checkpoint
-        from pipeline.inference import Single
+        from pipeline.models.checkpoint import load_checkpoint
+        from pipeline.inference.classifiers import Single
 
         ckpt = load_checkpoint(path)
         if ckpt.in_leads != 1:

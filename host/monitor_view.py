@@ -1,19 +1,16 @@
 """What `ecg-host monitor` shows: the rich terminal view, the plain status line for logs, and the
-matplotlib window (`--plot`). Everything here only reads a `host.monitor.MonitorState`."""
+matplotlib window (`--plot`). Everything here only reads a `host.monitor_state.MonitorState`."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.text import Text
 
-from pipeline.console import DISCLAIMER
+from pipeline.util.console import DISCLAIMER
 
-if TYPE_CHECKING:
-    from .monitor import MonitorState
+from .monitor_state import MonitorState
 
 TRACE_ROWS = 10
 BAR_WIDTH = 30

@@ -4,7 +4,7 @@ Over the serial link: INFO must name the bundle's model (sha256) and preprocessi
 fingerprint); the test split's windows go to the device as REPLAY_WINDOW (the model alone, compared
 with TFLM's int8 outputs and the float model's top-1), and whole records and synthetic AD8232
 streams as REPLAY_SAMPLES (the whole device path, compared with `export.crosscheck.reference_windows`:
-`pipeline.device` with the bundle's quality rule, TFLM, the bundle's confidence threshold: every
+`pipeline.signal.device` with the bundle's quality rule, TFLM, the bundle's confidence threshold: every
 status, FLAT, NOISY and LOW_CONFIDENCE included, and the logits of classified windows).
 """
 
@@ -22,10 +22,10 @@ from export.bundle import manifest_uncertainty, quantization, read_manifest, ver
 from export.crosscheck import iter_streams, reference_windows, test_inputs
 from export.protocol_defs import TimeUnit
 from export.runtimes import run_litert, run_tflm_int8
-from pipeline.atomic import write_bytes_atomic
-from pipeline.dataset import load_dataset, write_json_atomic
-from pipeline.preprocess import softmax
-from pipeline.quality import QualityStatus
+from pipeline.util.atomic import write_bytes_atomic
+from pipeline.data.dataset import load_dataset, write_json_atomic
+from pipeline.signal.preprocess import softmax
+from pipeline.signal.quality import QualityStatus
 
 from .link import DeviceLink, LinkError
 

@@ -6,7 +6,7 @@ Files (PATH given without extension):
   value -32768, which `wfdb.rdrecord` returns as NaN in `p_signal`; never as made-up signal.
 - PATH.hea: one signal, fs = the source's rate (a text rate estimated from arrival times is stored
   rounded to whole Hz, and the comments say so), adc_gain = ADC counts per mV at the electrodes and
-  baseline = the ADC code of 0 mV, both from `pipeline.ad8232.AD8232Config` (gain 1100 V/V, vref 3.3 V,
+  baseline = the ADC code of 0 mV, both from `pipeline.signal.ad8232.AD8232Config` (gain 1100 V/V, vref 3.3 V,
   output reference vref / 2, the source's ADC bits; all overridable), units mV, sig_name = the lead
   (default II, the model's lead for `ecg-pipeline predict`). So `rdrecord(PATH).p_signal` is mV at the
   electrodes. Comments (`key: value`) give port, source kind, firmware INFO, start time, rate and
@@ -41,11 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.ad8232 import AD8232Config
-from pipeline.atomic import write_text_atomic
-from pipeline.console import DISCLAIMER
-from pipeline.labels import LABELS
-from pipeline.preprocess import output_probabilities
+from pipeline.signal.ad8232 import AD8232Config
+from pipeline.util.atomic import write_text_atomic
+from pipeline.util.console import DISCLAIMER
+from pipeline.data.labels import LABELS
+from pipeline.signal.preprocess import output_probabilities
 
 ANN_EXT = "ecg"
 INVALID = -32768  # WFDB's invalid sample in format 16 (NaN in p_signal)

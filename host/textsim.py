@@ -2,10 +2,10 @@
 
 What SparkFun's AD8232 example prints (`Serial.println(analogRead(A0))`, `!` when LO+ or LO- is
 high), paced at `rate` Hz against time.monotonic() (sample i leaves at start + i / rate: no drift),
-with Serial.println's \\r\\n line ends. The signal is `pipeline.synthetic`'s beat model for a NORMAL
+with Serial.println's \\r\\n line ends. The signal is `pipeline.data.synthetic`'s beat model for a NORMAL
 patient drawn with `seed`, at exactly `heart_rate` bpm (constant RR, no beat-to-beat amplitude
 jitter, so one loop of whole beats repeats seamlessly), plus deterministic baseline wander and seeded
-noise, through `pipeline.ad8232`'s front-end filters and ADC (`AD8232Config(adc_bits=...)`). While a
+noise, through `pipeline.signal.ad8232`'s front-end filters and ADC (`AD8232Config(adc_bits=...)`). While a
 lead is off the output sits at the high rail; the electrode offset it leaves behind gives the
 recovery transient of a real board. When no client reads, lines are dropped (and counted), as a USB
 serial port does, instead of blocking.
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 from scipy import signal as sps
 
-from pipeline.ad8232 import AD8232Config, Disturbances, frontend_sos, mv_to_counts
-from pipeline.labels import LABELS
-from pipeline.synthetic import sample_patient, simulate_ecg
+from pipeline.signal.ad8232 import AD8232Config, Disturbances, frontend_sos, mv_to_counts
+from pipeline.data.labels import LABELS
+from pipeline.data.synthetic import sample_patient, simulate_ecg
 
 WANDER_MV = 0.1  # respiration-like baseline wander, mV
 WANDER_HZ = 0.25

@@ -1,3 +1,5 @@
 """ecg-edge data and training pipeline (research tool, not a medical device)."""
 
-__version__ = "0.1.0"
+from pipeline.util.version import __version__
+
+__all__ = ["__version__"]

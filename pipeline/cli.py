@@ -9,18 +9,18 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .build import SOURCES, BuildConfig, BuildError, build, ptbxl_dirs_plan
-from .console import DISCLAIMER, run
-from .dataset import DatasetError, load_dataset
-from .records import ALL_LEADS, RecordError
-from .report import plot_examples, print_summary
-from .label_rules import CINC2017_NORMAL_SETS
-from .sources import cinc2017, mitdb, nsrdb, ptbdb, ptbxl, recordings, synthetic
-from .sources.base import Options, Plan
-from .spec import PreprocessSpec
-from .build import cinc_plans
-from .label_rules import LABEL_MODES
-from .sources import cinc
+from pipeline.sources.build import SOURCES, BuildConfig, BuildError, build, ptbxl_dirs_plan
+from pipeline.util.console import DISCLAIMER, run
+from pipeline.data.dataset import DatasetError, load_dataset
+from pipeline.data.records import ALL_LEADS, RecordError
+from pipeline.data.summary import plot_examples, print_summary
+from pipeline.data.label_rules import CINC2017_NORMAL_SETS
+from pipeline.sources import cinc2017, mitdb, nsrdb, ptbdb, ptbxl, recordings, synthetic
+from pipeline.sources.base import Options, Plan
+from pipeline.signal.spec import PreprocessSpec
+from pipeline.sources.build import cinc_plans
+from pipeline.data.label_rules import LABEL_MODES
+from pipeline.sources import cinc
 
 DATA_ENV = "ECG_EDGE_DATA_DIR"
 
@@ -161,8 +161,8 @@ SYNTHETIC_STAMP = ".ecg_edge_synthetic.json"
 
 def ensure_synthetic(root: Path, args: argparse.Namespace) -> Path:
     """Generate the synthetic WFDB database at `root` unless the same one is already there."""
-    from .dataset import write_json_atomic
-    from .synthetic import write_synthetic_database
+    from pipeline.data.dataset import write_json_atomic
+    from pipeline.data.synthetic import write_synthetic_database
 
     wanted = {"patients_per_class": args.patients_per_class, "duration_s": args.duration, "seed": args.seed}
     stamp = root / SYNTHETIC_STAMP
@@ -198,10 +198,10 @@ def cmd_prepare_cinc2017(args: argparse.Namespace) -> int:
 
 
 def cmd_recipe(args: argparse.Namespace) -> int:
-    from .recipe import REPORT, print_report, run_recipe
+    from pipeline.training.recipe import REPORT, print_report, run_recipe
 
     print(DISCLAIMER)
-    report = run_recipe(args.raw_dir, args.out_dir, args.epochs, args.jobs, not args.no_progress, args.baseline)
+    report = run_recipe(args.raw_dir, args.out_dir, main, args.epochs, args.jobs, not args.no_progress, args.baseline)
     print_report(report)
     print(f"-> {args.out_dir / 'checkpoint.pt'}, {args.out_dir / 'bundle'}, {args.out_dir / REPORT}")
     return 0
@@ -216,7 +216,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from .merge import merge_datasets
+    from pipeline.data.merge import merge_datasets
 
     out = merge_datasets(args.data, args.out, args.lead_as)
     print_summary(load_dataset(out).meta, out)
@@ -236,7 +236,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from . import download
+    from pipeline.data import download
 
     return download.run_from_args(args)
 
@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("download", cmd_download, "download PhysioNet databases (resumable, sha256-verified)")
-    from . import download
+    from pipeline.data import download
 
     download.add_arguments(p)
 
@@ -360,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lead-as", help="single-lead inputs become this lead of the merged set (e.g. II: train one input lead on several)")
     p.add_argument("--out", type=Path, required=True)
 
-    from .cli_models import add_model_commands
+    from pipeline.cli_models import add_model_commands
 
     add_model_commands(add)
 
@@ -372,9 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .checkpoint import CheckpointError
+    from pipeline.models.checkpoint import CheckpointError
 
-    from .recipe import RecipeError
+    from pipeline.training.recipe import RecipeError
 
     return run(build_parser(), argv, (BuildError, DatasetError, RecordError, CheckpointError, RecipeError, FileNotFoundError, ValueError))
 

@@ -8,10 +8,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Callable
 
-from .checkpoint import load_checkpoint
-from .dataset import load_dataset, write_json_atomic
-from .inference import Classifier, Single, TwoStage
-from .train import TrainConfig, train
+from pipeline.models.checkpoint import load_checkpoint
+from pipeline.data.dataset import load_dataset, write_json_atomic
+from pipeline.inference.classifiers import Classifier, Single, TwoStage
+from pipeline.training.train import TrainConfig, train
 
 AddFn = Callable[..., argparse.ArgumentParser]
 SUBGROUPS_PRINTED = 15  # per label; metrics.json holds them all
@@ -20,7 +20,7 @@ SUBGROUPS_PRINTED = 15  # per label; metrics.json holds them all
 def cmd_models(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from .models import models_table
+    from pipeline.models.architectures import models_table
 
     Console().print(models_table(in_leads=args.leads, n_classes=args.classes))
     return 0
@@ -56,7 +56,7 @@ def classifier_from_args(args: argparse.Namespace) -> Classifier:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate
+    from pipeline.evaluation.evaluate import evaluate
 
     report = evaluate(
         classifier_from_args(args), load_dataset(args.data), Path(args.out_dir), args.split, args.bootstrap, args.seed, quality=not args.no_quality,
@@ -107,7 +107,7 @@ def print_source_classes(report: dict) -> None:
 
 
 def cmd_learning_curve(args: argparse.Namespace) -> int:
-    from .learning_curve import CURVE_FILE, CURVE_PLOT, learning_curve
+    from pipeline.training.learning_curve import CURVE_FILE, CURVE_PLOT, learning_curve
 
     r = learning_curve(_config(args), args.data, args.eval_data or args.data, args.out_dir, args.fractions, args.eval_lead,
                        args.predict_at, args.bootstrap, progress=not args.no_progress)  # fmt: skip
@@ -122,7 +122,7 @@ def cmd_learning_curve(args: argparse.Namespace) -> int:
 
 
 def cmd_agreement(args: argparse.Namespace) -> int:
-    from .agreement import version_agreement
+    from pipeline.evaluation.agreement import version_agreement
 
     r = version_agreement(classifier_from_args(args), load_dataset(args.data[0]), load_dataset(args.data[1]))
     print(f"{r['windows']} matched windows of {r['records']} records: top-1 agreement {r['top1_agreement']:.1%}, "
@@ -135,7 +135,7 @@ def cmd_agreement(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import predict_file
+    from pipeline.inference.predict import predict_file
 
     result = predict_file(classifier_from_args(args), args.input, args.input_rate, args.lead_name, args.hop_sec, args.input_units, args.adc_bits)
     names = result["label_names"]
@@ -153,7 +153,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import calibrate
+    from pipeline.training.calibrate import calibrate
 
     r = calibrate(args.checkpoint, args.data, args.out, args.split)
     print(f"logit offsets {[round(b, 2) for b in r['logit_bias']]}: {args.split} balanced accuracy "

@@ -7,8 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pipeline import ad8232
-from pipeline.ad8232 import AD8232Config, Disturbances
+from pipeline.signal import ad8232
+from pipeline.signal.ad8232 import AD8232Config, Disturbances
 
 FS = 250.0
 

@@ -11,8 +11,8 @@ from conftest import ecg_like, write_record, write_records_file
 from test_sources import make_ptbxl
 
 from pipeline.cli import main
-from pipeline.dataset import load_dataset
-from pipeline.records import RecordError, read_record
+from pipeline.data.dataset import load_dataset
+from pipeline.data.records import RecordError, read_record
 
 
 def build_nsr(raw: Path, out: Path, *extra: str) -> int:

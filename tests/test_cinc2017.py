@@ -13,13 +13,13 @@ import torch
 from conftest import ecg_like, write_record, write_records_file
 
 from pipeline.cli import main
-from pipeline.dataset import DatasetWriter, load_dataset
-from pipeline.label_rules import cinc2017_label
-from pipeline.labels import NO_CLASS, NO_CLASS_Y, parse_label
-from pipeline.merge import merge_datasets
+from pipeline.data.dataset import DatasetWriter, load_dataset
+from pipeline.data.label_rules import cinc2017_label
+from pipeline.data.labels import NO_CLASS, NO_CLASS_Y, parse_label
+from pipeline.data.merge import merge_datasets
 from pipeline.sources import cinc2017
-from pipeline.spec import PreprocessSpec
-from pipeline.train import label_set_loss
+from pipeline.signal.spec import PreprocessSpec
+from pipeline.training.train import label_set_loss
 
 PER_CLASS = {"N": 4, "A": 3, "O": 3, "~": 3}
 
@@ -173,8 +173,8 @@ def test_training_on_label_sets_pushes_toward_neither(tmp_path: Path) -> None:
         args = ["train", "--data", str(data), "--out-dir", str(run), "--model", "mcu", "--epochs", "12", "--batch-size", "8",
                 "--lr", "3e-3", "--patience", "0", "--ema", "0", "--no-augment", "--no-progress"]  # fmt: skip
         assert main(args) == 0
-        from pipeline.checkpoint import load_checkpoint
-        from pipeline.inference import checkpoint_proba
+        from pipeline.models.checkpoint import load_checkpoint
+        from pipeline.inference.classifiers import checkpoint_proba
 
         ds = load_dataset(data)
         b = np.flatnonzero(np.char.startswith(ds.record.astype(str), "t:B"))
@@ -201,8 +201,8 @@ def test_merge_keeps_label_sets_and_no_class(real_sample: Path, tmp_path: Path) 
 
 def test_noise_weight_trains_windows_of_no_class_toward_uncertain(tmp_path: Path) -> None:
     """White-noise windows of no class: without --noise-weight they never train; with it, their top probability falls."""
-    from pipeline.checkpoint import load_checkpoint
-    from pipeline.inference import checkpoint_proba
+    from pipeline.models.checkpoint import load_checkpoint
+    from pipeline.inference.classifiers import checkpoint_proba
 
     data = _pattern_set(tmp_path / "set", "NORMAL", noise=True)
     ds = load_dataset(data)
@@ -219,7 +219,7 @@ def test_noise_weight_trains_windows_of_no_class_toward_uncertain(tmp_path: Path
 
 
 def test_record_level_answers_by_hand() -> None:
-    from pipeline.record_level import answers_by_class, by_record
+    from pipeline.evaluation.record_level import answers_by_class, by_record
 
     records = np.array(["r1", "r1", "r2", "r2", "r2", "r3"])
     y = np.array([0, 0, 2, 2, 2, NO_CLASS_Y])

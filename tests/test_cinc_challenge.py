@@ -11,10 +11,10 @@ import pytest
 import wfdb
 from conftest import ecg_like, write_record
 
-from pipeline.build import BuildError, cinc_plans
+from pipeline.sources.build import BuildError, cinc_plans
 from pipeline.cli import main
-from pipeline.dataset import load_dataset
-from pipeline.label_rules import (
+from pipeline.data.dataset import load_dataset
+from pipeline.data.label_rules import (
     LABEL_MODES,
     SNOMED_CODES,
     PtbxlStatements,
@@ -25,7 +25,7 @@ from pipeline.label_rules import (
     snomed_label,
 )
 from pipeline.sources.ptbxl import record_label
-from pipeline.splits import ptbxl_fold_split
+from pipeline.data.splits import ptbxl_fold_split
 
 SR, AF, STACH, MI, LAD, LQRSV, NSSTTA, TAB, PAC, LVH = (
     "426783006", "164889003", "427084000", "164865005", "39732003", "251146004", "428750005", "164934002", "284470004", "164873001",

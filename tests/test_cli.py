@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.cli import main
-from pipeline.dataset import load_dataset
+from pipeline.data.dataset import load_dataset
 
 
 def test_help_lists_subcommands():
@@ -51,7 +51,7 @@ def test_export_spec_matches_data_set(tmp_path):
 
     from export.cli import main as export_main
 
-    from pipeline.spec import PreprocessSpec
+    from pipeline.signal.spec import PreprocessSpec
 
     out = tmp_path / "spec.json"
     assert export_main(["spec", "--out", str(out)]) == 0

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.dataset import DatasetError, DatasetWriter, count_table, load_dataset
-from pipeline.spec import PreprocessSpec
-from pipeline.splits import SplitError, balance_indices, check_split, ptbxl_fold_split, stratified_patient_split
+from pipeline.data.dataset import DatasetError, DatasetWriter, count_table, load_dataset
+from pipeline.signal.spec import PreprocessSpec
+from pipeline.data.splits import SplitError, balance_indices, check_split, ptbxl_fold_split, stratified_patient_split
 
 
 def write(path, patients, splits, labels, keep=None):

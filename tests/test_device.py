@@ -1,13 +1,15 @@
-"""The device path reference (pipeline.device): window timing, lead-off, saturation, filter restart."""
+"""The device path reference (pipeline.signal.device): window timing, lead-off, saturation, filter restart."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline.device import DEFAULT_RULE, DeviceRule, WindowStatus, device_windows, saturated_mask
-from pipeline.preprocess import device_filter, zscore
-from pipeline.spec import PreprocessSpec
+from pipeline.signal.device_rule import DEFAULT_RULE, DeviceRule, WindowStatus, saturated_mask
+
+from pipeline.signal.device import device_windows
+from pipeline.signal.preprocess import device_filter, zscore
+from pipeline.signal.spec import PreprocessSpec
 
 SPEC = PreprocessSpec()
 ADC_MAX = 4095
@@ -68,9 +70,9 @@ def test_bad_input_is_refused():
 
 
 def test_quality_rule_extends_the_statuses_and_leaves_the_default_alone():
-    """device_windows(..., quality=rule): FLAT/NOISY as pipeline.quality.assess_stream judges them;
+    """device_windows(..., quality=rule): FLAT/NOISY as pipeline.signal.quality.assess_stream judges them;
     without a rule the statuses stay OK/LEAD_OFF/SATURATED."""
-    from pipeline.quality import DEFAULT_QUALITY, QualityStatus, assess_stream
+    from pipeline.signal.quality import DEFAULT_QUALITY, QualityStatus, assess_stream
 
     rng = np.random.default_rng(1)
     t = np.arange(12500) / SPEC.fs

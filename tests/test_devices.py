@@ -4,7 +4,7 @@ host build of firmware/harness/device_firmware.c) and the Cortex-M4 image under 
 
 Checks: INFO against the bundle; a live stream at real-time rate with a continuous sample counter and
 a RESULT every hop; REPLAY_WINDOW logits equal to TFLM's; REPLAY_SAMPLES statuses and logits equal
-to the reference device path (pipeline.device + quantize + TFLM); garbage on the line (counted,
+to the reference device path (pipeline.signal.device + quantize + TFLM); garbage on the line (counted,
 answered after, also under ASan/UBSan); a client that stops reading; lost samples (a stalled main
 loop) as a counter jump and LEAD_OFF windows; a busy main loop is not an idle line; RESET; the
 no-model build; a record as the ADC input; the CLI.
@@ -51,12 +51,12 @@ from host.protocol import (
     encode_frame,
     window_chunks,
 )
-from pipeline.ad8232 import AD8232Config, Disturbances, to_adc
-from pipeline.device import WindowStatus
-from pipeline.preprocess import quantize_input
-from pipeline.quality import QualityStatus, low_confidence_int8
-from pipeline.spec import PreprocessSpec
-from pipeline.synthetic import simulate_ecg
+from pipeline.signal.ad8232 import AD8232Config, Disturbances, to_adc
+from pipeline.signal.device_rule import WindowStatus
+from pipeline.signal.preprocess import quantize_input
+from pipeline.signal.quality import QualityStatus, low_confidence_int8
+from pipeline.signal.spec import PreprocessSpec
+from pipeline.data.synthetic import simulate_ecg
 
 REPO = Path(__file__).resolve().parents[1]
 KINDS = ["simulate", "emulate"]
@@ -296,7 +296,7 @@ def test_live_stream_real_time(pool: Callable[[str], Device], kind: str, seconds
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_replay_window_matches_tflm(pool: Callable[[str], Device], kind: str, demo_bundle: tuple[Path, Path], manifest: dict[str, Any]) -> None:
-    from pipeline.dataset import load_dataset
+    from pipeline.data.dataset import load_dataset
 
     dev = pool(kind)
     ds = load_dataset(demo_bundle[0])
@@ -347,7 +347,7 @@ def _synthetic_stream(seconds: float, seed: int) -> tuple[np.ndarray, np.ndarray
 @pytest.mark.parametrize(("kind", "seconds"), [("simulate", 60), ("emulate", 30)])
 def test_replay_samples_match_reference(pool: Callable[[str], Device], kind: str, seconds: int, demo_bundle: tuple[Path, Path], manifest: dict[str, Any]) -> None:
     """The whole device path on known input: statuses of every window and the logits of the OK ones
-    equal pipeline.device + quantize + TFLM; flow control by credits, no REPLAY_OVERFLOW."""
+    equal pipeline.signal.device + quantize + TFLM; flow control by credits, no REPLAY_OVERFLOW."""
     dev = pool(kind)
     spec = PreprocessSpec.from_dict(manifest["spec"])
     raw, off = _synthetic_stream(seconds, seed=3)
@@ -640,7 +640,7 @@ def test_cli_simulate_until_interrupted(demo_bundle: tuple[Path, Path], device_c
     code = (
         "import argparse, sys\n"
         "from host.cli_devices import add_device_commands\n"
-        "from pipeline.console import run\n"
+        "from pipeline.util.console import run\n"
         "p = argparse.ArgumentParser(prog='ecg-host'); add_device_commands(p.add_subparsers(dest='command', required=True))\n"
         "sys.exit(run(p, sys.argv[1:]))\n"
     )

@@ -1,4 +1,4 @@
-"""pipeline.download against a local Range-capable HTTP server (127.0.0.1 only, no internet)."""
+"""pipeline.data.download against a local Range-capable HTTP server (127.0.0.1 only, no internet)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import wfdb
 
-from pipeline import download as dl
-from pipeline.download import DATABASES, DownloadError, add_arguments, download_database, run_from_args
+from pipeline.data import download as dl
+from pipeline.data.download import DATABASES, DownloadError, add_arguments, download_database, run_from_args
 
 MITDB = "/files/mitdb/1.0.0"
 

@@ -11,8 +11,8 @@ import pytest
 
 from export.cli import main as export_main
 from pipeline.cli import main as pipeline_main
-from pipeline.dataset import DatasetWriter, load_dataset
-from pipeline.spec import PreprocessSpec
+from pipeline.data.dataset import DatasetWriter, load_dataset
+from pipeline.signal.spec import PreprocessSpec
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 

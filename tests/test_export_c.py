@@ -22,10 +22,10 @@ from scipy import signal as sps
 
 from export.budget import TFLM_BUILTINS, BudgetError, budget, op_names, tflm_arena_bytes, weight_bytes
 from export.c_arrays import GENERATED_MARK, config_header, flatbuffer_array, write_firmware_sources
-from pipeline.device import DEFAULT_RULE, WindowStatus
-from pipeline.labels import LABELS, STAGE1_LABELS
-from pipeline.quality import CONFIDENCE_BITS, DEFAULT_QUALITY, QualityStatus, confidence_decay_q
-from pipeline.spec import DEFAULT_SPEC, PreprocessSpec
+from pipeline.signal.device_rule import DEFAULT_RULE, WindowStatus
+from pipeline.data.labels import LABELS, STAGE1_LABELS
+from pipeline.signal.quality import CONFIDENCE_BITS, DEFAULT_QUALITY, QualityStatus, confidence_decay_q
+from pipeline.signal.spec import DEFAULT_SPEC, PreprocessSpec
 
 CC = shutil.which("cc")
 CXX = shutil.which("c++")

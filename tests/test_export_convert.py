@@ -22,11 +22,11 @@ from export.tflite_convert import (
     tflite_float_vs_onnx,
     tflite_ops,
 )
-from pipeline.checkpoint import load_checkpoint
+from pipeline.models.checkpoint import load_checkpoint
 from pipeline.cli import main
-from pipeline.dataset import load_dataset
-from pipeline.inference import select_leads
-from pipeline.preprocess import quantize_input
+from pipeline.data.dataset import load_dataset
+from pipeline.inference.classifiers import select_leads
+from pipeline.signal.preprocess import quantize_input
 from test_train import write_synthetic_set
 
 TFLM_OPS = {

@@ -9,7 +9,7 @@ import pytest
 
 from export.parity import Tolerances, compare, failures, write_parity
 from export.runtimes import RuntimeResult, run_litert, run_tflm
-from pipeline.labels import LABELS
+from pipeline.data.labels import LABELS
 
 
 def test_compare_hand_example(tmp_path):

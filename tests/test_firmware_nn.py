@@ -616,9 +616,9 @@ def convert_student(out: Path, **model_kwargs) -> dict:
 
     from export.onnx_export import export_onnx
     from export.tflite_convert import convert
-    from pipeline.checkpoint import Checkpoint
-    from pipeline.models import build_model, model_config
-    from pipeline.spec import PreprocessSpec
+    from pipeline.models.checkpoint import Checkpoint
+    from pipeline.models.architectures import build_model, model_config
+    from pipeline.signal.spec import PreprocessSpec
 
     torch.manual_seed(20)
     model = build_model("mcu", **model_kwargs)

@@ -1,7 +1,7 @@
-"""The firmware's signal-quality rule and confidence threshold against pipeline.quality, decision for decision.
+"""The firmware's signal-quality rule and confidence threshold against pipeline.signal.quality, decision for decision.
 
 The C core (ecg_preprocess.c, ecg_core.c) must take exactly the decisions of the Python reference
-(`pipeline.device.device_windows(..., quality=rule)`, `pipeline.quality.low_confidence_int8`): on
+(`pipeline.signal.device.device_windows(..., quality=rule)`, `pipeline.signal.quality.low_confidence_int8`): on
 synthetic streams holding every status, on windows built to sit just below and just above each
 threshold, and on a grid of int8 outputs around the confidence threshold; natively, under
 AddressSanitizer/UBSan and on the Cortex-M4 under QEMU. A bundle without the rule keeps today's
@@ -25,12 +25,13 @@ from conftest import require_m4_toolchain
 from export.bundle import manifest_uncertainty, quantization, read_manifest
 from export.crosscheck import ADC, Stream, make, quality_stream, stream_dtype, synthetic_streams, write_samples
 from export.firmware import generate_firmware
-from pipeline.ad8232 import Disturbances, to_adc
-from pipeline.device import WindowStatus, device_windows
-from pipeline.preprocess import device_filter, softmax
-from pipeline.quality import QualityRule, QualityStatus, assess_window, low_confidence_int8
-from pipeline.spec import PreprocessSpec
-from pipeline.synthetic import simulate_ecg
+from pipeline.signal.ad8232 import Disturbances, to_adc
+from pipeline.signal.device_rule import WindowStatus
+from pipeline.signal.device import device_windows
+from pipeline.signal.preprocess import device_filter, softmax
+from pipeline.signal.quality import QualityRule, QualityStatus, assess_window, low_confidence_int8
+from pipeline.signal.spec import PreprocessSpec
+from pipeline.data.synthetic import simulate_ecg
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """host/host_classifier.py: the device rule applied incrementally on the host.
 
-Fed in random splits, HostClassifier gives exactly `pipeline.device.device_windows` + the model on the
+Fed in random splits, HostClassifier gives exactly `pipeline.signal.device.device_windows` + the model on the
 whole stream (float checkpoint and int8 bundle), treats lost samples as lead-off, restarts when the
 device does, resamples other rates chunk-invariantly; with a bundle its int8 logits equal the ones the
 virtual device reports in its RESULTs for the same live stream.
@@ -19,14 +19,15 @@ from export.crosscheck import reference_windows
 from export.protocol_defs import CommandCode, ResultSource
 from host.host_classifier import DeviceStream, HostClassifier, StreamResampler, WindowResult
 from host.sources import Block
-from pipeline.ad8232 import AD8232Config, Disturbances, to_adc
-from pipeline.checkpoint import load_checkpoint
-from pipeline.device import WindowStatus, device_windows
-from pipeline.inference import Single
-from pipeline.preprocess import resample
-from pipeline.quality import QualityStatus
-from pipeline.spec import PreprocessSpec
-from pipeline.synthetic import simulate_ecg
+from pipeline.signal.ad8232 import AD8232Config, Disturbances, to_adc
+from pipeline.models.checkpoint import load_checkpoint
+from pipeline.signal.device_rule import WindowStatus
+from pipeline.signal.device import device_windows
+from pipeline.inference.classifiers import Single
+from pipeline.signal.preprocess import resample
+from pipeline.signal.quality import QualityStatus
+from pipeline.signal.spec import PreprocessSpec
+from pipeline.data.synthetic import simulate_ecg
 
 ADC = AD8232Config()
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import require_m4_toolchain
 
 from host.cli import main as host_main
-from pipeline.console import NOISE_LINES, without_noise_lines
+from pipeline.util.console import NOISE_LINES, without_noise_lines
 
 XNNPACK = NOISE_LINES[0]
 # glog-style lines of TensorFlow/absl/torch C++ logging: "I0000 00:00:...", "W1125 01:52:15.841000 ..."

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from host.heart_rate import HeartRate, detect_r_peaks
-from pipeline import ad8232, synthetic
+from pipeline.signal import ad8232
+from pipeline.data import synthetic
 
 NOISY = replace(ad8232.Disturbances(), mains_prob=1.0, emg_prob=1.0, wander_prob=1.0, motion_prob=0.0, lead_off_prob=0.0)
 

@@ -18,9 +18,9 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from host.monitor import MonitorState, Window, device_window
+from host.monitor_state import MonitorState, Window, device_window
 from host.monitor_view import braille_trace, render, status_line
-from pipeline.console import DISCLAIMER
+from pipeline.util.console import DISCLAIMER
 
 REPO = Path(__file__).resolve().parents[1]
 COLS, ROWS = 100, 32

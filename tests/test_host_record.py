@@ -26,7 +26,7 @@ import wfdb
 from host.devices import Device, SignalOptions, simulate
 from host.record import ANN_EXT, INVALID, WfdbRecording
 from host.textsim import TextDevice, TextSignal
-from pipeline.ad8232 import AD8232Config, adc_to_mv
+from pipeline.signal.ad8232 import AD8232Config, adc_to_mv
 
 REPO = Path(__file__).resolve().parents[1]
 LEAD_OFF = (6, 2)  # the virtual device: electrodes off for the last 2 s of every 6 s
@@ -222,7 +222,7 @@ def _prepare_recordings(recording: Path, tmp_path: Path) -> None:
     from conftest import ecg_like, write_record
 
     from pipeline.cli import main as pipeline_main
-    from pipeline.dataset import load_dataset
+    from pipeline.data.dataset import load_dataset
 
     src = tmp_path / "recordings"
     src.mkdir()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline.label_rules import (
+from pipeline.data.label_rules import (
     PtbxlStatements,
     arrhythmia_window_mask,
     header_field,

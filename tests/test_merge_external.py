@@ -9,10 +9,10 @@ import pytest
 from test_train import write_synthetic_set
 
 from pipeline.cli import main
-from pipeline.dataset import DatasetError, DatasetWriter, load_dataset
-from pipeline.label_rules import sinus_normal_window_mask
-from pipeline.merge import merge_datasets
-from pipeline.spec import PreprocessSpec
+from pipeline.data.dataset import DatasetError, DatasetWriter, load_dataset
+from pipeline.data.label_rules import sinus_normal_window_mask
+from pipeline.data.merge import merge_datasets
+from pipeline.signal.spec import PreprocessSpec
 
 
 def _single_lead(src: Path, lead: str, out: Path) -> Path:

@@ -1,4 +1,4 @@
-"""pipeline.metrics: hand-computed metrics, rank AUC, patient-level bootstrap, report files."""
+"""pipeline.evaluation.metrics: hand-computed metrics, rank AUC, patient-level bootstrap, report files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.metrics import (
+from pipeline.evaluation.metrics import (
     per_group_breakdown,
     balanced_accuracy,
     bootstrap_ci,

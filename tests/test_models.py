@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.models import (
+from pipeline.models.architectures import (
     MCU_BUDGET,
     MODELS,
     ECGResNet,
@@ -73,7 +73,7 @@ def test_model_config_keeps_custom_kwargs_and_checkpoint_call_style():
     model = build_model("mcu", 2, 3, stage_channels=(8, 16), stage_strides=[1, 2], blocks_per_stage=[1, 2], kernel_size=3)
     cfg = model_config(model)
     assert cfg["kwargs"]["stage_channels"] == [8, 16] and cfg["kwargs"]["blocks_per_stage"] == [1, 2]
-    again = build_model(cfg["name"], **cfg["kwargs"])  # how pipeline.checkpoint calls it
+    again = build_model(cfg["name"], **cfg["kwargs"])  # how pipeline.models.checkpoint calls it
     assert [p.shape for p in again.parameters()] == [p.shape for p in model.parameters()]
     direct = MCUResNet(in_leads=1, n_classes=3)
     assert model_config(direct) == model_config(build_model("mcu", 1, 3))

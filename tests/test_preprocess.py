@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import signal as sps
 
-from pipeline.preprocess import device_filter, preprocess_signal, resample, window_starts, zscore
-from pipeline.spec import PreprocessSpec
+from pipeline.signal.preprocess import device_filter, preprocess_signal, resample, window_starts, zscore
+from pipeline.signal.spec import PreprocessSpec
 
 
 def test_spec_round_trip_and_fingerprint():
@@ -139,7 +139,7 @@ def test_device_form_meets_parity_budget():
 
 
 def test_quantize_input_rounds_half_away_from_zero_and_clamps():
-    from pipeline.preprocess import quantize_input
+    from pipeline.signal.preprocess import quantize_input
 
     x = np.array([0.25, -0.25, 0.75, -0.75, 0.2, 100.0, -100.0], np.float32)
     assert quantize_input(x, 0.5, 0).tolist() == [1, -1, 2, -2, 0, 127, -128]
@@ -175,7 +175,7 @@ def test_quantize_input_matches_litert_quantize():
     details = interp.get_tensor_details()
     quant_out = next(d for d in details if d["dtype"] == np.int8)
     scale, zp = quant_out["quantization"]
-    from pipeline.preprocess import quantize_input
+    from pipeline.signal.preprocess import quantize_input
 
     # exact .5 boundaries of this scale (where rounding rules differ), then random values
     halves = (np.arange(-32, 32, dtype=np.float32) + np.float32(0.5)) * np.float32(scale)

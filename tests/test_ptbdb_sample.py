@@ -9,8 +9,8 @@ import pytest
 from conftest import ecg_like, write_record
 
 from pipeline.cli import main
-from pipeline.dataset import load_dataset
-from pipeline.records import RecordError, read_record
+from pipeline.data.dataset import load_dataset
+from pipeline.data.records import RecordError, read_record
 
 RECORDS = ("s0010_re", "s0014lre", "s0016lre")
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.build import BuildError, ptbxl_dirs_plan
+from pipeline.sources.build import BuildError, ptbxl_dirs_plan
 from pipeline.cli import main
-from pipeline.dataset import load_dataset
+from pipeline.data.dataset import load_dataset
 from tests.conftest import ecg_like, write_record
 
 STATEMENTS = pd.DataFrame(

@@ -1,4 +1,4 @@
-"""The uncertain answer: signal-quality rule (pipeline.quality), confidence threshold, and their way
+"""The uncertain answer: signal-quality rule (pipeline.signal.quality), confidence threshold, and their way
 checkpoint -> bundle manifest -> ecg_config.h, predict and evaluate."""
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from export.c_arrays import config_header
-from pipeline import ad8232 as A
-from pipeline.checkpoint import checkpoint_payload, load_checkpoint, save_atomic, store_uncertainty
-from pipeline.device import DEFAULT_RULE, DeviceRule, WindowStatus
-from pipeline.labels import LABELS
-from pipeline.metrics import coverage_curve
-from pipeline.models import build_model, model_config
-from pipeline.predict import signal_quality, window_answers
-from pipeline.quality import (
+from pipeline.signal import ad8232 as A
+from pipeline.models.checkpoint import checkpoint_payload, load_checkpoint, save_atomic, store_uncertainty
+from pipeline.signal.device_rule import DEFAULT_RULE, DeviceRule, WindowStatus
+from pipeline.data.labels import LABELS
+from pipeline.evaluation.metrics import coverage_curve
+from pipeline.models.architectures import build_model, model_config
+from pipeline.inference.predict import signal_quality, window_answers
+from pipeline.signal.quality import (
     DEFAULT_QUALITY,
     QualityError,
     QualityRule,
@@ -30,9 +30,9 @@ from pipeline.quality import (
     choose_threshold,
     threshold_q,
 )
-from pipeline.records import read_record
-from pipeline.spec import DEFAULT_SPEC
-from pipeline.synthetic import simulate_ecg
+from pipeline.data.records import read_record
+from pipeline.signal.spec import DEFAULT_SPEC
+from pipeline.data.synthetic import simulate_ecg
 
 SPEC, FS, ADC_MAX = DEFAULT_SPEC, DEFAULT_SPEC.fs, 4095
 QUIET = dict(mains_prob=0, wander_prob=0, motion_prob=0, lead_off_prob=0, emg_prob=0, scale_prob=0)
@@ -66,7 +66,7 @@ def test_bad_windows_are_flagged_with_their_reason(label, seed):
     o[3000:3100], c[3000:3100] = True, ADC_MAX  # a lead comes off: AD8232 at the high rail, LO flag set
     assert status(c, o) == QualityStatus.LEAD_OFF
     c = counts.copy()
-    c[3000:3100] = ADC_MAX  # at the rail without the flag: saturated (pipeline.device's rule, unchanged)
+    c[3000:3100] = ADC_MAX  # at the rail without the flag: saturated (pipeline.signal.device's rule, unchanged)
     assert status(c, off) == QualityStatus.SATURATED
     c = counts.copy()
     c[3000:3000 + DEFAULT_QUALITY.flat_max_run_samples(FS)] = c[3000]  # stuck ADC for 1 s
@@ -90,7 +90,7 @@ def test_measurements_and_order_of_reasons():
     o[3000:3100], c[3000:3100] = True, ADC_MAX
     q = assess_stream(c, o, [2500], SPEC, ADC_MAX)[0]
     assert q.status == QualityStatus.LEAD_OFF and q.lead_off_fraction == pytest.approx(100 / 2500) and q.saturated_samples >= 100
-    # the statuses extend pipeline.device's codes without renumbering them
+    # the statuses extend pipeline.signal.device's codes without renumbering them
     assert all(QualityStatus[s.name] == s.value for s in WindowStatus)
     with pytest.raises(QualityError, match="ADC range"):
         assess_stream(np.array([0, 5000] * 2000), None, [0], SPEC, ADC_MAX)

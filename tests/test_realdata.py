@@ -13,7 +13,7 @@ import wfdb
 from scipy.signal import butter, filtfilt, resample_poly
 
 from pipeline.cli import main
-from pipeline.dataset import load_dataset
+from pipeline.data.dataset import load_dataset
 
 pytestmark = pytest.mark.realdata
 

@@ -14,8 +14,8 @@ import wfdb
 from conftest import write_record, write_records_file
 
 from pipeline.cli import main
-from pipeline.recipe import DATABASES, REPORT, TARGETS
-from pipeline.synthetic import simulate_ecg
+from pipeline.training.recipe import DATABASES, REPORT, TARGETS
+from pipeline.data.synthetic import simulate_ecg
 
 STATEMENTS = pd.DataFrame(
     {"description": ["normal ECG", "inferior MI", "sinus rhythm", "atrial fibrillation"], "diagnostic": [1.0, 1.0, None, None],
@@ -92,7 +92,7 @@ def test_missing_database_stops_before_any_work(raw: Path, tmp_path: Path, capsy
 
 
 def test_second_ptbxl_copy_is_read_when_present(raw: Path, tmp_path: Path) -> None:
-    from pipeline.recipe import steps
+    from pipeline.training.recipe import steps
 
     with_copy = steps(raw, tmp_path / "a")[0].argv
     assert with_copy.count("--ptbxl-dir") == 2 and str(raw / "ptbxl_derived") in with_copy

@@ -10,7 +10,7 @@ import wfdb
 from conftest import ecg_like, write_record, write_records_file
 
 from pipeline.cli import main
-from pipeline.dataset import load_dataset
+from pipeline.data.dataset import load_dataset
 
 STATEMENTS = (
     ",description,diagnostic,form,rhythm,diagnostic_class,diagnostic_subclass\n"

@@ -10,9 +10,9 @@ import pytest
 import wfdb
 
 from pipeline.cli import main
-from pipeline.dataset import DatasetError, load_dataset
-from pipeline.label_rules import PtbxlStatements, mitdb_window_finding, ptbxl_finding
-from pipeline.subgroups import subgroup_recall, window_findings
+from pipeline.data.dataset import DatasetError, load_dataset
+from pipeline.data.label_rules import PtbxlStatements, mitdb_window_finding, ptbxl_finding
+from pipeline.evaluation.subgroups import subgroup_recall, window_findings
 from tests.conftest import ecg_like, write_record, write_records_file
 from tests.test_ptbxl_multi import make_ptbxl
 from test_train import write_synthetic_set

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import wfdb
 
-from pipeline import synthetic
-from pipeline.ad8232 import AD8232Config
-from pipeline.labels import LABELS
-from pipeline.synthetic import sample_patient, simulate_ecg, simulate_ecg_annotated
+from pipeline.data import synthetic
+from pipeline.signal.ad8232 import AD8232Config
+from pipeline.data.labels import LABELS
+from pipeline.data.synthetic import sample_patient, simulate_ecg, simulate_ecg_annotated
 
 matplotlib.use("Agg")
 

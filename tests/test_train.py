@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.checkpoint import CheckpointError, load_checkpoint, read_payload, save_atomic
+from pipeline.models.checkpoint import CheckpointError, load_checkpoint, read_payload, save_atomic
 from pipeline.cli import main
-from pipeline.dataset import DatasetWriter, load_dataset
-from pipeline.inference import Single, combine_two_stage
-from pipeline.labels import LABELS
-from pipeline.preprocess import preprocess_signal
-from pipeline.spec import PreprocessSpec
-from pipeline.synthetic import simulate_ecg
+from pipeline.data.dataset import DatasetWriter, load_dataset
+from pipeline.inference.classifiers import Single, combine_two_stage
+from pipeline.data.labels import LABELS
+from pipeline.signal.preprocess import preprocess_signal
+from pipeline.signal.spec import PreprocessSpec
+from pipeline.data.synthetic import simulate_ecg
 
 LEADS = ["I", "II", "III"]
 GAINS = {"I": 0.6, "II": 1.0, "III": -0.4}  # crude projections of one dipole
@@ -93,7 +93,7 @@ def test_resume_continues(small, tmp_path):
     assert main([*args, "--epochs", "3", "--ema", "0.9", "--resume"]) == 0
     assert [h["epoch"] for h in json.loads((tmp_path / "history.json").read_text())] == [1, 2, 3]
     with pytest.raises(CheckpointError, match="another data set or model"):
-        from pipeline.train import TrainConfig, train
+        from pipeline.training.train import TrainConfig, train
 
         train(TrainConfig(model="ecgnet", leads=["II"], epochs=4), small, tmp_path, resume=True, progress=False)
     # the saved weights are the moving average, not the last step's
@@ -225,7 +225,7 @@ def test_ddp_two_processes_match_single(small, tmp_path):
 
 
 def test_logit_bias_fit_and_fold(trained, small, tmp_path):
-    from pipeline.calibrate import balanced_accuracy_of, fit_logit_bias
+    from pipeline.training.calibrate import balanced_accuracy_of, fit_logit_bias
 
     logits = np.array([[2.0, 1.5, 0.0], [2.0, 1.6, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.2]])
     y = np.array([1, 1, 2, 0])

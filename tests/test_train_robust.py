@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from test_train import TINY, write_synthetic_set
 
-from pipeline.checkpoint import load_checkpoint
+from pipeline.models.checkpoint import load_checkpoint
 from pipeline.cli import main
-from pipeline.dataset import load_dataset
-from pipeline.learning_curve import fit_log_line
-from pipeline.preprocess import zscore
-from pipeline.train import FrontalLead, TrainError, Windows, patient_subset
+from pipeline.data.dataset import load_dataset
+from pipeline.training.learning_curve import fit_log_line
+from pipeline.signal.preprocess import zscore
+from pipeline.training.train import FrontalLead, TrainError, Windows, patient_subset
 
 
 @pytest.fixture(scope="module")

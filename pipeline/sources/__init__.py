@@ -1,0 +1,1 @@
+"""One module per database (records, labels, patients for the data set), and `build`, which turns them into a data set."""

@@ -8,9 +8,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..preprocess import cut_windows, filtered_at_rate, window_starts
-from ..records import Record
-from ..spec import PreprocessSpec
+from pipeline.signal.preprocess import cut_windows, filtered_at_rate, window_starts
+from pipeline.data.records import Record
+from pipeline.signal.spec import PreprocessSpec
 
 
 @dataclass(frozen=True)

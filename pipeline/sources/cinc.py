@@ -12,10 +12,20 @@ import re
 from pathlib import Path
 from typing import Mapping
 
-from ..dataset import DatasetError
-from ..label_rules import UnknownSnomedCode, parse_dx, snomed_label
-from ..records import RecordError, read_record
-from .base import Options, Plan, Result, Task, empty_result, list_records, present, record_windows, windows_of
+from pipeline.data.dataset import DatasetError
+from pipeline.data.label_rules import UnknownSnomedCode, parse_dx, snomed_label
+from pipeline.data.records import RecordError, read_record
+from pipeline.sources.base import (
+    Options,
+    Plan,
+    Result,
+    Task,
+    empty_result,
+    list_records,
+    present,
+    record_windows,
+    windows_of,
+)
 
 NAME = "cinc"
 DEFAULT_LEADS = ("II",)

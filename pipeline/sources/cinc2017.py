@@ -8,10 +8,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dataset import DatasetError
-from ..label_rules import CINC2017_CLASSES, cinc2017_label
-from ..records import read_record, sha256_file
-from .base import Options, Plan, Result, Task, cap_windows, empty_result, list_records, present, record_windows, windows_of
+from pipeline.data.dataset import DatasetError
+from pipeline.data.label_rules import CINC2017_CLASSES, cinc2017_label
+from pipeline.data.records import read_record, sha256_file
+from pipeline.sources.base import (
+    Options,
+    Plan,
+    Result,
+    Task,
+    cap_windows,
+    empty_result,
+    list_records,
+    present,
+    record_windows,
+    windows_of,
+)
 
 NAME = "cinc2017"
 DEFAULT_LEADS = ("ECG",)

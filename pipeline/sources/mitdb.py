@@ -6,9 +6,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..label_rules import arrhythmia_window_mask, sinus_normal_window_mask
-from ..records import read_annotation, read_annotation_aux, read_record, sha256_file
-from .base import Options, Plan, Result, Task, cap_windows, list_records, present, record_windows, windows_of
+from pipeline.data.label_rules import arrhythmia_window_mask, sinus_normal_window_mask
+from pipeline.data.records import read_annotation, read_annotation_aux, read_record, sha256_file
+from pipeline.sources.base import (
+    Options,
+    Plan,
+    Result,
+    Task,
+    cap_windows,
+    list_records,
+    present,
+    record_windows,
+    windows_of,
+)
 
 NAME = "mitdb"
 DEFAULT_LEADS = ("MLII", "II", "V1", "V2", "I")

@@ -5,10 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..label_rules import header_field
-from ..labels import LABELS
-from ..records import RecordError, read_record
-from .base import Options, Plan, Result, Task, empty_result, list_records, present, record_windows, windows_of
+from pipeline.data.label_rules import header_field
+from pipeline.data.labels import LABELS
+from pipeline.data.records import RecordError, read_record
+from pipeline.sources.base import (
+    Options,
+    Plan,
+    Result,
+    Task,
+    empty_result,
+    list_records,
+    present,
+    record_windows,
+    windows_of,
+)
 
 NAME = "recordings"
 DEFAULT_LEADS = ("II",)

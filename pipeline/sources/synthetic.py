@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..label_rules import header_field
-from ..records import RecordError, read_record
-from .base import Options, Plan, Result, Task, list_records, present, record_windows, windows_of
+from pipeline.data.label_rules import header_field
+from pipeline.data.records import RecordError, read_record
+from pipeline.sources.base import Options, Plan, Result, Task, list_records, present, record_windows, windows_of
 
 NAME = "synthetic"
 DEFAULT_LEADS = ("II",)

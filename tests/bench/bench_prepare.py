@@ -18,10 +18,10 @@ import time
 import warnings
 from pathlib import Path
 
-from pipeline.build import BuildConfig, build
+from pipeline.sources.build import BuildConfig, build
 from pipeline.sources import mitdb, ptbxl
 from pipeline.sources.base import Options
-from pipeline.spec import PreprocessSpec
+from pipeline.signal.spec import PreprocessSpec
 
 HERE = Path(__file__).resolve().parent
 
@@ -71,7 +71,7 @@ def peak_rss_mb(data: Path, case: str) -> tuple[float, float]:
     """Peak RSS of a one-core build of `case` in a fresh process, and the size of its X.npy (MB)."""
     code = (
         "import resource, sys, tempfile, warnings; from pathlib import Path;"
-        "sys.path.insert(0, %r); import bench_prepare as b; from pipeline.build import BuildConfig, build;"
+        "sys.path.insert(0, %r); import bench_prepare as b; from pipeline.sources.build import BuildConfig, build;"
         "warnings.simplefilter('ignore'); make, opts = b.cases(Path(%r))[%r];"
         "tmp = tempfile.mkdtemp(); out = build([(make(), opts)], BuildConfig(Path(tmp) / 'ds', 'three_class', opts.spec, jobs=1, progress=False));"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, (out / 'X.npy').stat().st_size / 2**20)"

@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.recipe import run_recipe
+from pipeline.cli import main
+from pipeline.training.recipe import run_recipe
 
 HERE = Path(__file__).resolve().parent
 BUDGET_S = 25 * 60
@@ -32,7 +33,7 @@ def main() -> None:
         if out.exists() and any(out.iterdir()):
             raise SystemExit(f"{out}: not empty (the benchmark runs every step from nothing)")
         t0 = time.perf_counter()
-        report = run_recipe(args.raw_dir, out, progress=False)
+        report = run_recipe(args.raw_dir, out, main, progress=False)
         total = time.perf_counter() - t0
     result = {
         "seconds": round(total, 1),

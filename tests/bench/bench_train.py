@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.ad8232 import augment_window
-from pipeline.models import build_model
+from pipeline.signal.ad8232 import augment_window
+from pipeline.models.architectures import build_model
 
 HERE = Path(__file__).resolve().parent
 

@@ -25,7 +25,7 @@ int ecg_low_confidence(const int8_t *logits, int n)
         return 0;
     }
     top = logits[ecg_argmax(logits, n)];
-    /* sum_i w[top - q_i], w[d] = 2^BITS exp(-scale d) by pipeline.quality.confidence_weights' recurrence */
+    /* sum_i w[top - q_i], w[d] = 2^BITS exp(-scale d) by pipeline.signal.quality.confidence_weights' recurrence */
     for (i = 0; i < n; ++i) {
         uint32_t d = (uint32_t)(top - (int32_t)logits[i]);
         uint64_t w = one;

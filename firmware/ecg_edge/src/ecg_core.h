@@ -46,7 +46,7 @@ void ecg_core_window_result(const ecg_core *c, ecg_result *r);
 int32_t ecg_argmax(const int8_t *logits, int n);
 
 /* 1 when the top softmax probability of these int8 outputs is below ECG_CONFIDENCE_THRESHOLD
- * (never with a threshold of 0): pipeline.quality.low_confidence_int8, the same integer test. */
+ * (never with a threshold of 0): pipeline.signal.quality.low_confidence_int8, the same integer test. */
 int ecg_low_confidence(const int8_t *logits, int n);
 
 #endif /* ECG_CORE_H */

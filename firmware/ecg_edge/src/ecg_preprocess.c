@@ -38,7 +38,7 @@ int ecg_pre_init(ecg_pre *p, uint16_t adc_max, uint32_t hop)
         p->snap1[i] = 0;
         p->snap2[i] = 0;
     }
-    /* pipeline.quality.QualityRule.flat_min_p2p_counts(), the same float64 operations */
+    /* pipeline.signal.quality.QualityRule.flat_min_p2p_counts(), the same float64 operations */
     p->flat_min_p2p = ECG_QUALITY_FLAT_MIN_P2P_MV_F64 * (((double)adc_max + 1.0) / ECG_QUALITY_FULL_SCALE_MV_F64);
     p->run = 0;
     p->long_run_end = 0;

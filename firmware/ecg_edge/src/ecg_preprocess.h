@@ -1,15 +1,15 @@
 /* The streaming device path of the PreprocessSpec: filter -> ring of one window -> status,
- * z-score and int8 quantization every hop. The rule is pipeline/device.py's:
+ * z-score and int8 quantization every hop. The rule is pipeline/signal/device.py's:
  *
  * - window k covers samples [k * hop, k * hop + ECG_WINDOW_SAMPLES) since ecg_pre_init();
  * - ECG_STATUS_LEAD_OFF when any of its samples had a lead-off flag; the filter restarts at the
  *   first good sample after lead-off;
  * - ECG_STATUS_SATURATED when more than ECG_SATURATION_MAX_SAMPLES samples sit at an ADC rail;
- * - with ECG_QUALITY_CHECKS (the bundle carries pipeline/quality.py's rule): ECG_STATUS_FLAT when the
+ * - with ECG_QUALITY_CHECKS (the bundle carries pipeline/signal/quality.py's rule): ECG_STATUS_FLAT when the
  *   filtered window's peak-to-peak is below the flat threshold or ECG_QUALITY_FLAT_MAX_RUN_SAMPLES raw
  *   samples in a row are equal; ECG_STATUS_NOISY when sum(d2^2) / sum(d1^2) of the raw counts exceeds
  *   the hf ratio squared (an exact 96-bit integer comparison) or the largest segment peak-to-peak is
- *   more than the jump ratio times their median. Same arithmetic as pipeline.quality.assess_window,
+ *   more than the jump ratio times their median. Same arithmetic as pipeline.signal.quality.assess_window,
  *   so the decisions are identical: the sums are running integer sums with a snapshot at the start of
  *   each window in flight (no raw window is kept), peak-to-peaks are float64 over the float32 ring;
  * - ECG_STATUS_OK otherwise: ecg_pre_window() z-scores and quantizes it.

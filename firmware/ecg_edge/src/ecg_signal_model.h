@@ -5,7 +5,7 @@
  * - PQRST beats (smooth bumps for P, Q, R, S and T) at a configurable mean heart rate, each RR
  *   interval varied by up to +-4 % (deterministic PRNG: the same seed gives the same stream);
  * - baseline wander (0.3 Hz), a little noise;
- * - the AD8232 chain of pipeline/ad8232.py's defaults: gain 1100 into a 3.3 V ADC of `adc_bits`,
+ * - the AD8232 chain of pipeline/signal/ad8232.py's defaults: gain 1100 into a 3.3 V ADC of `adc_bits`,
  *   output centred at mid-scale, so 2^adc_bits / 3 counts per mV (1365.3 at 12 bits), clipped to the
  *   ADC range;
  * - optional lead-off stretches: the output sits at the high rail with the lead-off flag set, as the

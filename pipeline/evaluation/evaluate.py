@@ -1,6 +1,6 @@
 """Evaluate a classifier on a data set split: metrics.json, a confusion-matrix PNG, and the uncertain answer.
 
-The uncertain answer (pipeline.quality) needs the raw signal for its quality rule: the split's source
+The uncertain answer (pipeline.signal.quality) needs the raw signal for its quality rule: the split's source
 records are read again (the data set keeps their paths) and judged as the AD8232 board would see them.
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import Dataset, DatasetError, write_json_atomic
-from .inference import Classifier, select_leads
-from .metrics import (
+from pipeline.data.dataset import Dataset, DatasetError, write_json_atomic
+from pipeline.inference.classifiers import Classifier, select_leads
+from pipeline.evaluation.metrics import (
     COVERAGE_FILE,
     COVERAGE_PLOT,
     check_labels_present,
@@ -24,12 +24,19 @@ from .metrics import (
     plot_coverage,
     write_report,
 )
-from .predict import signal_quality, uncertain_summary, uncertainty_of, window_answers
-from .quality import Uncertainty, WindowQuality
-from .labels import NO_CLASS_Y
-from .record_level import RECORD_RULE, RECORD_UNCERTAIN_RULE, answers_by_class, by_record, class_rows, source_classes
-from .records import RecordError, read_record
-from .subgroups import SUBGROUP_PLOT, plot_subgroups, subgroup_recall, window_findings
+from pipeline.inference.predict import signal_quality, uncertain_summary, uncertainty_of, window_answers
+from pipeline.signal.quality import Uncertainty, WindowQuality
+from pipeline.data.labels import NO_CLASS_Y
+from pipeline.evaluation.record_level import (
+    RECORD_RULE,
+    RECORD_UNCERTAIN_RULE,
+    answers_by_class,
+    by_record,
+    class_rows,
+    source_classes,
+)
+from pipeline.data.records import RecordError, read_record
+from pipeline.evaluation.subgroups import SUBGROUP_PLOT, plot_subgroups, subgroup_recall, window_findings
 
 
 def dataset_quality(ds: Dataset, idx: np.ndarray, lead: str, unc: Uncertainty) -> list[WindowQuality]:
@@ -71,8 +78,8 @@ def evaluate(
     `input_lead` feeds that lead of the data set to a single-lead model in place of the lead it declares.
     Windows of no class (noisy) are left out of the metrics; `report["no_class"]` says how many were uncertain.
     Where the data set keeps its source's own class per record (CinC 2017), `report["by_source_class"]`
-    gives each class's answers; `record_level` adds metrics per record (pipeline.record_level).
-    `subgroups` adds recall per finding (PTB-XL: MI territory, rhythm; MIT-BIH: rhythm, beats; pipeline.subgroups) and subgroups.png.
+    gives each class's answers; `record_level` adds metrics per record (pipeline.evaluation.record_level).
+    `subgroups` adds recall per finding (PTB-XL: MI territory, rhythm; MIT-BIH: rhythm, beats; pipeline.evaluation.subgroups) and subgroups.png.
     """
     if tuple(ds.label_names) != tuple(clf.label_names):
         raise ValueError(f"{ds.path}: labels {ds.label_names} differ from the model's {clf.label_names}")

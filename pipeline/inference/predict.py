@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .inference import Classifier, Single, lead_positions
-from .preprocess import preprocess_signal, resample
-from .quality import QualityStatus, Uncertainty, WindowQuality, assess_stream, counts_from_mv
-from .records import RecordError, read_record
-from .spec import PreprocessSpec
+from pipeline.inference.classifiers import Classifier, Single, lead_positions
+from pipeline.signal.preprocess import preprocess_signal, resample
+from pipeline.signal.quality import QualityStatus, Uncertainty, WindowQuality, assess_stream, counts_from_mv
+from pipeline.data.records import RecordError, read_record
+from pipeline.signal.spec import PreprocessSpec
 
 UNCERTAIN = "UNCERTAIN"
 UNITS = ("mv", "counts")

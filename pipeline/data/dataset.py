@@ -5,7 +5,7 @@ Layout of a data set directory:
     X.npy          (N, leads, window) float32, read memory-mapped
     y.npy          (N,) int64 label index (-1: a window of no class, e.g. CinC 2017's "too noisy")
     targets.npy    (N,) int64 label-set bit masks, written only when some window's set is not just its
-                   label (partial labels, pipeline.labels); absent: each window's set is {y}
+                   label (partial labels, pipeline.data.labels); absent: each window's set is {y}
     patient.npy, record.npy, split.npy   (N,) unicode
     start.npy      (N,) int64 start sample at the spec's rate
 Windows stream to a scratch file while a data set is built, so neither building nor
@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import write_text_atomic
-from .labels import NO_CLASS_Y, mask_names, one_hot_masks
-from .spec import PreprocessSpec
-from .splits import SPLITS, check_split
+from pipeline.util.atomic import write_text_atomic
+from pipeline.data.labels import NO_CLASS_Y, mask_names, one_hot_masks
+from pipeline.signal.spec import PreprocessSpec
+from pipeline.data.splits import SPLITS, check_split
 
 FORMAT = "ecg-edge-dataset/1"
 META_FILE = "dataset.json"

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .dataset import Dataset, DatasetError, DatasetWriter, count_table, load_dataset, set_counts
+from pipeline.data.dataset import Dataset, DatasetError, DatasetWriter, count_table, load_dataset, set_counts
 
 RECORD_KEYED = ("record_labels", "record_polarity", "record_leads")  # per-record source facts that follow their records
 

@@ -11,7 +11,7 @@ from fractions import Fraction
 import numpy as np
 from scipy import signal as sps
 
-from .spec import PreprocessSpec
+from pipeline.signal.spec import PreprocessSpec
 
 
 def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:

@@ -14,15 +14,15 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from . import __version__
-from .dataset import DatasetWriter, count_table, set_counts
-from .label_rules import PtbxlStatements
-from .labels import LABEL_SETS, NO_CLASS_Y, parse_label
-from .records import RecordError
-from .sources import cinc, cinc2017, mitdb, nsrdb, ptbdb, ptbxl, recordings, synthetic
-from .sources.base import Options, Plan, Result, Task, empty_result
-from .spec import PreprocessSpec
-from .splits import balance_indices, ptbxl_fold_split, stratified_patient_split
+from pipeline.util.version import __version__
+from pipeline.data.dataset import DatasetWriter, count_table, set_counts
+from pipeline.data.label_rules import PtbxlStatements
+from pipeline.data.labels import LABEL_SETS, NO_CLASS_Y, parse_label
+from pipeline.data.records import RecordError
+from pipeline.sources import cinc, cinc2017, mitdb, nsrdb, ptbdb, ptbxl, recordings, synthetic
+from pipeline.sources.base import Options, Plan, Result, Task, empty_result
+from pipeline.signal.spec import PreprocessSpec
+from pipeline.data.splits import balance_indices, ptbxl_fold_split, stratified_patient_split
 
 SOURCES = {m.NAME: m for m in (cinc, cinc2017, mitdb, nsrdb, ptbdb, ptbxl, recordings, synthetic)}
 SHOW_IDS = 5

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from .dataset import write_json_atomic
-from .report import save_figure
+from pipeline.data.dataset import write_json_atomic
+from pipeline.util.figures import save_figure
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 PROB_SUM_ATOL = 1e-3

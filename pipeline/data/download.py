@@ -27,7 +27,7 @@ from typing import Iterable
 
 from tqdm import tqdm
 
-from .atomic import write_bytes_atomic
+from pipeline.util.atomic import write_bytes_atomic
 
 DEFAULT_BASE_URL = "https://physionet.org/files"
 URL_ENV = "ECG_EDGE_PHYSIONET_URL"

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .spec import DEFAULT_SPEC
+from pipeline.signal.spec import DEFAULT_SPEC
 
 if TYPE_CHECKING:
     from rich.table import Table

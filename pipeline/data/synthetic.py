@@ -28,8 +28,8 @@ import numpy as np
 import wfdb
 from tqdm import tqdm
 
-from pipeline import ad8232
-from pipeline.labels import LABELS, label_index
+from pipeline.signal import ad8232
+from pipeline.data.labels import LABELS, label_index
 
 GENERATOR_VERSION = "ecg-edge synthetic v1"
 NORMAL, MI, ARRHYTHMIA = LABELS

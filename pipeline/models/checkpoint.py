@@ -10,15 +10,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
-from .atomic import atomic_target
-from .models import build_model
-from .quality import Uncertainty
-from .spec import PreprocessSpec
+from pipeline.util.version import __version__
+from pipeline.util.atomic import atomic_target
+from pipeline.models.architectures import build_model
+from pipeline.signal.quality import Uncertainty
+from pipeline.signal.spec import PreprocessSpec
 
 FORMAT = "ecg-edge-checkpoint/1"
 REQUIRED = ("format", "state_dict", "model", "label_names", "spec", "leads", "dataset", "train_config")
-UNCERTAINTY = "uncertainty"  # optional: pipeline.quality.Uncertainty.to_dict(); absent in older checkpoints
+UNCERTAINTY = "uncertainty"  # optional: pipeline.signal.quality.Uncertainty.to_dict(); absent in older checkpoints
 
 
 class CheckpointError(ValueError):

@@ -16,11 +16,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .checkpoint import load_checkpoint
-from .dataset import load_dataset, write_json_atomic
-from .inference import Single
-from .report import save_figure
-from .train import TrainConfig, patient_subset, train
+from pipeline.models.checkpoint import load_checkpoint
+from pipeline.data.dataset import load_dataset, write_json_atomic
+from pipeline.inference.classifiers import Single
+from pipeline.util.figures import save_figure
+from pipeline.training.train import TrainConfig, patient_subset, train
 
 CURVE_FILE = "learning_curve.json"
 CURVE_PLOT = "learning_curve.png"
@@ -46,7 +46,7 @@ def learning_curve(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train `cfg` on each fraction of `data`'s train split, evaluate on `eval_data`'s test split; JSON + PNG."""
-    from .evaluate import evaluate
+    from pipeline.evaluation.evaluate import evaluate
 
     out_dir = Path(out_dir)
     ds = load_dataset(data)

@@ -20,15 +20,29 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset as TorchDataset, Sampler
 from tqdm import tqdm
 
-from .ad8232 import augment_window
-from .checkpoint import Checkpoint, CheckpointError, checkpoint_payload, load_checkpoint, read_payload, save_atomic, store_uncertainty
-from .dataset import Dataset, load_dataset, write_json_atomic
-from .inference import lead_positions
-from .labels import NO_CLASS_Y, one_hot_masks
-from .models import build_model, model_config
-from .preprocess import zscore
-from .quality import DEFAULT_QUALITY, DEFAULT_TARGET_COVERAGE, THRESHOLD_RULE, Uncertainty, choose_threshold
-from .report import save_figure
+from pipeline.signal.ad8232 import augment_window
+from pipeline.models.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    checkpoint_payload,
+    load_checkpoint,
+    read_payload,
+    save_atomic,
+    store_uncertainty,
+)
+from pipeline.data.dataset import Dataset, load_dataset, write_json_atomic
+from pipeline.inference.classifiers import lead_positions
+from pipeline.data.labels import NO_CLASS_Y, one_hot_masks
+from pipeline.models.architectures import build_model, model_config
+from pipeline.signal.preprocess import zscore
+from pipeline.signal.quality import (
+    DEFAULT_QUALITY,
+    DEFAULT_TARGET_COVERAGE,
+    THRESHOLD_RULE,
+    Uncertainty,
+    choose_threshold,
+)
+from pipeline.util.figures import save_figure
 
 CHECKPOINT = "checkpoint.pt"
 LAST = "last.pt"
@@ -83,7 +97,7 @@ class TrainConfig:
     # distillation (used when a teacher is given)
     temperature: float = 4.0
     alpha: float = 0.5
-    # after training: the confidence threshold is chosen on the validation split (pipeline.quality.THRESHOLD_RULE)
+    # after training: the confidence threshold is chosen on the validation split (pipeline.signal.quality.THRESHOLD_RULE)
     target_coverage: float = DEFAULT_TARGET_COVERAGE
 
 
@@ -325,7 +339,7 @@ class Trainer:
         if cfg.class_weights and not cfg.balanced_sampler:
             weights = torch.tensor(class_weights(y_train[with_class], self.n_classes), dtype=torch.float32)
         self.loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
-        # partial labels (pipeline.labels): the loss of a window is that of its label set
+        # partial labels (pipeline.data.labels): the loss of a window is that of its label set
         self.label_sets = bool(np.any(self.ds.targets[self.train_idx][with_class] != one_hot_masks(y_train[with_class])))
         if self.label_sets and cfg.label_smoothing > 0:
             raise TrainError(f"{data}: label smoothing is not defined for windows with label sets (partial labels); use --label-smoothing 0")

@@ -12,10 +12,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .dataset import Dataset
-from .labels import NO_CLASS_Y
-from .metrics import wilson_ci
-from .predict import UNCERTAIN
+from pipeline.data.dataset import Dataset
+from pipeline.data.labels import NO_CLASS_Y
+from pipeline.evaluation.metrics import wilson_ci
+from pipeline.inference.predict import UNCERTAIN
 
 RECORD_RULE = "record label: the argmax of the mean window probability over all its windows"
 RECORD_UNCERTAIN_SHARE = 0.5

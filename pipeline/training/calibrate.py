@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, read_payload, save_atomic
-from .dataset import load_dataset
-from .inference import select_leads
+from pipeline.models.checkpoint import load_checkpoint, read_payload, save_atomic
+from pipeline.data.dataset import load_dataset
+from pipeline.inference.classifiers import select_leads
 
 
 def balanced_accuracy_of(logits: np.ndarray, y: np.ndarray, n_classes: int) -> float:

@@ -20,7 +20,7 @@ from typing import Iterable, Literal
 import numpy as np
 import pandas as pd
 
-from .labels import NO_CLASS
+from pipeline.data.labels import NO_CLASS
 
 # --- MIT-BIH beat symbols -------------------------------------------------------------
 NORMAL_BEATS = frozenset({"N", "L", "R", "e", "j"})

@@ -20,46 +20,14 @@ windows that pass get `quality.assess_window`'s FLAT and NOISY checks too (statu
 
 from __future__ import annotations
 
-import enum
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 
-from .preprocess import device_filter, zscore
-from .spec import PreprocessSpec
-
-if TYPE_CHECKING:
-    from .quality import QualityRule
-
-
-class WindowStatus(enum.IntEnum):
-    """Why a window was or was not classified (the numbers go into the C header and the protocol)."""
-
-    OK = 0
-    LEAD_OFF = 1
-    SATURATED = 2
-
-
-@dataclass(frozen=True)
-class DeviceRule:
-    """Signal-quality rule the device applies before classifying a window."""
-
-    saturation_max_fraction: float = 0.01
-    rail_margin_per_1024: int = 1  # counts of margin per 1024 ADC codes (12-bit: 4, 10-bit: 1)
-
-    def saturation_max_samples(self, window: int) -> int:
-        return int(np.floor(self.saturation_max_fraction * window))
-
-    def rail_margin(self, adc_max: int) -> int:
-        """Counts from either rail that still count as saturated (at least 1)."""
-        return max(1, (adc_max + 1) * self.rail_margin_per_1024 // 1024)
-
-    def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
-
-
-DEFAULT_RULE = DeviceRule()
+from pipeline.signal.device_rule import DEFAULT_RULE, DeviceRule, WindowStatus, good_runs, saturated_mask
+from pipeline.signal.preprocess import device_filter, zscore
+from pipeline.signal.spec import PreprocessSpec
+from pipeline.signal.quality import QualityRule, assess_window
 
 
 @dataclass
@@ -68,19 +36,6 @@ class DeviceWindow:
     start: int
     status: WindowStatus  # a quality.QualityStatus when a quality rule was applied
     z: np.ndarray | None  # (window,) float32 when status is OK
-
-
-def saturated_mask(raw: np.ndarray, adc_max: int, rule: DeviceRule = DEFAULT_RULE) -> np.ndarray:
-    raw = np.asarray(raw, dtype=np.int64)
-    margin = rule.rail_margin(adc_max)
-    return (raw <= margin) | (raw >= adc_max - margin)
-
-
-def _good_runs(lead_off: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) of every run of samples without a lead-off flag."""
-    bad = np.concatenate([[True], lead_off.astype(bool), [True]])
-    edges = np.flatnonzero(np.diff(bad.astype(np.int8)))
-    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
 
 
 def device_windows(
@@ -113,7 +68,7 @@ def device_windows(
         raise ValueError(f"lead-off flags {off.shape} do not match samples {raw.shape}")
     hop = spec.device_hop if hop is None else hop
     filtered = np.zeros(raw.size, dtype=np.float64)
-    for a, b in _good_runs(off):
+    for a, b in good_runs(off):
         filtered[a:b] = device_filter(raw[a:b].astype(np.float64), spec)
     off_count = np.concatenate([[0], np.cumsum(off)])
     sat_count = np.concatenate([[0], np.cumsum(saturated_mask(raw, adc_max, rule))])
@@ -125,14 +80,8 @@ def device_windows(
             out.append(DeviceWindow(k, s, WindowStatus.LEAD_OFF, None))
         elif sat_count[e] - sat_count[s] > limit:
             out.append(DeviceWindow(k, s, WindowStatus.SATURATED, None))
-        elif quality is not None and (st := _quality_status(raw[s:e], filtered[s:e], adc_max, spec, quality)) != WindowStatus.OK:
+        elif quality is not None and (st := assess_window(raw[s:e], None, filtered[s:e], adc_max, spec.fs, quality).status) != WindowStatus.OK:
             out.append(DeviceWindow(k, s, st, None))
         else:
             out.append(DeviceWindow(k, s, WindowStatus.OK, zscore(filtered[s:e], spec.zscore_eps)))
     return out
-
-
-def _quality_status(raw: np.ndarray, filtered: np.ndarray, adc_max: int, spec: PreprocessSpec, quality: QualityRule) -> enum.IntEnum:
-    from .quality import assess_window  # quality builds on this module
-
-    return assess_window(raw, None, filtered, adc_max, spec.fs, quality).status

@@ -3,9 +3,9 @@
 Defined once here, carried by checkpoint and bundle (manifest.json, ecg_config.h), and cheap enough
 for a Cortex-M on the window it already holds: the raw ADC counts with their lead-off flags and the
 same counts after the device filter (`preprocess.device_filter`, restarted after lead-off exactly as
-`pipeline.device` does). In order, the first that applies wins:
+`pipeline.signal.device` does). In order, the first that applies wins:
 
-- LEAD_OFF, SATURATED: `pipeline.device`'s rule (`DeviceRule`), unchanged: any lead-off sample, or
+- LEAD_OFF, SATURATED: `pipeline.signal.device_rule` (`DeviceRule`), unchanged: any lead-off sample, or
   more than `saturation_max_samples` samples at an ADC rail.
 - FLAT: the filtered window's peak-to-peak is below `flat_min_p2p_mv`, or the raw counts repeat the
   same value for `flat_max_run_s` seconds or longer (a stuck or disconnected input without LO flags).
@@ -40,10 +40,10 @@ from typing import Any
 
 import numpy as np
 
-from .ad8232 import AD8232Config, analog_frontend, mv_to_counts
-from .device import DEFAULT_RULE, DeviceRule, WindowStatus, _good_runs, saturated_mask
-from .preprocess import device_filter
-from .spec import PreprocessSpec
+from pipeline.signal.ad8232 import AD8232Config, analog_frontend, mv_to_counts
+from pipeline.signal.device_rule import DEFAULT_RULE, DeviceRule, WindowStatus, good_runs, saturated_mask
+from pipeline.signal.preprocess import device_filter
+from pipeline.signal.spec import PreprocessSpec
 
 _BOARD = AD8232Config()
 
@@ -211,11 +211,11 @@ def assess_window(
 
 
 def filtered_stream(raw: np.ndarray, lead_off: np.ndarray | None, spec: PreprocessSpec) -> np.ndarray:
-    """The device filter over a stream of counts, restarted after every lead-off stretch (as `pipeline.device`)."""
+    """The device filter over a stream of counts, restarted after every lead-off stretch (as `pipeline.signal.device`)."""
     raw = np.asarray(raw, dtype=np.float64)
     off = np.zeros(raw.size, bool) if lead_off is None else np.asarray(lead_off, dtype=bool)
     out = np.zeros(raw.size, dtype=np.float64)
-    for a, b in _good_runs(off):
+    for a, b in good_runs(off):
         out[a:b] = device_filter(raw[a:b], spec)
     return out
 

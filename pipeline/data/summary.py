@@ -9,10 +9,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from .atomic import atomic_target
-from .dataset import Dataset
-from .labels import NO_CLASS
-from .splits import SPLITS
+from pipeline.util.figures import save_figure
+from pipeline.data.dataset import Dataset
+from pipeline.data.labels import NO_CLASS
+from pipeline.data.splits import SPLITS
 
 
 def counts_table(counts: dict[str, dict[str, dict[str, int]]], title: str) -> Table:
@@ -49,13 +49,6 @@ def print_summary(meta: dict[str, Any], path: Path, console: Console | None = No
         console.print(f"{n} record(s) left out: {reason}")
     if skipped.get("bad_records"):
         console.print(f"[yellow]{len(skipped['bad_records'])} bad record(s) skipped[/]")
-
-
-def save_figure(fig: Any, path: Path, dpi: int = 100) -> Path:
-    """Save a matplotlib figure as PNG through a temp file beside `path` (never half-written)."""
-    with atomic_target(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    return path
 
 
 def plot_examples(ds: Dataset, out: Path, per_class: int = 3, seed: int = 0) -> Path:

@@ -16,12 +16,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .dataset import Dataset, DatasetError
-from .label_rules import PtbxlStatements, mitdb_window_finding, parse_scp_codes, ptbxl_finding
-from .records import RecordError, read_annotation, read_annotation_aux
-from .report import save_figure
-from .sources import mitdb, ptbxl
-from .sources.ptbxl import DATABASE_CSV, STATEMENTS_CSV, read_metadata
+from pipeline.data.dataset import Dataset, DatasetError
+from pipeline.data.label_rules import PtbxlStatements, mitdb_window_finding, parse_scp_codes, ptbxl_finding
+from pipeline.data.records import RecordError, read_annotation, read_annotation_aux
+from pipeline.util.figures import save_figure
+from pipeline.sources import mitdb, ptbxl
+from pipeline.sources.ptbxl import DATABASE_CSV, STATEMENTS_CSV, read_metadata
 
 SUBGROUP_RULE = (
     "PTB-XL: MI windows by the diagnostic_subclass of their MI codes (IMI inferior, AMI anterior, LMI lateral, "

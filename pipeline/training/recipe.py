@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .dataset import write_json_atomic
+from pipeline.data.dataset import write_json_atomic
 
 REPORT = "report.json"
 REPORT_PLOT = "report.png"
@@ -63,7 +63,7 @@ class Step:
     name: str
     argv: list[str]  # the command line, program name first
     output: Path  # present when the step is complete
-    run: Callable[[list[str]], int]
+    run: str  # which program runs it: "ecg-pipeline" (in this process) or "ecg-export" (a subprocess)
     needs: tuple[str, ...] = ()  # steps whose outputs it reads: when one of them runs, so does this one
     resumable: bool = False  # an interrupted run of the same command continues (`train --resume`)
 
@@ -75,10 +75,8 @@ def check_databases(raw: Path) -> None:
         raise RecipeError("the recipe needs every database below; missing:\n  " + "\n  ".join(missing))
 
 
-def _pipeline(argv: list[str]) -> int:
-    from .cli import main
-
-    return main(argv[1:])
+PIPELINE = "ecg-pipeline"
+EXPORT = "ecg-export"
 
 
 def _export(argv: list[str]) -> int:
@@ -101,23 +99,23 @@ def steps(raw: Path, out: Path, epochs: int | None = None, jobs: int = 0, progre
     p = "ecg-pipeline"
     out_steps = [
         Step("prepare ptbxl lead II", [p, "prepare", "ptbxl", *ptbxl_dirs, "--lead", "II", "--out", str(d / "ptbxl_II_comb"), *common],
-             d / "ptbxl_II_comb" / "dataset.json", _pipeline),
+             d / "ptbxl_II_comb" / "dataset.json", PIPELINE),
         Step("prepare ptbxl lead I", [p, "prepare", "ptbxl", *ptbxl_dirs, "--lead", "I", "--out", str(d / "ptbxl_I_comb"), *common],
-             d / "ptbxl_I_comb" / "dataset.json", _pipeline),
+             d / "ptbxl_I_comb" / "dataset.json", PIPELINE),
         Step("prepare cinc2017", [p, "prepare", "cinc2017", "--source-dir", str(raw / "cinc2017"), "--n-label-set", CINC_N_LABEL_SET,
                                   "--max-windows-per-record", str(CINC_MAX_WINDOWS), "--out", str(d / "cinc2017"), *common],
-             d / "cinc2017" / "dataset.json", _pipeline),
+             d / "cinc2017" / "dataset.json", PIPELINE),
         Step("prepare ptbxl raw lead II (test)", [p, "prepare", "ptbxl", "--ptbxl-dir", str(raw / "ptbxl"), "--lead", "II", "--out", str(d / "ptbxl_II_raw"), *common],
-             d / "ptbxl_II_raw" / "dataset.json", _pipeline),
+             d / "ptbxl_II_raw" / "dataset.json", PIPELINE),
         Step("prepare cinc2017 all windows (test)", [p, "prepare", "cinc2017", "--source-dir", str(raw / "cinc2017"), "--out", str(d / "cinc2017_all"), *common],
-             d / "cinc2017_all" / "dataset.json", _pipeline),
+             d / "cinc2017_all" / "dataset.json", PIPELINE),
         Step("prepare mitdb normal windows (check)", [p, "prepare", "mixed", "--raw-dir", str(raw), "--datasets", "mitdb", "--mitdb-normal",
                                                       "--max-windows-per-record", "0", "--out", str(d / "mitdb"), *common],
-             d / "mitdb" / "dataset.json", _pipeline),
+             d / "mitdb" / "dataset.json", PIPELINE),
         Step("merge", [p, "merge", "--data", str(d / "ptbxl_II_comb"), str(d / "ptbxl_I_comb"), str(d / "cinc2017"), "--lead-as", "II",
-                       "--out", str(d / "train")], d / "train" / "dataset.json", _pipeline,
+                       "--out", str(d / "train")], d / "train" / "dataset.json", PIPELINE,
              needs=("prepare ptbxl lead II", "prepare ptbxl lead I", "prepare cinc2017")),
-        Step("train", [p, "train", "--data", str(d / "train"), *train_options, "--out-dir", str(out), *quiet], ckpt, _pipeline,
+        Step("train", [p, "train", "--data", str(d / "train"), *train_options, "--out-dir", str(out), *quiet], ckpt, PIPELINE,
              needs=("merge",), resumable=True),
     ]
     for tag, model in (("", ckpt), ("baseline_", baseline)):
@@ -126,17 +124,17 @@ def steps(raw: Path, out: Path, epochs: int | None = None, jobs: int = 0, progre
         trained = ("train",) if tag == "" else ()
         out_steps += [
             Step(f"evaluate {tag}ptbxl", [p, "evaluate", "--checkpoint", str(model), "--data", str(d / "ptbxl_II_raw"), "--lead", "II",
-                                          "--out-dir", str(out / f"{tag}eval_ptbxl")], out / f"{tag}eval_ptbxl" / "metrics.json", _pipeline,
+                                          "--out-dir", str(out / f"{tag}eval_ptbxl")], out / f"{tag}eval_ptbxl" / "metrics.json", PIPELINE,
                  needs=("prepare ptbxl raw lead II (test)", *trained)),
             Step(f"evaluate {tag}cinc2017", [p, "evaluate", "--checkpoint", str(model), "--data", str(d / "cinc2017_all"), "--lead", "ECG", "--partial-labels",
-                                             "--record-level", "--out-dir", str(out / f"{tag}eval_cinc2017")], out / f"{tag}eval_cinc2017" / "metrics.json", _pipeline,
+                                             "--record-level", "--out-dir", str(out / f"{tag}eval_cinc2017")], out / f"{tag}eval_cinc2017" / "metrics.json", PIPELINE,
                  needs=("prepare cinc2017 all windows (test)", *trained)),
             Step(f"evaluate {tag}mitdb", [p, "evaluate", "--checkpoint", str(model), "--data", str(d / "mitdb"), "--split", "all", "--lead", "MLII",
-                                          "--partial-labels", "--out-dir", str(out / f"{tag}eval_mitdb")], out / f"{tag}eval_mitdb" / "metrics.json", _pipeline,
+                                          "--partial-labels", "--out-dir", str(out / f"{tag}eval_mitdb")], out / f"{tag}eval_mitdb" / "metrics.json", PIPELINE,
                  needs=("prepare mitdb normal windows (check)", *trained)),
         ]  # fmt: skip
     out_steps.append(Step("bundle", ["ecg-export", "bundle", "--checkpoint", str(ckpt), "--data", str(d / "train"), *BUNDLE_OPTIONS, "--out", str(out / "bundle")],
-                          out / "bundle" / "manifest.json", _export, needs=("merge", "train")))  # fmt: skip
+                          out / "bundle" / "manifest.json", EXPORT, needs=("merge", "train")))  # fmt: skip
     return out_steps
 
 
@@ -161,8 +159,21 @@ def resume_args(out: Path, step: Step) -> list[str]:
     return ["--resume"] if step.resumable and stamp.get("argv") == step.argv and stamp.get("complete") is False and (out / "last.pt").exists() else []
 
 
-def run_recipe(raw: Path, out: Path, epochs: int | None = None, jobs: int = 0, progress: bool = True, baseline: Path | None = None) -> dict[str, Any]:
-    """Run (or resume) every step, then write and return `<out>/report.json`."""
+def run_recipe(
+    raw: Path,
+    out: Path,
+    pipeline_main: Callable[[list[str]], int],
+    epochs: int | None = None,
+    jobs: int = 0,
+    progress: bool = True,
+    baseline: Path | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) every step, then write and return `<out>/report.json`.
+
+    `pipeline_main` runs an `ecg-pipeline` command line in this process (`pipeline.cli.main`: the CLI
+    layer passes itself, so this module never imports the layer above it).
+    """
+    runners: dict[str, Callable[[list[str]], int]] = {PIPELINE: lambda argv: pipeline_main(argv[1:]), EXPORT: _export}
     raw, out = Path(raw), Path(out)
     check_databases(raw)
     if baseline is not None and not Path(baseline).exists():
@@ -180,7 +191,7 @@ def run_recipe(raw: Path, out: Path, epochs: int | None = None, jobs: int = 0, p
         print(f"[{k}/{len(todo)}] {step.name}: {' '.join(argv)}", flush=True)
         write_json_atomic(_stamp(out, step), {"argv": step.argv, "complete": False})
         t0 = time.perf_counter()
-        if step.run(argv) != 0 or not step.output.exists():
+        if runners[step.run](argv) != 0 or not step.output.exists():
             raise RecipeError(f"step '{step.name}' failed (command: {' '.join(argv)}); rerun the recipe to resume from this step")
         timings[step.name] = round(time.perf_counter() - t0, 1)
         ran.add(step.name)
@@ -196,7 +207,7 @@ def plot_report(report: dict[str, Any], path: Path) -> Path:
     """Each target's figure with its 95% CI and bound (and the baseline's figure where there is one)."""
     from matplotlib.figure import Figure
 
-    from .report import save_figure
+    from pipeline.util.figures import save_figure
 
     names = list(report["targets"])
     fig = Figure(figsize=(8, 0.9 + 0.42 * len(names)), dpi=120)

@@ -8,9 +8,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from .checkpoint import Checkpoint, CheckpointError
-from .labels import LABELS, STAGE1_LABELS, STAGE2_LABELS
-from .spec import PreprocessSpec
+from pipeline.models.checkpoint import Checkpoint, CheckpointError
+from pipeline.data.labels import LABELS, STAGE1_LABELS, STAGE2_LABELS
+from pipeline.signal.spec import PreprocessSpec
 
 
 class Classifier(Protocol):

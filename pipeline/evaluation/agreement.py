@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import Dataset, DatasetError
-from .inference import Classifier
-from .metrics import balanced_accuracy, confusion_matrix
+from pipeline.data.dataset import Dataset, DatasetError
+from pipeline.inference.classifiers import Classifier
+from pipeline.evaluation.metrics import balanced_accuracy, confusion_matrix
 
 
 def matched_windows(a: Dataset, b: Dataset) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,1 @@
+"""Metrics, evaluation reports, subgroups, record-level answers and model agreement."""

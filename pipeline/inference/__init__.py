@@ -1,0 +1,1 @@
+"""Running a checkpoint on windows and on recordings (`predict`)."""

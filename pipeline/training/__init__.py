@@ -1,0 +1,1 @@
+"""Training, distillation, calibration, learning curves and the one-command recipe."""

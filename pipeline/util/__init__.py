@@ -1,0 +1,1 @@
+"""Small helpers every part of the pipeline uses: atomic writes, the console, figures, the version."""
