@@ -539,11 +539,14 @@ def test_late_sampler_counts_the_missed_ticks(demo_bundle: tuple[Path, Path], de
         while not samples or samples[-1].first_sample < 4 * 250:
             m, _ = link.until(lambda m: isinstance(m, Samples), 10, "SAMPLES")
             samples.append(m)  # type: ignore[arg-type]
-    lost = dev.counters()["lost"]
+        last_read = time.monotonic()
+    tail = int((time.monotonic() - last_read) * 250) + 5  # samples the device ran after the last frame read, until it stopped
+    lost = dev.counters()["lost"]  # simulate prints its counters when it stops
     jumps = [(a.first_sample + len(a.values), b.first_sample) for a, b in zip(samples, samples[1:]) if b.first_sample != a.first_sample + len(a.values)]
     # Here the main loop is the sampler, so an inference may make it late by a tick now and then too:
-    # every jump is counted, and the one of the late sampler is the large one at 2 s.
-    assert jumps and lost == sum(b - a for a, b in jumps), (jumps, lost)
+    # every jump is counted, and the one of the late sampler is the large one at 2 s. A busy machine may
+    # also make it late after the last frame read, before it stopped: those losses are in the counter only.
+    assert jumps and sum(b - a for a, b in jumps) <= lost <= sum(b - a for a, b in jumps) + tail, (jumps, lost, tail)
     start, stop = max(jumps, key=lambda j: j[1] - j[0])
     assert 300 * 250 // 1000 - 5 <= stop - start <= 300 * 250 // 1000 + 5, jumps
     assert abs(start - 2 * 250) <= 20, jumps

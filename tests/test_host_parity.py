@@ -21,6 +21,7 @@ from host.cli import main as host_main
 from host.devices import emulate, simulate
 from host.link import DeviceLink, LinkError
 from host.parity import run_parity
+from pipeline.data.dataset import load_dataset
 from pipeline.signal.quality import QualityStatus
 
 pytestmark = pytest.mark.slow
@@ -48,7 +49,7 @@ def test_parity_against_simulate(demo_bundle, tmp_path):
     report = json.loads(out.read_text())
     assert code == 0, report["failures"]
     _check(report)
-    assert report["windows"] == len(__import__("pipeline.data.dataset").dataset.load_dataset(data).indices("test"))
+    assert report["windows"] == len(load_dataset(data).indices("test"))
     assert out.with_suffix(".png").stat().st_size > 10_000
 
 
