@@ -25,7 +25,8 @@ from pipeline.signal.spec import PreprocessSpec
 from .budget import op_names
 from .bundle import manifest_uncertainty, quantization, read_manifest, verify_files
 from .c_arrays import _banner, _define, _guard, config_header, flatbuffer_array
-from .native_model import build_native_model, read_blob, write_native_sources
+from .native_blob import read_blob, write_native_sources
+from .native_model import build_native_model
 from .onnx_export import ExportError
 from .protocol_defs import PROTOCOL_DEFS_HEADER, protocol_defs_header
 from .ram import RAM_ERROR_HEADER, firmware_ram, ram_error_header

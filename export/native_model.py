@@ -20,75 +20,27 @@ output channel), a large ADD two 256-entry tables, for the op's duration. Buffer
 placed greedily at the lowest 4-byte aligned offset free for their lifetime (the scheme of TFLM's
 GreedyMemoryPlanner), in a few orders (largest first as TFLM, longest-lived first, ...); the
 smallest arena wins.
-
-Blob format, version 1 (little-endian uint32/int32 words, 4-byte aligned sections; nn_model.h
-repeats it):
-
-    header, 16 words: magic "ECNN", version 1, header bytes 64, blob bytes, CRC-32 (zlib) of bytes
-      [20, end), arena bytes, tensors, ops, input tensor, output tensor, tensor table offset, op
-      table offset, op table bytes, data offset, data bytes, MACs per inference
-    tensor table: per tensor (location 0 = arena / 1 = blob data, offset, bytes, 0)
-    op table: per op a record: word 0 = type | (record words << 16), then int32 parameters in
-      the order of OP_FIELDS (blob offsets for weights, biases, multipliers, shifts; 0xFFFFFFFF =
-      none; scratch = an arena offset)
-    data: int8 weights and constant tensors, int32 biases, multipliers and shifts (each 4-aligned)
+The blob's format and its C sources are `export.native_blob`'s; the memory plan is `export.arena_plan`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import struct
-import zlib
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from pipeline.util.atomic import write_text_atomic
+from .arena_plan import plan_arena
+from .native_blob import ALIGN, HEADER_BYTES, NONE, OP_FIELDS, NativeModel, pack_blob, pack_records
 
-from .c_arrays import _ALIGN_MACRO, _banner, _hex_lines
-
-MAGIC = b"ECNN"
-VERSION = 1
-HEADER_BYTES = 64
-NONE = 0xFFFFFFFF
-ALIGN = 4
-NATIVE_HEADER = "ecg_native_model.h"
-NATIVE_SOURCE = "ecg_native_model.c"
 INT8_MIN, INT8_MAX, INT32_MAX = -128, 127, 2**31 - 1
 ADD_LEFT_SHIFT = 20  # TFLM's for int8 ADD
 MATMUL_SCRATCH_PER_DEPTH = 4 * 2  # NN_MATMUL_SCRATCH_BYTES: four int16 im2col columns ...
 MATMUL_SCRATCH_PER_ROW = 16  # ... and one 16-byte requantization record per output channel
 ADD_TABLE_BYTES = 2 * 256 * 4  # NN_ADD_SCRATCH_BYTES: the optimized ADD's two lookup tables
 ADD_TABLE_MIN_SIZE = 1024  # smaller ADDs compute each element directly
-
-OP_TYPES = {"PAD": 1, "RESHAPE": 2, "CONV_2D": 3, "FULLY_CONNECTED": 4, "ADD": 5, "MAX_POOL_2D": 6, "MEAN": 7}
-OP_FIELDS: dict[str, tuple[str, ...]] = {
-    "PAD": ("in", "out", "d0", "d1", "d2", "d3", "b0", "b1", "b2", "b3", "a0", "a1", "a2", "a3", "pad_value"),
-    "RESHAPE": ("in", "out"),
-    "CONV_2D": (
-        "in", "out", "scratch", "batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w",
-        "stride_h", "stride_w", "dil_h", "dil_w", "pad_h", "pad_w", "input_offset", "output_offset",
-        "act_min", "act_max", "filter", "bias", "multipliers", "shifts",
-    ),
-    "FULLY_CONNECTED": (
-        "in", "out", "scratch", "batches", "accum_depth", "out_depth", "input_offset", "output_offset",
-        "multiplier", "shift", "act_min", "act_max", "filter", "bias",
-    ),
-    "ADD": (
-        "in1", "in2", "out", "scratch", "size", "input1_offset", "input2_offset", "output_offset", "left_shift",
-        "input1_multiplier", "input1_shift", "input2_multiplier", "input2_shift", "output_multiplier",
-        "output_shift", "act_min", "act_max",
-    ),
-    "MAX_POOL_2D": (
-        "in", "out", "batches", "in_h", "in_w", "channels", "out_h", "out_w", "filter_h", "filter_w",
-        "stride_h", "stride_w", "pad_h", "pad_w", "act_min", "act_max",
-    ),
-    "MEAN": ("in", "out", "outer", "count", "inner", "requantize", "input_zero_point", "output_zero_point", "multiplier", "shift"),
-}  # fmt: skip
-"""Parameter order of each op record (after the type word); must match nn_model.c."""
 
 # What nn_model_init accepts (NN_MAX_DIM, NN_MAX_WINDOW, NN_MAX_MEAN_COUNT in nn_model.c).
 _MAX_DIM, _MAX_WINDOW, _MAX_MEAN = 65535, 1023, 1 << 23
@@ -106,31 +58,6 @@ _ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
 
 class UnsupportedModelError(ValueError):
     """The model uses an op, option or quantization the native backend does not implement."""
-
-
-@dataclass
-class NativeModel:
-    """A model blob for nn_model_init and what the firmware needs to know about it."""
-
-    blob: bytes
-    arena_bytes: int
-    ops: list[str]
-    macs: int
-    input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
-    input_q: tuple[float, int]  # (scale, zero point)
-    output_q: tuple[float, int]
-    data_bytes: int  # weights, biases, multipliers, shifts and constants in the blob
-    scratch_bytes: int  # the largest im2col scratch in the plan
-    tensor_offsets: dict[str, int] = field(default_factory=dict)  # arena offset of each activation, by TFLite name
-
-    @property
-    def input_bytes(self) -> int:
-        return int(np.prod(self.input_shape))
-
-    @property
-    def output_bytes(self) -> int:
-        return int(np.prod(self.output_shape))
 
 
 # --------------------------------------------------------------------------- TFLM's arithmetic
@@ -595,83 +522,6 @@ def _root(entries: list[dict], k: int) -> int:
     return k
 
 
-def _place(buffers: list[tuple[int, int, int]], order: list[int]) -> list[int]:
-    """Each buffer in `order` at the lowest aligned offset free of every placed buffer live with it."""
-    offsets: list[int | None] = [None] * len(buffers)
-    for k in order:
-        size, first, last = buffers[k]
-        busy = sorted(
-            (o, o + buffers[j][0])
-            for j, o in enumerate(offsets)
-            if o is not None and buffers[j][1] <= last and first <= buffers[j][2]
-        )
-        at = 0
-        for lo, hi in busy:
-            if at + size <= lo:
-                break
-            at = max(at, -(-hi // ALIGN) * ALIGN)
-        offsets[k] = at
-    return [int(o) for o in offsets]  # type: ignore[arg-type]
-
-
-_PLAN_ORDERS = (
-    lambda b: (-b[0], b[1]),  # largest first: TFLM's GreedyMemoryPlanner
-    lambda b: (-(b[2] - b[1]), -b[0]),  # longest-lived first
-    lambda b: (-(b[2] - b[1] + 1) * b[0], -b[0]),  # largest size x lifetime first
-    lambda b: (b[1], -b[0]),  # in execution order
-)
-
-
-def plan_arena(buffers: list[tuple[int, int, int]]) -> tuple[list[int], int]:
-    """Greedy placement of (bytes, first op, last op) buffers; returns (offsets, arena bytes).
-
-    The placement of _place under a few orders (TFLM's largest-first and three others), keeping
-    the smallest arena; buffers whose lifetimes overlap never share bytes (checked).
-    """
-    best: tuple[int, list[int]] | None = None
-    for key in _PLAN_ORDERS:
-        placed = _place(buffers, sorted(range(len(buffers)), key=lambda k: (*key(buffers[k]), k)))
-        total = max((placed[k] + buffers[k][0] for k in range(len(buffers))), default=0)
-        if best is None or total < best[0]:
-            best = (total, placed)
-    assert best is not None
-    total, placed = best
-    for a in range(len(buffers)):  # the plan's invariant
-        for c in range(a + 1, len(buffers)):
-            live = buffers[a][1] <= buffers[c][2] and buffers[c][1] <= buffers[a][2]
-            disjoint = placed[a] + buffers[a][0] <= placed[c] or placed[c] + buffers[c][0] <= placed[a]
-            if live and not disjoint:
-                raise AssertionError(f"memory plan overlaps buffers {a} and {c}")
-    return placed, -(-total // ALIGN) * ALIGN
-
-
-# --------------------------------------------------------------------------- packing
-
-
-def _u32(v: int) -> int:
-    if not -(2**31) <= v < 2**32:
-        raise ValueError(f"{v} does not fit a 32-bit field")
-    return v & 0xFFFFFFFF
-
-
-def _pack_records(records: list[tuple[str, dict[str, int]]], data_at: int, scratch_at: dict[int, int]) -> bytes:
-    """Op records with data offsets made absolute and scratch placed."""
-    out = bytearray()
-    blob_fields = {"filter", "bias", "multipliers", "shifts"}
-    for i, (kind, params) in enumerate(records):
-        words = []
-        for name in OP_FIELDS[kind]:
-            v = params[name]
-            if name in blob_fields and v != NONE:
-                v += data_at
-            elif name == "scratch":
-                v = scratch_at.get(i, NONE)
-            words.append(_u32(v))
-        out += struct.pack("<I", OP_TYPES[kind] | ((len(words) + 1) << 16))
-        out += struct.pack(f"<{len(words)}I", *words)
-    return bytes(out)
-
-
 def _assemble(b: _Builder, graph: schema.SubGraphT) -> tuple[bytes, int, int, dict[str, int]]:
     """(blob, arena bytes, largest scratch, arena offset by tensor name)."""
     n_ops = len(b.records)
@@ -706,16 +556,10 @@ def _assemble(b: _Builder, graph: schema.SubGraphT) -> tuple[bytes, int, int, di
             table += struct.pack("<4I", 0, where[k], e["bytes"], 0)
         else:
             table += struct.pack("<4I", 1, data_at + e["const"], e["bytes"], 0)
-    records = _pack_records(b.records, data_at, scratch_at)
+    records = pack_records(b.records, data_at, scratch_at)
     if len(records) != ops_size:
         raise AssertionError("op table size")
-    total = data_at + len(data)
-    body = struct.pack("<11I", arena, n_t, n_ops, graph_in, graph_out, tensors_at, ops_at, len(records), data_at, len(data), _u32(min(b.macs, 2**32 - 1)))
-    rest = body + bytes(table) + records + data
-    head = MAGIC + struct.pack("<3I", VERSION, HEADER_BYTES, total)
-    blob = head + struct.pack("<I", zlib.crc32(rest)) + rest
-    if len(blob) != total:
-        raise AssertionError("blob size")
+    blob = pack_blob(arena, n_t, n_ops, graph_in, graph_out, tensors_at, ops_at, records, data_at, data, b.macs, bytes(table))
     names = {b.t[e["tfl"]].name: where[k] for k, e in enumerate(b.entries) if e["const"] is None}
     return blob, arena, max(b.scratch.values(), default=0), names
 
@@ -760,100 +604,3 @@ def build_native_model(tflite: bytes, plain_mean: bool = False) -> NativeModel:
         input_q=_q(x, "model input"), output_q=_q(y, "model output"), data_bytes=len(b.data), scratch_bytes=scratch,
         tensor_offsets=offsets,
     )  # fmt: skip
-
-
-# --------------------------------------------------------------------------- reading a blob back
-
-
-@dataclass
-class BlobOp:
-    kind: str
-    offset: int  # byte offset of the record's type word in the blob
-    params: dict[str, int]  # signed values; blob offsets and NONE as unsigned
-
-
-@dataclass
-class BlobInfo:
-    header: dict[str, int]
-    tensors: list[tuple[int, int, int]]  # (location 0 arena / 1 blob, offset, bytes)
-    ops: list[BlobOp]
-
-
-_HEADER_FIELDS = (
-    "version", "header_bytes", "blob_bytes", "crc32", "arena_bytes", "tensors", "ops", "input", "output",
-    "tensor_table", "op_table", "op_table_bytes", "data", "data_bytes", "macs",
-)  # fmt: skip
-_UNSIGNED_FIELDS = {"in", "out", "in1", "in2", "scratch", "filter", "bias", "multipliers", "shifts"}
-
-
-def crc_field(blob: bytes) -> bytes:
-    """`blob` with its CRC-32 field recomputed (for tools and tests that patch a blob)."""
-    return blob[:16] + struct.pack("<I", zlib.crc32(blob[20:])) + blob[20:]
-
-
-def read_blob(blob: bytes) -> BlobInfo:
-    """Decode a model blob (ValueError if it is not one: magic, version, length or CRC)."""
-    if len(blob) < HEADER_BYTES or blob[:4] != MAGIC:
-        raise ValueError("not a native model blob")
-    header = dict(zip(_HEADER_FIELDS, struct.unpack_from("<15I", blob, 4)))
-    if header["version"] != VERSION or header["blob_bytes"] != len(blob) or header["crc32"] != zlib.crc32(blob[20:]):
-        raise ValueError("blob version, length or CRC-32 wrong")
-    tensors = [struct.unpack_from("<3I", blob, header["tensor_table"] + 16 * k) for k in range(header["tensors"])]
-    kinds = {v: k for k, v in OP_TYPES.items()}
-    ops, at = [], header["op_table"]
-    for _ in range(header["ops"]):
-        (word0,) = struct.unpack_from("<I", blob, at)
-        kind = kinds[word0 & 0xFFFF]
-        names = OP_FIELDS[kind]
-        raw = struct.unpack_from(f"<{len(names)}I", blob, at + 4)
-        params = {n: (v if n in _UNSIGNED_FIELDS or v < 2**31 else v - 2**32) for n, v in zip(names, raw)}
-        ops.append(BlobOp(kind, at, params))
-        at += 4 * (word0 >> 16)
-    return BlobInfo(header, [tuple(t) for t in tensors], ops)
-
-
-# --------------------------------------------------------------------------- C sources
-
-
-def native_sources(native: NativeModel, name: str = "g_ecg_native_model") -> tuple[str, str]:
-    """(header, source) of the blob as a 16-byte aligned C array with its sizes as macros."""
-    digest = hashlib.sha256(native.blob).hexdigest()
-    what = f"native model blob ({len(native.blob)} bytes, sha256 {digest})"
-    guard = "ECG_NATIVE_MODEL_H"
-    header = (
-        _banner(what)
-        + f"#ifndef {guard}\n#define {guard}\n\n"
-        + '#ifdef __cplusplus\nextern "C" {\n#endif\n\n'
-        + "/* The model blob of the native backend (nn/nn_model.h describes the format). */\n"
-        + f"extern const unsigned char {name}[];\nextern const unsigned int {name}_len;\n\n"
-        + "/* Arena bytes the blob's memory plan needs (activations and im2col scratch). */\n"
-        + f"#define ECG_NATIVE_ARENA_BYTES {native.arena_bytes}\n"
-        + f"#define ECG_NATIVE_INPUT_BYTES {native.input_bytes}\n"
-        + f"#define ECG_NATIVE_OUTPUT_BYTES {native.output_bytes}\n"
-        + f"#define ECG_NATIVE_MACS {native.macs}UL\n"
-        + "/* The model's ops and tensors: NN_MAX_OPS and NN_MAX_TENSORS (nn_model.h) must be at least these. */\n"
-        + f"#define ECG_NATIVE_OPS {len(native.ops)}\n"
-        + f"#define ECG_NATIVE_TENSORS {read_blob(native.blob).header['tensors']}\n\n"
-        + "#ifdef __cplusplus\n}\n#endif\n\n"
-        + f"#endif /* {guard} */\n"
-    )
-    source = (
-        _banner(what)
-        + f'#include "{NATIVE_HEADER}"\n\n'
-        + _ALIGN_MACRO
-        + f"\n\nECG_ALIGNED const unsigned char {name}[] = {{\n"
-        + _hex_lines(native.blob)
-        + f"\n}};\n\nconst unsigned int {name}_len = {len(native.blob)}u;\n"
-    )
-    return header, source
-
-
-def write_native_sources(out_dir: Path, native: NativeModel) -> dict[str, Path]:
-    """Write ecg_native_model.h/.c into `out_dir` (atomically); returns {file name: path}."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    header, source = native_sources(native)
-    paths = {NATIVE_HEADER: out_dir / NATIVE_HEADER, NATIVE_SOURCE: out_dir / NATIVE_SOURCE}
-    write_text_atomic(paths[NATIVE_HEADER], header, encoding="ascii")
-    write_text_atomic(paths[NATIVE_SOURCE], source, encoding="ascii")
-    return paths

@@ -1,4 +1,4 @@
-"""The native int8 backend (firmware/ecg_edge/src/nn, export/native_model.py) against TensorFlow Lite Micro.
+"""The native int8 backend (firmware/ecg_edge/src/nn, export/native_model.py, export/native_blob.py) against TensorFlow Lite Micro.
 
 Single-op int8 models with random shapes, quantization and edge values run through TFLM and through
 nn_runner built several ways (host optimized path, NN_FORCE_PORTABLE, AddressSanitizer +
@@ -22,16 +22,8 @@ import pytest
 from conftest import require_m4_toolchain
 
 import tflite_ops as ops
-from export.native_model import (
-    MAGIC,
-    OP_FIELDS,
-    NativeModel,
-    UnsupportedModelError,
-    build_native_model,
-    crc_field,
-    read_blob,
-    write_native_sources,
-)
+from export.native_blob import MAGIC, OP_FIELDS, NativeModel, crc_field, read_blob, write_native_sources
+from export.native_model import UnsupportedModelError, build_native_model
 
 REPO = Path(__file__).resolve().parents[1]
 FIRMWARE = REPO / "firmware"
@@ -760,3 +752,17 @@ def test_cppcheck_nn_sources() -> None:
            "--suppress=missingIncludeSystem", "-q", f"-I{NN_SRC}", f"-I{FIRMWARE / 'harness'}", str(NN_SRC), str(FIRMWARE / "harness" / "nn_runner.c")]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"})
     assert proc.returncode == 0, proc.stderr
+
+
+def test_arena_plan_never_overlaps_live_buffers():
+    """plan_arena: buffers alive at the same op never share bytes; a dead one's bytes are reused."""
+    from export.arena_plan import plan_arena
+
+    buffers = [(100, 0, 1), (60, 1, 2), (100, 2, 3), (8, 3, 3)]  # (bytes, first op, last op)
+    offsets, total = plan_arena(buffers)
+    for a in range(len(buffers)):
+        for c in range(a + 1, len(buffers)):
+            if buffers[a][1] <= buffers[c][2] and buffers[c][1] <= buffers[a][2]:
+                assert offsets[a] + buffers[a][0] <= offsets[c] or offsets[c] + buffers[c][0] <= offsets[a]
+    assert total % 4 == 0 and all(o % 4 == 0 for o in offsets)
+    assert total < sum(b[0] for b in buffers)  # buffer 0 and 2 are never live together

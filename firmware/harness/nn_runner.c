@@ -1,4 +1,4 @@
-/* nn_runner: runs a native model blob (export/native_model.py) over a file of quantized inputs.
+/* nn_runner: runs a native model blob (export/native_blob.py) over a file of quantized inputs.
  *
  *   nn_runner MODEL.bin INPUTS.bin OUTPUTS.bin [STATS.bin [OPSTATS.bin]]
  *

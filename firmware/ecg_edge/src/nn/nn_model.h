@@ -1,4 +1,4 @@
-/* The native int8 model interpreter: runs a model blob written by export/native_model.py with the
+/* The native int8 model interpreter: runs a model blob written by export/native_model.py (format: export/native_blob.py) with the
  * kernels of nn_kernels.h, bit-exact with TensorFlow Lite Micro's reference kernels.
  *
  * No heap: the caller owns the nn_model (a few kB; sized by NN_MAX_OPS and NN_MAX_TENSORS), the
