@@ -29,10 +29,9 @@ import serial
 
 from conftest import ecg_like, lines_until_ready, write_record
 from export import qemu
-from export.bundle import manifest_uncertainty, quantization, read_manifest
-from export.crosscheck import reference_windows
+from export.bundle import read_manifest
+from export.bundle_model import BundleModel
 from export.protocol_defs import MAX_BATCH, CommandCode, ErrorCode, FrameType, ResultSource, SampleSource, TimeUnit
-from export.runtimes import run_tflm_int8
 from host.devices import Device, DeviceError, emulate, record_samples, simulate
 from host.protocol import (
     Ack,
@@ -54,7 +53,8 @@ from host.protocol import (
 from pipeline.signal.ad8232 import AD8232Config, Disturbances, to_adc
 from pipeline.signal.device_rule import WindowStatus
 from pipeline.signal.preprocess import quantize_input
-from pipeline.signal.quality import QualityStatus, low_confidence_int8
+from pipeline.inference.device_path import device_answers
+from pipeline.signal.quality import QualityStatus
 from pipeline.signal.spec import PreprocessSpec
 from pipeline.data.synthetic import simulate_ecg
 
@@ -221,9 +221,9 @@ def manifest(demo_bundle: tuple[Path, Path]) -> dict[str, Any]:
     return read_manifest(demo_bundle[1])
 
 
-def _in_q(manifest: dict[str, Any]) -> tuple[float, int]:
-    q = manifest["quantization"]["input"]
-    return float(q["scale"]), int(q["zero_point"])
+@pytest.fixture(scope="module")
+def model(demo_bundle: tuple[Path, Path]) -> BundleModel:
+    return BundleModel.load(demo_bundle[1])
 
 
 # ------------------------------------------------------------------ tests
@@ -295,17 +295,18 @@ def test_live_stream_real_time(pool: Callable[[str], Device], kind: str, seconds
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_replay_window_matches_tflm(pool: Callable[[str], Device], kind: str, demo_bundle: tuple[Path, Path], manifest: dict[str, Any]) -> None:
+def test_replay_window_matches_tflm(pool: Callable[[str], Device], kind: str, demo_bundle: tuple[Path, Path], model: BundleModel) -> None:
     from pipeline.data.dataset import load_dataset
 
     dev = pool(kind)
     ds = load_dataset(demo_bundle[0])
     idx = ds.indices("test")[:3]
-    windows = [quantize_input(np.asarray(ds.X[i])[0], *_in_q(manifest)) for i in idx]
+    windows = [quantize_input(np.asarray(ds.X[i])[0], *model.in_q) for i in idx]
     rng = np.random.default_rng(7)
     windows += [rng.integers(-128, 128, 2500).astype(np.int8), np.where(np.arange(2500) % 50 < 25, 127, -128).astype(np.int8)]
     inputs = np.stack(windows)
-    ref = run_tflm_int8(demo_bundle[1] / "model_int8.tflite", inputs)
+    tflm = model.run_int8(inputs)  # the bundle's threshold on TFLM's outputs, decided as the device does
+    ref = tflm.logits
     ids = [1000 + 17 * k for k in range(len(inputs))]
     with Link(dev.port) as link:
         link.quiet()
@@ -325,12 +326,10 @@ def test_replay_window_matches_tflm(pool: Callable[[str], Device], kind: str, de
         elapsed = time.monotonic() - t0
         link.command(CommandCode.STREAM, 0)
     assert errors == 0 and acks == 5 * len(ids)
-    unc = manifest_uncertainty(manifest)
-    low = low_confidence_int8(np.asarray(ref), quantization(manifest)[1][0], unc.confidence_threshold)
-    for wid, expected, lo in zip(ids, ref, low):
+    for wid, expected, lo in zip(ids, ref, tflm.low_confidence):
         r = got[wid]
         assert r.logits == tuple(int(v) for v in expected), f"window {wid}: device {r.logits}, TFLM {tuple(expected)}"
-        status = QualityStatus.LOW_CONFIDENCE if lo else QualityStatus.OK  # the bundle's threshold, decided as the device does
+        status = QualityStatus.LOW_CONFIDENCE if lo else QualityStatus.OK
         assert r.label == int(np.argmax(expected)) and r.status == status and r.first_sample == 0 and r.time > 0
     print(f"\n{kind}: {len(ids)} replayed windows in {elapsed:.2f} s, inference {np.mean([r.time for r in got.values()]):,.0f} "
           f"{'us' if kind == 'simulate' else 'instructions'}")  # fmt: skip
@@ -345,13 +344,12 @@ def _synthetic_stream(seconds: float, seed: int) -> tuple[np.ndarray, np.ndarray
 
 
 @pytest.mark.parametrize(("kind", "seconds"), [("simulate", 60), ("emulate", 30)])
-def test_replay_samples_match_reference(pool: Callable[[str], Device], kind: str, seconds: int, demo_bundle: tuple[Path, Path], manifest: dict[str, Any]) -> None:
+def test_replay_samples_match_reference(pool: Callable[[str], Device], kind: str, seconds: int, model: BundleModel) -> None:
     """The whole device path on known input: statuses of every window and the logits of the OK ones
     equal pipeline.signal.device + quantize + TFLM; flow control by credits, no REPLAY_OVERFLOW."""
     dev = pool(kind)
-    spec = PreprocessSpec.from_dict(manifest["spec"])
     raw, off = _synthetic_stream(seconds, seed=3)
-    ref = reference_windows(raw, off, spec, demo_bundle[1] / "model_int8.tflite", *quantization(manifest), manifest_uncertainty(manifest))
+    ref = device_answers(raw, off, model.spec, ADC.max_count, model)
     statuses = {w.status for w in ref}
     assert WindowStatus.OK in statuses and WindowStatus.LEAD_OFF in statuses, "the stream must hold both kinds of window"
     ok = [w for w in ref if w.logits is not None]
