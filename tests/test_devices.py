@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
 import sys
 import time
 from collections import deque
@@ -27,8 +25,8 @@ import numpy as np
 import pytest
 import serial
 
-from conftest import ecg_like, lines_until_ready, write_record
-from export import qemu
+from conftest import ecg_like, require_m4_toolchain, write_record
+from device_cli import foreground
 from export.bundle import read_manifest
 from export.bundle_model import BundleModel
 from export.protocol_defs import MAX_BATCH, CommandCode, ErrorCode, FrameType, ResultSource, SampleSource, TimeUnit
@@ -58,23 +56,10 @@ from pipeline.signal.quality import QualityStatus
 from pipeline.signal.spec import PreprocessSpec
 from pipeline.data.synthetic import simulate_ecg
 
-REPO = Path(__file__).resolve().parents[1]
 KINDS = ["simulate", "emulate"]
 ADC = AD8232Config()
 HOP_S = 2.5
 CLASSIFIED = (QualityStatus.OK, QualityStatus.LOW_CONFIDENCE)  # a classified window, confident or not
-
-
-def _require_toolchain() -> None:
-    if qemu.qemu_available():
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        try:
-            qemu.ensure_toolchain()
-        except (qemu.ToolchainMissing, subprocess.SubprocessError, OSError) as exc:
-            pytest.fail(f"the Cortex-M4 toolchain is required under CI=true: {exc}")
-        return
-    pytest.skip(f"Cortex-M4 toolchain missing ({', '.join(qemu.missing_tools())}): {qemu.APT_COMMAND}")
 
 
 # ------------------------------------------------------------------ the host side of the link
@@ -188,15 +173,6 @@ def _kinds(msgs: list[Message]) -> str:
 # ------------------------------------------------------------------ fixtures
 
 
-@pytest.fixture(scope="session")
-def device_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One build cache for every worker (host/devices.py locks it)."""
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
-    return root / "device-cache"
-
-
 @pytest.fixture(scope="module")
 def pool(demo_bundle: tuple[Path, Path], device_cache: Path) -> Iterator[Callable[[str], Device]]:
     """get(kind) -> the module's running device of that kind, started on first use."""
@@ -205,7 +181,7 @@ def pool(demo_bundle: tuple[Path, Path], device_cache: Path) -> Iterator[Callabl
     def get(kind: str) -> Device:
         if kind not in started:
             if kind == "emulate":
-                _require_toolchain()
+                require_m4_toolchain()
             start = simulate if kind == "simulate" else emulate
             started[kind] = start(demo_bundle[1], work=device_cache)
         started[kind].check()
@@ -603,7 +579,7 @@ def test_no_model_build(demo_bundle: tuple[Path, Path], device_cache: Path) -> N
 def test_record_feeds_the_adc(kind: str, demo_bundle: tuple[Path, Path], device_cache: Path, tmp_path: Path) -> None:
     """A WFDB record (360 Hz) is resampled to 250 Hz ADC counts and read by the device in order."""
     if kind == "emulate":
-        _require_toolchain()
+        require_m4_toolchain()
     rec = write_record(tmp_path, "rec", ecg_like(40, 360.0, seed=4), 360.0, ["II"])
     expected_file = tmp_path / "expected.bin"
     n = record_samples(rec, demo_bundle[1], expected_file)
@@ -643,19 +619,11 @@ def test_cli_simulate_until_interrupted(demo_bundle: tuple[Path, Path], device_c
         "sys.exit(run(p, sys.argv[1:]))\n"
     )
     cmd = [sys.executable, "-u", "-c", code, "simulate", "--bundle", str(demo_bundle[1]), "--link", str(link_path), "--work", str(device_cache)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        lines = lines_until_ready(proc, 120)
-        assert any("virtual device on /dev/" in ln and str(link_path) in ln for ln in lines), lines
-        assert any("backend native" in ln for ln in lines), lines
+    with foreground(cmd, ready_s=120, stop_s=30) as run:
+        assert any("virtual device on /dev/" in ln and str(link_path) in ln for ln in run.lines), run.lines
+        assert any("backend native" in ln for ln in run.lines), run.lines
         assert link_path.is_symlink()
         with Link(str(link_path)) as link:
             assert link.hello().backend == "native"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
-    assert "device counters: samples" in out and not link_path.exists()
+    assert run.returncode == 0, run.err
+    assert "device counters: samples" in run.out and not link_path.exists()

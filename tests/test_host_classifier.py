@@ -188,7 +188,7 @@ def test_load_errors(tmp_path: Path) -> None:
         stream.push(0, np.array([2000]), np.array([False]))
 
 
-def test_device_results_equal_host_int8(demo_bundle: tuple[Path, Path]) -> None:
+def test_device_results_equal_host_int8(demo_bundle: tuple[Path, Path], device_cache: Path) -> None:
     """The virtual device's live stream (synthetic AD8232 signal, from a RESET): each RESULT's status and
     int8 logits equal the host classifier's for the same window."""
     from host.devices import simulate
@@ -198,7 +198,7 @@ def test_device_results_equal_host_int8(demo_bundle: tuple[Path, Path]) -> None:
     clf = HostClassifier.load(bundle)
     host: dict[int, WindowResult] = {}
     device = []
-    with simulate(bundle, work=bundle.parent.parent / "device-cache") as dev, DeviceLink(dev.port) as link:
+    with simulate(bundle, work=device_cache) as dev, DeviceLink(dev.port) as link:
         info = link.get_info(timeout=5)
         assert clf.mismatch(info) is None
         assert "spec" in HostClassifier.load(bundle.parent / "train" / "checkpoint.pt").mismatch(
