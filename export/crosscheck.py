@@ -29,16 +29,16 @@ from tqdm import tqdm
 
 from pipeline.signal.ad8232 import AD8232Config, Disturbances, mv_to_counts, to_adc
 from pipeline.data.dataset import Dataset, load_dataset, write_json_atomic
-from pipeline.signal.device_rule import WindowStatus
-from pipeline.signal.device import device_windows
 from pipeline.inference.classifiers import select_leads
+from pipeline.inference.device_path import AnsweredWindow, device_answers
 from pipeline.signal.preprocess import quantize_input, resample
-from pipeline.signal.quality import QualityStatus, Uncertainty, low_confidence_int8
+from pipeline.signal.quality import QualityStatus
 from pipeline.data.records import read_record
 from pipeline.sources import mitdb as mitdb_source
 from pipeline.signal.spec import PreprocessSpec
 
-from .bundle import manifest_uncertainty, quantization, read_manifest
+from .bundle import quantization, read_manifest
+from .bundle_model import BundleModel
 from .firmware import generate_firmware
 from .onnx_export import ExportError
 from .runtimes import run_tflm_int8
@@ -91,7 +91,9 @@ def make(target: str, gen: Path, build: Path, programs: list[str], extra_cflags:
         raise ExportError(f"firmware build for {target} failed:\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}")
 
 
-def _runner(target: str, build: Path) -> Callable[[str, list[str], Path], None]:
+def program_runner(target: str, build: Path) -> Callable[[str, list[str], Path], None]:
+    """run(program, args, cwd): a harness program built for `target` in `build`, natively or under QEMU;
+    an ExportError with its output when it fails."""
     if target == "cortex-m4":
         from .qemu import run_elf
 
@@ -119,7 +121,7 @@ def build_target(target: str, gen: Path, work: Path) -> Target:
         ensure_toolchain()
     build = work / f"build-{target}"
     make(target, gen, build, ["nn_runner", "stream_runner", "device_image"])
-    return Target(target, build, _runner(target, build))
+    return Target(target, build, program_runner(target, build))
 
 
 # ------------------------------------------------------------------ streams
@@ -176,45 +178,6 @@ def quality_stream(spec: PreprocessSpec, seconds: float, seed: int = 0) -> Strea
     return Stream("synthetic_quality", raw, off)
 
 
-@dataclass
-class ReferenceWindow:
-    """What the device must answer for one window: its final status, and for a classified one
-    (OK or LOW_CONFIDENCE) the int8 model input and TFLM's int8 outputs."""
-
-    index: int
-    start: int
-    status: QualityStatus
-    z: np.ndarray | None
-    q: np.ndarray | None
-    logits: np.ndarray | None
-
-    @property
-    def classified(self) -> bool:
-        return self.logits is not None
-
-
-def reference_windows(
-    raw: np.ndarray, lead_off: np.ndarray, spec: PreprocessSpec, tflite: Path, in_q: tuple[float, int], out_q: tuple[float, int],
-    uncertainty: Uncertainty, adc_max: int = ADC.max_count, hop: int | None = None,
-) -> list[ReferenceWindow]:  # fmt: skip
-    """The whole device path in Python: `pipeline.signal.device` with the bundle's quality rule, the model
-    through TFLM, then the confidence threshold. The one reference of crosscheck and host parity."""
-    windows = device_windows(raw, lead_off, spec, adc_max, hop=hop, quality=uncertainty.quality)
-    ok = [w for w in windows if w.status == WindowStatus.OK]
-    qs = [quantize_input(w.z, *in_q) for w in ok]
-    logits = run_tflm_int8(tflite, np.stack(qs)) if ok else np.zeros((0, 0), np.int8)
-    low = low_confidence_int8(logits, out_q[0], uncertainty.confidence_threshold) if ok else np.zeros(0, bool)
-    by_index = {w.index: (q, y, bool(lo)) for w, q, y, lo in zip(ok, qs, logits, low)}
-    out = []
-    for w in windows:
-        if w.index in by_index:
-            q, y, lo = by_index[w.index]
-            out.append(ReferenceWindow(w.index, w.start, QualityStatus.LOW_CONFIDENCE if lo else QualityStatus.OK, w.z, q, y))
-        else:
-            out.append(ReferenceWindow(w.index, w.start, QualityStatus(int(w.status)), None, None, None))
-    return out
-
-
 def write_samples(stream: Stream, path: Path) -> None:
     packed = stream.raw.astype(np.uint32) | (stream.lead_off.astype(np.uint32) << 16)
     packed.astype("<u4").tofile(path)
@@ -241,31 +204,47 @@ def result_dtype(n_labels: int) -> np.dtype:
 # ------------------------------------------------------------------ checks
 
 
+def _same_place(rec: np.void, status: int, w: AnsweredWindow) -> bool:
+    """A device record with this status at the reference window's index and first sample."""
+    return int(rec["status"]) == int(status) and int(rec["index"]) == w.index and int(rec["first"]) == w.start
+
+
 @dataclass
-class PreprocessTally:
+class _Tally:
+    """Windows compared with the reference and the reference's final statuses."""
+
     windows: int = 0
     status_equal: int = 0
+    status_counts: dict[str, int] = field(default_factory=lambda: {s.name: 0 for s in QualityStatus})
+
+    def _pairs(self, name: str, program: str, ref: list[AnsweredWindow], recs: np.ndarray) -> list[tuple[AnsweredWindow, np.void]]:
+        """(reference, device record) of one stream, counted; an ExportError when their numbers differ."""
+        if len(recs) != len(ref):
+            raise ExportError(f"{name}: {program} emitted {len(recs)} windows, the reference {len(ref)}")
+        self.windows += len(ref)
+        for w in ref:
+            self.status_counts[w.status.name] += 1
+        return list(zip(ref, recs))
+
+
+@dataclass
+class PreprocessTally(_Tally):
     ok_windows: int = 0
     max_abs_diff: float = 0.0
     input_equal: int = 0
     input_total: int = 0
     samples: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
-    status_counts: dict[str, int] = field(default_factory=lambda: {s.name: 0 for s in QualityStatus})
     per_stream: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def add(self, name: str, ref: list[ReferenceWindow], dev: np.ndarray) -> None:
+    def add(self, name: str, ref: list[AnsweredWindow], dev: np.ndarray) -> None:
         """Compare one stream of `stream_runner -n` records (statuses before the model: a reference
         LOW_CONFIDENCE window is OK there) with the reference."""
-        if len(dev) != len(ref):
-            raise ExportError(f"{name}: the device emitted {len(dev)} windows, the reference {len(ref)}")
         diff = 0.0
-        for w, d in zip(ref, dev):
+        for w, d in self._pairs(name, "the device", ref, dev):
             pre_model = QualityStatus.OK if w.classified else w.status
-            self.windows += 1
             self.statuses[pre_model.name] = self.statuses.get(pre_model.name, 0) + 1
-            self.status_counts[w.status.name] += 1
-            self.status_equal += int(d["status"]) == int(pre_model) and int(d["index"]) == w.index and int(d["first"]) == w.start
+            self.status_equal += _same_place(d, pre_model, w)
             if w.q is None or int(d["status"]) != int(pre_model):
                 continue
             q = w.q
@@ -279,22 +258,15 @@ class PreprocessTally:
 
 
 @dataclass
-class RawPathTally:
+class RawPathTally(_Tally):
     """device_image (the whole device path) against the reference: logits of classified windows, every status."""
 
     logits_equal: int = 0
     classified: int = 0
-    status_equal: int = 0
-    windows: int = 0
-    status_counts: dict[str, int] = field(default_factory=lambda: {s.name: 0 for s in QualityStatus})
 
-    def add(self, name: str, ref: list[ReferenceWindow], res: np.ndarray, n_labels: int) -> None:
-        if len(res) != len(ref):
-            raise ExportError(f"{name}: device_image emitted {len(res)} windows, the reference {len(ref)}")
-        for w, r in zip(ref, res):
-            self.windows += 1
-            self.status_counts[w.status.name] += 1
-            same = int(r["status"]) == int(w.status) and int(r["index"]) == w.index and int(r["first"]) == w.start
+    def add(self, name: str, ref: list[AnsweredWindow], res: np.ndarray, n_labels: int) -> None:
+        for w, r in self._pairs(name, "device_image", ref, res):
+            same = _same_place(r, w.status, w)
             if w.logits is not None:
                 self.classified += 1
                 equal = bool((r["logits"][:n_labels] == w.logits).all()) and int(r["label"]) == int(np.argmax(w.logits))
@@ -336,7 +308,7 @@ def portable_check(tgt: Target, gen: Path, work: Path, blob: Path, inputs: np.nd
     """The portable kernels on the Cortex-M4: their instruction count, and outputs equal to the DSP path's."""
     build = work / "build-cortex-m4-portable"
     make("cortex-m4", gen, build, ["nn_runner"], "-DNN_FORCE_PORTABLE=1")
-    portable = Target("cortex-m4", build, _runner("cortex-m4", build))
+    portable = Target("cortex-m4", build, program_runner("cortex-m4", build))
     inputs.astype(np.int8).tofile(work / "portable_inputs.bin")
     portable.run("nn_runner", [str(blob), "portable_inputs.bin", "portable_outputs.bin", "portable_stats.bin"], work)
     out = np.fromfile(work / "portable_outputs.bin", dtype=np.int8).reshape(len(inputs), -1)
@@ -389,8 +361,7 @@ def crosscheck(
         blob = work / "model.bin"
         blob.write_bytes(native.blob)
         tgt = build_target(target, gen, work)
-        in_q, out_q = quantization(manifest)
-        unc = manifest_uncertainty(manifest)
+        reference = BundleModel.from_manifest(bundle, manifest)
         lead = manifest["leads"][0]
         _, inputs = test_inputs(ds, manifest, limit)
         model = model_check(tgt, blob, bundle / "model_int8.tflite", inputs, work)
@@ -411,7 +382,7 @@ def crosscheck(
             tgt.stats["push_instructions"] = tgt.stats.get("push_instructions", 0) + int(st[3])
             tgt.stats["window_instructions"] = tgt.stats.get("window_instructions", 0) + int(st[4])
             tgt.stats["ok_windows"] = tgt.stats.get("ok_windows", 0) + int(st[2])
-            ref = reference_windows(s.raw, s.lead_off, ds.spec, bundle / "model_int8.tflite", in_q, out_q, unc)
+            ref = device_answers(s.raw, s.lead_off, ds.spec, ADC.max_count, reference)
             tally.add(s.name, ref, dev)
             if raw.classified >= raw_path_windows:
                 continue

@@ -20,6 +20,7 @@ bundle under `work` (default `$ECG_EDGE_CACHE` or `~/.cache/ecg-edge/devices`).
 from __future__ import annotations
 
 import collections
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -32,15 +33,15 @@ import subprocess
 import tempfile
 import threading
 import time
-import tty
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Iterator
 
 from export.protocol_defs import CommandCode
 from pipeline.signal.spec import PreprocessSpec
 
 from .protocol import Command, Encoder, Info, Reader, decode_message
+from .ptys import check_link, make_link, open_pty, remove_link
 
 PROGRAM = "device_firmware"
 DEFAULT_ICOUNT_SHIFT = 4
@@ -256,8 +257,7 @@ class Device:
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
-        if self.link is not None and self.link.is_symlink():
-            self.link.unlink()
+        remove_link(self.link)
         if self._scratch is not None:
             self._scratch.cleanup()
             self._scratch = None
@@ -277,10 +277,7 @@ class Device:
 
 def _start(kind: str, build: DeviceBuild, command: list[str], link: Path | None, scratch: tempfile.TemporaryDirectory,
            port: str | None, pass_fds: tuple[int, ...] = (), cwd: Path | None = None) -> Device:
-    if link is not None:
-        link = Path(link)
-        if link.exists() and not link.is_symlink():
-            raise DeviceError(f"--link {link}: exists and is not a symlink")
+    link = check_link(link, DeviceError)
     # Same process group: Ctrl-C in a terminal stops the device too (it prints its counters on SIGINT).
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             pass_fds=pass_fds, cwd=cwd)  # fmt: skip
@@ -306,14 +303,35 @@ def _start(kind: str, build: DeviceBuild, command: list[str], link: Path | None,
         raise DeviceError(f"the {kind} device {what}: {' '.join(command)}\n{console[-2000:]}")
     if link is not None:
         try:
-            if link.is_symlink():
-                link.unlink()
-            link.symlink_to(dev.port)
-        except OSError as exc:
+            make_link(link, dev.port, DeviceError)
+        except DeviceError:
             dev.close()
-            raise DeviceError(f"cannot make the link {link} -> {dev.port}: {exc}") from None
+            raise
         dev.link = link
     return dev
+
+
+@contextlib.contextmanager
+def _removed_on_error(scratch: tempfile.TemporaryDirectory) -> Iterator[None]:
+    """Remove the scratch directory when the block fails."""
+    try:
+        yield
+    except BaseException:
+        scratch.cleanup()
+        raise
+
+
+def _set_up(
+    kind: str, bundle: Path, target: str, work: Path | None,
+    record: Path | None, synthetic: bool, signal_opts: SignalOptions | None, loop: bool, lead: str | None, *, no_model: bool = False,
+) -> tuple[DeviceBuild, tempfile.TemporaryDirectory, list[str]]:  # fmt: skip
+    """What `simulate` and `emulate` start from: the built program, a scratch directory and the ADC's arguments."""
+    bundle = Path(bundle)
+    build = build_device(bundle, target, work, no_model=no_model)
+    scratch = tempfile.TemporaryDirectory(prefix=f"ecg-{kind}-")
+    with _removed_on_error(scratch):
+        adc = _adc_args(bundle, Path(record) if record else None, synthetic and record is None, signal_opts, loop, lead, Path(scratch.name))
+    return build, scratch, adc
 
 
 def simulate(
@@ -337,18 +355,11 @@ def simulate(
     runs), `sanitize` the AddressSanitizer/UBSan build; `extra_args` go to the program (e.g.
     ("--stall", "2,2500"): see firmware/harness/device_firmware.c).
     """
-    bundle = Path(bundle)
-    build = build_device(bundle, "host-asan" if sanitize else "host", work, no_model=no_model)
-    scratch = tempfile.TemporaryDirectory(prefix="ecg-simulate-")
+    target = "host-asan" if sanitize else "host"
+    build, scratch, adc = _set_up("simulate", bundle, target, work, record, synthetic, signal_opts, loop, lead, no_model=no_model)
+    with _removed_on_error(scratch):
+        master, slave, port = open_pty()
     try:
-        adc = _adc_args(bundle, Path(record) if record else None, synthetic and record is None, signal_opts, loop, lead, Path(scratch.name))
-        master, slave = os.openpty()
-    except BaseException:
-        scratch.cleanup()
-        raise
-    try:
-        tty.setraw(slave)
-        port = os.ttyname(slave)
         command = [str(build.program), "--serial", f"fd:{master}", *adc, *extra_args]
         return _start("simulate", build, command, link, scratch, port, pass_fds=(master,))
     finally:
@@ -400,15 +411,9 @@ def emulate(
     samples instead of at the end (Device.counters() gives the latest)."""
     if not 0 <= icount_shift <= 10:
         raise DeviceError(f"icount shift must be in 0..10, not {icount_shift}")
-    bundle = Path(bundle)
-    build = build_device(bundle, "cortex-m4", work)
-    scratch = tempfile.TemporaryDirectory(prefix="ecg-emulate-")
-    try:
-        adc = _adc_args(bundle, Path(record) if record else None, synthetic and record is None, signal_opts, loop, lead, Path(scratch.name))
+    build, scratch, adc = _set_up("emulate", bundle, "cortex-m4", work, record, synthetic, signal_opts, loop, lead)
+    with _removed_on_error(scratch):
         command = qemu_device_command(build.program, [*adc, "--report", str(report_s), *extra_args], icount_shift)
-    except BaseException:
-        scratch.cleanup()
-        raise
     return _start("emulate", build, command, link, scratch, None, cwd=Path(scratch.name))
 
 

@@ -1,9 +1,10 @@
 """Classify a live stream on the host, window by window, exactly as the device would.
 
-`HostClassifier.load(path)` takes a checkpoint `.pt` (the float model, `pipeline.inference.classifiers.Single`) or
-a bundle directory (its `model_int8.tflite` through TFLM, `export.runtimes.run_tflm_int8`: the same
+`HostClassifier.load(path)` takes a checkpoint `.pt` (the float model, `pipeline.inference.device_path.CheckpointModel`)
+or a bundle directory (its `model_int8.tflite` through TFLM, `export.bundle_model.BundleModel`: the same
 int8 logits the device computes; probabilities are the softmax of the dequantized logits). `feed(block)`
-takes the blocks a `host.sources.LiveSource` reads and returns every window that became complete.
+takes the blocks a `host.sources.LiveSource` reads and returns every window that became complete; the
+model and its threshold run as in `pipeline.inference.device_path.answer_windows`.
 
 The rule is `pipeline.signal.device`'s, applied incrementally (`DeviceStream`): window k covers session
 samples [k * hop, k * hop + window); LEAD_OFF when one of its samples had the lead-off flag, SATURATED
@@ -37,15 +38,20 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from scipy import signal as sps
 
+from pipeline.inference.device_path import AnsweredWindow, CheckpointModel, answer_windows
+from pipeline.signal.device import DeviceWindow
 from pipeline.signal.device_rule import DEFAULT_RULE, DeviceRule, WindowStatus, saturated_mask
-from pipeline.signal.preprocess import quantize_input, softmax, zscore
-from pipeline.signal.quality import QualityRule, QualityStatus, Uncertainty, assess_window, low_confidence_int8
+from pipeline.signal.preprocess import zscore
+from pipeline.signal.quality import QualityRule, QualityStatus, assess_window
 from pipeline.signal.spec import PreprocessSpec
+
+if TYPE_CHECKING:
+    from export.bundle_model import BundleModel
 
 
 class BlockLike(Protocol):
@@ -125,14 +131,6 @@ class StreamResampler:
 # ------------------------------------------------------------------ the device rule, incrementally
 
 
-@dataclass
-class DeviceWindowOut:
-    index: int
-    start: int
-    status: WindowStatus
-    z: np.ndarray | None
-
-
 class DeviceStream:
     """`pipeline.signal.device.device_windows`, one chunk at a time (with `quality`: its FLAT/NOISY checks too;
     the rule's device part then replaces `rule`)."""
@@ -159,7 +157,7 @@ class DeviceStream:
         self._zi: np.ndarray | None = None  # filter state; None while the leads are off
         self._k = 0  # next window index
 
-    def push(self, first_sample: int, raw: np.ndarray, lead_off: np.ndarray) -> list[DeviceWindowOut]:
+    def push(self, first_sample: int, raw: np.ndarray, lead_off: np.ndarray) -> list[DeviceWindow]:
         raw = np.asarray(raw, dtype=np.float64)
         off = np.asarray(lead_off, dtype=bool)
         if raw.shape != off.shape or raw.ndim != 1:
@@ -182,13 +180,13 @@ class DeviceStream:
         while (s := self._k * self.hop) + self.spec.window <= self.next_sample:
             a, b = s - self._start, s - self._start + self.spec.window
             if self._off[a:b].any():
-                out.append(DeviceWindowOut(self._k, s, WindowStatus.LEAD_OFF, None))
+                out.append(DeviceWindow(self._k, s, WindowStatus.LEAD_OFF, None))
             elif int(saturated_mask(self._raw[a:b], self.adc_max, self.rule).sum()) > self._limit:
-                out.append(DeviceWindowOut(self._k, s, WindowStatus.SATURATED, None))
+                out.append(DeviceWindow(self._k, s, WindowStatus.SATURATED, None))
             elif (st := self._quality(a, b)) != WindowStatus.OK:
-                out.append(DeviceWindowOut(self._k, s, st, None))
+                out.append(DeviceWindow(self._k, s, st, None))
             else:
-                out.append(DeviceWindowOut(self._k, s, WindowStatus.OK, zscore(self._filt[a:b], self.spec.zscore_eps)))
+                out.append(DeviceWindow(self._k, s, WindowStatus.OK, zscore(self._filt[a:b], self.spec.zscore_eps)))
             self._k += 1
         drop = min(self._k * self.hop, self.next_sample) - self._start
         if drop > 0:
@@ -224,60 +222,28 @@ class DeviceStream:
 # ------------------------------------------------------------------ models
 
 
-class _CheckpointModel:
-    kind = "checkpoint"
+def _checkpoint_model(path: Path) -> CheckpointModel:
+    from pipeline.models.checkpoint import load_checkpoint
 
-    def __init__(self, path: Path) -> None:
-        from pipeline.models.checkpoint import load_checkpoint
-        from pipeline.inference.classifiers import Single
-
-        ckpt = load_checkpoint(path)
-        if ckpt.in_leads != 1:
-            raise ValueError(f"{path}: the model takes leads {ckpt.leads}; a live stream has one lead")
-        self.clf = Single(ckpt)
-        self.spec, self.labels = ckpt.spec, tuple(ckpt.label_names)
-        self.uncertainty: Uncertainty = ckpt.uncertainty
-
-    def low_confidence(self, probs: np.ndarray, raw: np.ndarray | None) -> np.ndarray:
-        return self.uncertainty.low_confidence(probs)
-
-    def run(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Probabilities (n, classes) and int8 logits (None: float model) for z-scored windows (n, window)."""
-        return self.clf.predict_proba(z[:, None, :], list(self.clf.leads)), None
+    ckpt = load_checkpoint(path)
+    if ckpt.in_leads != 1:
+        raise ValueError(f"{path}: the model takes leads {ckpt.leads}; a live stream has one lead")
+    return CheckpointModel(ckpt)
 
 
-class _BundleModel:
-    kind = "bundle"
+def _bundle_model(path: Path) -> BundleModel:
+    from export.bundle_model import BundleModel
 
-    def __init__(self, path: Path) -> None:
-        from export.bundle import manifest_uncertainty, quantization, read_manifest, verify_files
-
-        manifest = read_manifest(path)
-        verify_files(path, manifest)
-        if len(manifest["leads"]) != 1:
-            raise ValueError(f"{path}: the model takes leads {manifest['leads']}; a live stream has one lead")
-        self.tflite = path / "model_int8.tflite"
-        self.spec = PreprocessSpec.from_dict(manifest["spec"])
-        self.labels = tuple(manifest["labels"])
-        self.in_q, self.out_q = quantization(manifest)
-        self.uncertainty = manifest_uncertainty(manifest)
-
-    def low_confidence(self, probs: np.ndarray, raw: np.ndarray | None) -> np.ndarray:
-        """The device's test, on the int8 outputs."""
-        return low_confidence_int8(raw, self.out_q[0], self.uncertainty.confidence_threshold)
-
-    def run(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        from export.runtimes import run_tflm_int8
-
-        raw = run_tflm_int8(self.tflite, np.stack([quantize_input(w, *self.in_q) for w in z]))
-        logits = (raw.astype(np.float64) - self.out_q[1]) * self.out_q[0]
-        return softmax(logits), raw
+    model = BundleModel.load(path, verify=True)
+    if len(model.leads) != 1:
+        raise ValueError(f"{path}: the model takes leads {list(model.leads)}; a live stream has one lead")
+    return model
 
 
 class HostClassifier:
     """A model and the device rule over one live stream; `feed` blocks, get the windows they complete."""
 
-    def __init__(self, model: _CheckpointModel | _BundleModel, rate_hz: float | None = None, adc_bits: int = 12) -> None:
+    def __init__(self, model: CheckpointModel | BundleModel, rate_hz: float | None = None, adc_bits: int = 12) -> None:
         self.model = model
         self.spec: PreprocessSpec = model.spec
         self.label_names: tuple[str, ...] = model.labels
@@ -292,9 +258,9 @@ class HostClassifier:
         `adc_bits` are the source's (default: the spec's rate, 12 bits)."""
         path = Path(path)
         if path.is_dir():
-            model: _CheckpointModel | _BundleModel = _BundleModel(path)
+            model: CheckpointModel | BundleModel = _bundle_model(path)
         elif path.is_file():
-            model = _CheckpointModel(path)
+            model = _checkpoint_model(path)
         else:
             raise ValueError(f"{path}: no such checkpoint file or bundle directory")
         return cls(model, rate_hz, adc_bits)
@@ -308,10 +274,11 @@ class HostClassifier:
         fp = getattr(info, "spec_fingerprint", b"").hex()
         if fp and fp != self.spec.fingerprint():
             return f"the device preprocesses with spec {fp}, the model with {self.spec.fingerprint()}"
-        if isinstance(self.model, _BundleModel):
+        tflite = getattr(self.model, "tflite", None)  # a bundle's model
+        if tflite is not None:
             import hashlib
 
-            sha = hashlib.sha256(self.model.tflite.read_bytes()).hexdigest()
+            sha = hashlib.sha256(tflite.read_bytes()).hexdigest()
             dev = getattr(info, "model_sha256", b"").hex()
             if dev and dev != "0" * 64 and dev != sha:
                 return f"the device runs model {dev[:16]}..., the bundle has {sha[:16]}..."
@@ -357,20 +324,13 @@ class HostClassifier:
         # resampled values stay within the ADC range for the saturation rule (FIR overshoot at edges)
         return out_start, np.clip(y, 0, self.stream.adc_max), yoff
 
-    def _classify(self, windows: list[DeviceWindowOut]) -> list[WindowResult]:
-        ok = [w for w in windows if w.status == WindowStatus.OK]
-        probs, raw = self.model.run(np.stack([w.z for w in ok])) if ok else (None, None)
-        low = self.model.low_confidence(probs, raw) if probs is not None else None
-        by_index = {w.index: i for i, w in enumerate(ok)}
-        out = []
-        for w in windows:
-            i = by_index.get(w.index)
-            if i is None or probs is None:
-                out.append(WindowResult(w.index, w.start, w.status, None, None))
-                continue
-            score = raw[i] if raw is not None else probs[i]
-            label = self.label_names[int(np.argmax(score))]  # first on ties, like the device
-            logits = tuple(int(v) for v in raw[i]) if raw is not None else None
-            status = QualityStatus.LOW_CONFIDENCE if low is not None and low[i] else w.status
-            out.append(WindowResult(w.index, w.start, status, label, {n: float(p) for n, p in zip(self.label_names, probs[i])}, logits))
-        return out
+    def _classify(self, windows: list[DeviceWindow]) -> list[WindowResult]:
+        return [self._result(a) for a in answer_windows(windows, self.model)]
+
+    def _result(self, a: AnsweredWindow) -> WindowResult:
+        if a.probabilities is None:
+            return WindowResult(a.index, a.start, a.status, None, None)
+        score = a.logits if a.logits is not None else a.probabilities
+        label = self.label_names[int(np.argmax(score))]  # first on ties, like the device
+        logits = tuple(int(v) for v in a.logits) if a.logits is not None else None
+        return WindowResult(a.index, a.start, a.status, label, {n: float(p) for n, p in zip(self.label_names, a.probabilities)}, logits)

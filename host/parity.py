@@ -3,8 +3,8 @@
 Over the serial link: INFO must name the bundle's model (sha256) and preprocessing (spec
 fingerprint); the test split's windows go to the device as REPLAY_WINDOW (the model alone, compared
 with TFLM's int8 outputs and the float model's top-1), and whole records and synthetic AD8232
-streams as REPLAY_SAMPLES (the whole device path, compared with `export.crosscheck.reference_windows`:
-`pipeline.signal.device` with the bundle's quality rule, TFLM, the bundle's confidence threshold: every
+streams as REPLAY_SAMPLES (the whole device path, compared with `pipeline.inference.device_path.device_answers`
+on the bundle's model: `pipeline.signal.device` with its quality rule, TFLM, its confidence threshold: every
 status, FLAT, NOISY and LOW_CONFIDENCE included, and the logits of classified windows).
 """
 
@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from export.bundle import manifest_uncertainty, quantization, read_manifest, verify_files
-from export.crosscheck import iter_streams, reference_windows, test_inputs
+from export.bundle import read_manifest, verify_files
+from export.bundle_model import BundleModel
+from export.crosscheck import ADC, iter_streams, test_inputs
 from export.protocol_defs import TimeUnit
 from export.runtimes import run_litert, run_tflm_int8
 from pipeline.util.atomic import write_bytes_atomic
 from pipeline.data.dataset import load_dataset, write_json_atomic
+from pipeline.inference.device_path import device_answers
 from pipeline.signal.preprocess import softmax
 from pipeline.signal.quality import QualityStatus
 
@@ -94,10 +96,9 @@ def run_parity(
     manifest = read_manifest(bundle)
     verify_files(bundle, manifest)
     ds = load_dataset(data)
-    in_q, out_q = quantization(manifest)
-    tflite = bundle / "model_int8.tflite"
+    model = BundleModel.from_manifest(bundle, manifest)
     windows, inputs = test_inputs(ds, manifest, limit)
-    reference = run_tflm_int8(tflite, inputs)
+    reference = run_tflm_int8(model.tflite, inputs)
     float_logits = run_litert(bundle / "model_float.tflite", windows, reference_kernels=False).logits
 
     with DeviceLink(port, baud) as link:
@@ -110,14 +111,13 @@ def run_parity(
             device[k] = np.asarray(r.logits, dtype=np.int8)
             times.append(r.time)
         raw_equal = raw_total = 0
-        unc = manifest_uncertainty(manifest)
         statuses = {st.name: 0 for st in QualityStatus}
         stream_list = list(iter_streams(ds, manifest["leads"][0], None, 0, 0.0, synthetic_seconds))
         if streams:
             synthetic = [s for s in stream_list if s.name.startswith("synthetic")]
             stream_list = stream_list[:streams] + synthetic[:1] + [s for s in synthetic[1:] if s.name == "synthetic_quality"]
         for s in tqdm(stream_list, desc="replay streams", unit="stream", disable=None if progress else True):
-            ref = reference_windows(s.raw, s.lead_off, ds.spec, tflite, in_q, out_q, unc)
+            ref = device_answers(s.raw, s.lead_off, ds.spec, ADC.max_count, model)
             results = link.replay_stream(s.raw, s.lead_off, len(ref), timeout)
             expected = {w.index: (int(w.status), None if w.logits is None else tuple(int(v) for v in w.logits)) for w in ref}
             for r in results:
@@ -159,8 +159,7 @@ def run_parity(
     if out is not None:
         write_json_atomic(Path(out), report)
         if len(inputs):
-            dq = (device.astype(np.float64) - out_q[1]) * out_q[0]
-            plot(float_logits, dq, list(manifest["labels"]), Path(out).with_suffix(".png"))
+            plot(float_logits, model.dequantize(device), list(model.labels), Path(out).with_suffix(".png"))
     return report, failed
 
 

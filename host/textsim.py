@@ -17,7 +17,6 @@ import os
 import select
 import threading
 import time
-import tty
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -28,6 +27,8 @@ from scipy import signal as sps
 from pipeline.signal.ad8232 import AD8232Config, Disturbances, frontend_sos, mv_to_counts
 from pipeline.data.labels import LABELS
 from pipeline.data.synthetic import sample_patient, simulate_ecg
+
+from .ptys import check_link, make_link, pty_port, remove_link
 
 WANDER_MV = 0.1  # respiration-like baseline wander, mV
 WANDER_HZ = 0.25
@@ -111,24 +112,15 @@ class TextDevice:
         self.link: Path | None = None
         self._tail = b""  # the rest of a line the pty took only part of
         self._stop = threading.Event()
-        link_path = Path(link) if link is not None else None
-        if link_path is not None and link_path.exists() and not link_path.is_symlink():
-            raise ValueError(f"--link {link_path}: exists and is not a symlink")
-        self._master, slave = os.openpty()
-        try:
-            tty.setraw(slave)
-            self.port = os.ttyname(slave)
-        finally:
-            os.close(slave)  # nobody holds the slave until a client opens `port`
+        link_path = check_link(link, ValueError)
+        self._master, self.port = pty_port()
         os.set_blocking(self._master, False)
         if link_path is not None:
             try:
-                if link_path.is_symlink():
-                    link_path.unlink()
-                link_path.symlink_to(self.port)
-            except OSError as exc:
+                make_link(link_path, self.port, ValueError)
+            except ValueError:
                 os.close(self._master)
-                raise ValueError(f"cannot make the link {link_path} -> {self.port}: {exc}") from None
+                raise
             self.link = link_path
         self._thread = threading.Thread(target=self._run, name=f"TextDevice {self.port}", daemon=True)
         self._thread.start()
@@ -155,8 +147,7 @@ class TextDevice:
         if self._master >= 0:
             os.close(self._master)
             self._master = -1
-        if self.link is not None and self.link.is_symlink():
-            self.link.unlink()
+        remove_link(self.link)
 
     def _connected(self) -> bool:
         p = select.poll()

@@ -1,10 +1,9 @@
-"""Shared fixtures: the one way tests reach ../shared/data, and small WFDB writers."""
+"""Shared fixtures: the one way tests reach ../shared/data, the demo bundle and the device build cache
+every pytest-xdist worker shares, a small PTB-XL student, and small WFDB writers."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -62,22 +61,14 @@ def ecg_like(seconds: float, fs: float, hr: float = 72.0, seed: int = 0, leads: 
     return x + 0.02 * rng.standard_normal(x.shape)
 
 
-def lines_until_ready(proc: subprocess.Popen, timeout: float) -> list[str]:
-    """stdout lines of a `simulate` process up to its "serial port ready" line (or EOF / timeout)."""
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline() if proc.stdout else ""
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("serial port ready"):
-            break
-    return lines
-
-
 def write_records_file(directory: Path, names: list[str]) -> None:
     (directory / "RECORDS").write_text("".join(f"{n}\n" for n in names))
+
+
+def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's base temporary directory, the same for every pytest-xdist worker."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
 
 
 @pytest.fixture(scope="session")
@@ -85,9 +76,7 @@ def demo_bundle(tmp_path_factory) -> tuple[Path, Path]:
     """(data set, bundle) of a small synthetic demo run, built once and shared by pytest-xdist workers."""
     from filelock import FileLock
 
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
+    root = shared_root(tmp_path_factory)
     out = root / "demo-bundle"
     with FileLock(str(root / "demo-bundle.lock")):
         if not (out / "bundle" / "manifest.json").exists():
@@ -96,6 +85,25 @@ def demo_bundle(tmp_path_factory) -> tuple[Path, Path]:
             code = export_main(["demo", "--out-dir", str(out), "--epochs", "4", "--patients-per-class", "6", "--no-progress"])
             assert code == 0, "the demo chain failed"
     return out / "dataset", out / "bundle"
+
+
+@pytest.fixture(scope="session")
+def device_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One build cache of `simulate`/`emulate` for every worker (host/devices.py locks it)."""
+    return shared_root(tmp_path_factory) / "device-cache"
+
+
+def ptbxl_student(shared_data: Path, root: Path, parity_limit: int) -> tuple[Path, Path]:
+    """(data set, bundle) of a small PTB-XL-trained student under `root`: 300 records, 2 epochs, any top-1."""
+    from export.cli import main as export_main
+    from pipeline.cli import main as pipeline_main
+
+    data, run, bundle = root / "ptbxl", root / "run", root / "bundle"
+    assert pipeline_main(["prepare", "ptbxl", "--ptbxl-dir", str(shared_data / "ptbxl"), "--max-records", "300", "--out", str(data), "--no-progress"]) == 0
+    assert pipeline_main(["train", "--data", str(data), "--out-dir", str(run), "--model", "mcu", "--epochs", "2", "--patience", "0", "--no-progress"]) == 0
+    assert export_main(["bundle", "--checkpoint", str(run / "checkpoint.pt"), "--data", str(data), "--out", str(bundle),
+                        "--calib-size", "40", "--parity-limit", str(parity_limit), "--min-int8-top1", "0"]) in (0, 1)  # fmt: skip
+    return data, bundle
 
 
 def require_m4_toolchain() -> None:

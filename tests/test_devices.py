@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
 import sys
 import time
 from collections import deque
@@ -27,12 +25,11 @@ import numpy as np
 import pytest
 import serial
 
-from conftest import ecg_like, lines_until_ready, write_record
-from export import qemu
-from export.bundle import manifest_uncertainty, quantization, read_manifest
-from export.crosscheck import reference_windows
+from conftest import ecg_like, require_m4_toolchain, write_record
+from device_cli import foreground
+from export.bundle import read_manifest
+from export.bundle_model import BundleModel
 from export.protocol_defs import MAX_BATCH, CommandCode, ErrorCode, FrameType, ResultSource, SampleSource, TimeUnit
-from export.runtimes import run_tflm_int8
 from host.devices import Device, DeviceError, emulate, record_samples, simulate
 from host.protocol import (
     Ack,
@@ -54,27 +51,15 @@ from host.protocol import (
 from pipeline.signal.ad8232 import AD8232Config, Disturbances, to_adc
 from pipeline.signal.device_rule import WindowStatus
 from pipeline.signal.preprocess import quantize_input
-from pipeline.signal.quality import QualityStatus, low_confidence_int8
+from pipeline.inference.device_path import device_answers
+from pipeline.signal.quality import QualityStatus
 from pipeline.signal.spec import PreprocessSpec
 from pipeline.data.synthetic import simulate_ecg
 
-REPO = Path(__file__).resolve().parents[1]
 KINDS = ["simulate", "emulate"]
 ADC = AD8232Config()
 HOP_S = 2.5
 CLASSIFIED = (QualityStatus.OK, QualityStatus.LOW_CONFIDENCE)  # a classified window, confident or not
-
-
-def _require_toolchain() -> None:
-    if qemu.qemu_available():
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        try:
-            qemu.ensure_toolchain()
-        except (qemu.ToolchainMissing, subprocess.SubprocessError, OSError) as exc:
-            pytest.fail(f"the Cortex-M4 toolchain is required under CI=true: {exc}")
-        return
-    pytest.skip(f"Cortex-M4 toolchain missing ({', '.join(qemu.missing_tools())}): {qemu.APT_COMMAND}")
 
 
 # ------------------------------------------------------------------ the host side of the link
@@ -188,15 +173,6 @@ def _kinds(msgs: list[Message]) -> str:
 # ------------------------------------------------------------------ fixtures
 
 
-@pytest.fixture(scope="session")
-def device_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One build cache for every worker (host/devices.py locks it)."""
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
-    return root / "device-cache"
-
-
 @pytest.fixture(scope="module")
 def pool(demo_bundle: tuple[Path, Path], device_cache: Path) -> Iterator[Callable[[str], Device]]:
     """get(kind) -> the module's running device of that kind, started on first use."""
@@ -205,7 +181,7 @@ def pool(demo_bundle: tuple[Path, Path], device_cache: Path) -> Iterator[Callabl
     def get(kind: str) -> Device:
         if kind not in started:
             if kind == "emulate":
-                _require_toolchain()
+                require_m4_toolchain()
             start = simulate if kind == "simulate" else emulate
             started[kind] = start(demo_bundle[1], work=device_cache)
         started[kind].check()
@@ -221,9 +197,9 @@ def manifest(demo_bundle: tuple[Path, Path]) -> dict[str, Any]:
     return read_manifest(demo_bundle[1])
 
 
-def _in_q(manifest: dict[str, Any]) -> tuple[float, int]:
-    q = manifest["quantization"]["input"]
-    return float(q["scale"]), int(q["zero_point"])
+@pytest.fixture(scope="module")
+def model(demo_bundle: tuple[Path, Path]) -> BundleModel:
+    return BundleModel.load(demo_bundle[1])
 
 
 # ------------------------------------------------------------------ tests
@@ -295,17 +271,18 @@ def test_live_stream_real_time(pool: Callable[[str], Device], kind: str, seconds
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_replay_window_matches_tflm(pool: Callable[[str], Device], kind: str, demo_bundle: tuple[Path, Path], manifest: dict[str, Any]) -> None:
+def test_replay_window_matches_tflm(pool: Callable[[str], Device], kind: str, demo_bundle: tuple[Path, Path], model: BundleModel) -> None:
     from pipeline.data.dataset import load_dataset
 
     dev = pool(kind)
     ds = load_dataset(demo_bundle[0])
     idx = ds.indices("test")[:3]
-    windows = [quantize_input(np.asarray(ds.X[i])[0], *_in_q(manifest)) for i in idx]
+    windows = [quantize_input(np.asarray(ds.X[i])[0], *model.in_q) for i in idx]
     rng = np.random.default_rng(7)
     windows += [rng.integers(-128, 128, 2500).astype(np.int8), np.where(np.arange(2500) % 50 < 25, 127, -128).astype(np.int8)]
     inputs = np.stack(windows)
-    ref = run_tflm_int8(demo_bundle[1] / "model_int8.tflite", inputs)
+    tflm = model.run_int8(inputs)  # the bundle's threshold on TFLM's outputs, decided as the device does
+    ref = tflm.logits
     ids = [1000 + 17 * k for k in range(len(inputs))]
     with Link(dev.port) as link:
         link.quiet()
@@ -325,12 +302,10 @@ def test_replay_window_matches_tflm(pool: Callable[[str], Device], kind: str, de
         elapsed = time.monotonic() - t0
         link.command(CommandCode.STREAM, 0)
     assert errors == 0 and acks == 5 * len(ids)
-    unc = manifest_uncertainty(manifest)
-    low = low_confidence_int8(np.asarray(ref), quantization(manifest)[1][0], unc.confidence_threshold)
-    for wid, expected, lo in zip(ids, ref, low):
+    for wid, expected, lo in zip(ids, ref, tflm.low_confidence):
         r = got[wid]
         assert r.logits == tuple(int(v) for v in expected), f"window {wid}: device {r.logits}, TFLM {tuple(expected)}"
-        status = QualityStatus.LOW_CONFIDENCE if lo else QualityStatus.OK  # the bundle's threshold, decided as the device does
+        status = QualityStatus.LOW_CONFIDENCE if lo else QualityStatus.OK
         assert r.label == int(np.argmax(expected)) and r.status == status and r.first_sample == 0 and r.time > 0
     print(f"\n{kind}: {len(ids)} replayed windows in {elapsed:.2f} s, inference {np.mean([r.time for r in got.values()]):,.0f} "
           f"{'us' if kind == 'simulate' else 'instructions'}")  # fmt: skip
@@ -345,13 +320,12 @@ def _synthetic_stream(seconds: float, seed: int) -> tuple[np.ndarray, np.ndarray
 
 
 @pytest.mark.parametrize(("kind", "seconds"), [("simulate", 60), ("emulate", 30)])
-def test_replay_samples_match_reference(pool: Callable[[str], Device], kind: str, seconds: int, demo_bundle: tuple[Path, Path], manifest: dict[str, Any]) -> None:
+def test_replay_samples_match_reference(pool: Callable[[str], Device], kind: str, seconds: int, model: BundleModel) -> None:
     """The whole device path on known input: statuses of every window and the logits of the OK ones
     equal pipeline.signal.device + quantize + TFLM; flow control by credits, no REPLAY_OVERFLOW."""
     dev = pool(kind)
-    spec = PreprocessSpec.from_dict(manifest["spec"])
     raw, off = _synthetic_stream(seconds, seed=3)
-    ref = reference_windows(raw, off, spec, demo_bundle[1] / "model_int8.tflite", *quantization(manifest), manifest_uncertainty(manifest))
+    ref = device_answers(raw, off, model.spec, ADC.max_count, model)
     statuses = {w.status for w in ref}
     assert WindowStatus.OK in statuses and WindowStatus.LEAD_OFF in statuses, "the stream must hold both kinds of window"
     ok = [w for w in ref if w.logits is not None]
@@ -608,7 +582,7 @@ def test_no_model_build(demo_bundle: tuple[Path, Path], device_cache: Path) -> N
 def test_record_feeds_the_adc(kind: str, demo_bundle: tuple[Path, Path], device_cache: Path, tmp_path: Path) -> None:
     """A WFDB record (360 Hz) is resampled to 250 Hz ADC counts and read by the device in order."""
     if kind == "emulate":
-        _require_toolchain()
+        require_m4_toolchain()
     rec = write_record(tmp_path, "rec", ecg_like(40, 360.0, seed=4), 360.0, ["II"])
     expected_file = tmp_path / "expected.bin"
     n = record_samples(rec, demo_bundle[1], expected_file)
@@ -648,19 +622,11 @@ def test_cli_simulate_until_interrupted(demo_bundle: tuple[Path, Path], device_c
         "sys.exit(run(p, sys.argv[1:]))\n"
     )
     cmd = [sys.executable, "-u", "-c", code, "simulate", "--bundle", str(demo_bundle[1]), "--link", str(link_path), "--work", str(device_cache)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        lines = lines_until_ready(proc, 120)
-        assert any("virtual device on /dev/" in ln and str(link_path) in ln for ln in lines), lines
-        assert any("backend native" in ln for ln in lines), lines
+    with foreground(cmd, ready_s=120, stop_s=30) as run:
+        assert any("virtual device on /dev/" in ln and str(link_path) in ln for ln in run.lines), run.lines
+        assert any("backend native" in ln for ln in run.lines), run.lines
         assert link_path.is_symlink()
         with Link(str(link_path)) as link:
             assert link.hello().backend == "native"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
-    assert "device counters: samples" in out and not link_path.exists()
+    assert run.returncode == 0, run.err
+    assert "device counters: samples" in run.out and not link_path.exists()

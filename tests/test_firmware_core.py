@@ -13,13 +13,12 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import require_m4_toolchain
+from conftest import ptbxl_student, require_m4_toolchain
 
 from export.cli import main as export_main
 from export.crosscheck import FIRMWARE_DIR, crosscheck
 from export.firmware import generate_firmware
 from export.onnx_export import ExportError
-from pipeline.cli import main as pipeline_main
 
 pytestmark = pytest.mark.slow
 
@@ -183,11 +182,7 @@ def test_crosscheck_fails_on_a_wrong_kernel(demo_bundle, tmp_path, monkeypatch):
 @pytest.mark.realdata
 def test_crosscheck_ptbxl_student(shared_data, tmp_path):
     """A PTB-XL-trained student, PTB-XL test records and whole MIT-BIH records, on the host and the Cortex-M4."""
-    data, run, bundle = tmp_path / "ptbxl", tmp_path / "run", tmp_path / "bundle"
-    assert pipeline_main(["prepare", "ptbxl", "--ptbxl-dir", str(shared_data / "ptbxl"), "--max-records", "300", "--out", str(data), "--no-progress"]) == 0
-    assert pipeline_main(["train", "--data", str(data), "--out-dir", str(run), "--model", "mcu", "--epochs", "2", "--patience", "0", "--no-progress"]) == 0
-    assert export_main(["bundle", "--checkpoint", str(run / "checkpoint.pt"), "--data", str(data), "--out", str(bundle),
-                        "--calib-size", "40", "--parity-limit", "16", "--min-int8-top1", "0"]) in (0, 1)  # fmt: skip
+    data, bundle = ptbxl_student(shared_data, tmp_path, parity_limit=16)
     report, failed = crosscheck(bundle, data, "host", mitdb=shared_data / "mitdb", mitdb_records=3, max_seconds=300, synthetic_seconds=60, progress=False)
     assert failed == [], failed
     assert report["streams"]["100"]["windows"] == (300 * 250 - 2500) // 625 + 1

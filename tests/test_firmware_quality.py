@@ -22,12 +22,13 @@ import numpy as np
 import pytest
 from conftest import require_m4_toolchain
 
-from export.bundle import manifest_uncertainty, quantization, read_manifest
-from export.crosscheck import ADC, Stream, make, quality_stream, stream_dtype, synthetic_streams, write_samples
+from export.bundle_model import BundleModel
+from export.crosscheck import ADC, Stream, make, program_runner, quality_stream, stream_dtype, synthetic_streams, write_samples
 from export.firmware import generate_firmware
 from pipeline.signal.ad8232 import Disturbances, to_adc
 from pipeline.signal.device_rule import WindowStatus
 from pipeline.signal.device import device_windows
+from pipeline.inference.device_path import device_answers
 from pipeline.signal.preprocess import device_filter, softmax
 from pipeline.signal.quality import QualityRule, QualityStatus, assess_window, low_confidence_int8
 from pipeline.signal.spec import PreprocessSpec
@@ -48,16 +49,7 @@ class Build:
     def __init__(self, target: str, gen: Path, build: Path) -> None:
         self.target, self.gen, self.build = target, gen, build
         make(target, gen, build, PROGRAMS)
-
-    def run(self, program: str, args: list[str], cwd: Path) -> None:
-        if self.target == "cortex-m4":
-            from export.qemu import run_elf
-
-            res = run_elf(self.build / f"{program}.elf", args, cwd=cwd)
-            assert res.returncode == 0, res.console[-1500:]
-        else:
-            proc = subprocess.run([str(self.build / program), *args], cwd=cwd, capture_output=True, text=True)
-            assert proc.returncode == 0, proc.stderr[-1500:]
+        self.run = program_runner(target, build)  # run(program, args, cwd)
 
     def statuses(self, stream: Stream, spec: PreprocessSpec, hop: int, work: Path) -> np.ndarray:
         """Statuses `stream_runner -n` gives (before the model)."""
@@ -74,13 +66,13 @@ class Build:
 
 @pytest.fixture(scope="module")
 def bundle_info(demo_bundle) -> dict:
-    """The demo bundle, its spec, rule, threshold and output scale; it must carry a rule and a threshold."""
+    """The demo bundle, its model, spec, rule, threshold and output scale; it must carry a rule and a threshold."""
     _, bundle = demo_bundle
-    manifest = read_manifest(bundle)
-    unc = manifest_uncertainty(manifest)
+    model = BundleModel.load(bundle)
+    unc = model.uncertainty
     assert unc.quality is not None and unc.confidence_threshold > 0, "the demo bundle must carry the quality rule and a threshold"
-    return {"bundle": bundle, "spec": PreprocessSpec.from_dict(manifest["spec"]), "rule": unc.quality,
-            "threshold": unc.confidence_threshold, "out_scale": quantization(manifest)[1][0]}  # fmt: skip
+    return {"bundle": bundle, "model": model, "spec": model.spec, "rule": unc.quality,
+            "threshold": unc.confidence_threshold, "out_scale": model.out_q[0]}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -264,17 +256,15 @@ def test_confidence_equals_python_around_the_threshold(bundle_info, gen, tmp_pat
 
 def test_low_confidence_windows_keep_their_answer(bundle_info, gen, tmp_path):
     """device_image: LOW_CONFIDENCE windows carry logits and label; FLAT/NOISY ones carry none."""
-    from export.crosscheck import reference_windows, result_dtype
+    from export.crosscheck import result_dtype
 
-    spec, bundle = bundle_info["spec"], bundle_info["bundle"]
-    manifest = read_manifest(bundle)
-    in_q, out_q = quantization(manifest)
+    spec = bundle_info["spec"]
     b = _build("host", gen)
     s = quality_stream(spec, 90.0, seed=4)
     write_samples(s, tmp_path / "samples.bin")
     b.run("device_image", ["samples.bin", "results.bin", str(ADC.max_count), str(spec.device_hop)], tmp_path)
     res = np.fromfile(tmp_path / "results.bin", dtype=result_dtype(3))
-    ref = reference_windows(s.raw, s.lead_off, spec, bundle / "model_int8.tflite", in_q, out_q, manifest_uncertainty(manifest))
+    ref = device_answers(s.raw, s.lead_off, spec, ADC.max_count, bundle_info["model"])
     np.testing.assert_array_equal(res["status"], [int(w.status) for w in ref])
     for w, r in zip(ref, res):
         if w.logits is None:

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.bundle import manifest_uncertainty, quantization, read_manifest
-from export.crosscheck import reference_windows
+from export.bundle import read_manifest
+from export.bundle_model import BundleModel
 from export.protocol_defs import CommandCode, ResultSource
 from host.host_classifier import DeviceStream, HostClassifier, StreamResampler, WindowResult
 from host.sources import Block
@@ -23,7 +23,7 @@ from pipeline.signal.ad8232 import AD8232Config, Disturbances, to_adc
 from pipeline.models.checkpoint import load_checkpoint
 from pipeline.signal.device_rule import WindowStatus
 from pipeline.signal.device import device_windows
-from pipeline.inference.classifiers import Single
+from pipeline.inference.device_path import CheckpointModel, device_answers
 from pipeline.signal.preprocess import resample
 from pipeline.signal.quality import QualityStatus
 from pipeline.signal.spec import PreprocessSpec
@@ -66,33 +66,25 @@ def checkpoint(demo_bundle: tuple[Path, Path]) -> Path:
 
 def _checkpoint_statuses(ckpt, raw: np.ndarray, off: np.ndarray) -> list[tuple[int, int, int]]:
     """(index, start, status) of every window as a checkpoint with its quality rule and threshold answers."""
-    unc = ckpt.uncertainty
-    ref = device_windows(raw, off, ckpt.spec, ADC.max_count, quality=unc.quality)
-    ok = [w for w in ref if w.status == WindowStatus.OK]
-    probs = Single(ckpt).predict_proba(np.stack([w.z for w in ok])[:, None, :], ckpt.leads) if ok else np.zeros((0, 3))
-    low = dict(zip([w.index for w in ok], unc.low_confidence(probs)))
-    return [(w.index, w.start, int(QualityStatus.LOW_CONFIDENCE if low.get(w.index) else w.status)) for w in ref]
+    return [(w.index, w.start, int(w.status)) for w in device_answers(raw, off, ckpt.spec, ADC.max_count, CheckpointModel(ckpt))]
 
 
 def test_checkpoint_stream_equals_whole(checkpoint: Path) -> None:
     raw, off = _stream(40)
     ckpt = load_checkpoint(checkpoint)
-    unc = ckpt.uncertainty
-    ref = device_windows(raw, off, ckpt.spec, ADC.max_count, quality=unc.quality)
-    ok = [w for w in ref if w.status == WindowStatus.OK]
-    probs = Single(ckpt).predict_proba(np.stack([w.z for w in ok])[:, None, :], ckpt.leads)
-    low = dict(zip([w.index for w in ok], unc.low_confidence(probs)))
-    want = [QualityStatus.LOW_CONFIDENCE if low.get(w.index) else QualityStatus(int(w.status)) for w in ref]
+    ref = device_answers(raw, off, ckpt.spec, ADC.max_count, CheckpointModel(ckpt))
     got = _feed(HostClassifier.load(checkpoint), _blocks(raw, off, seed=1))
-    assert [(r.window_index, r.first_sample, int(r.status)) for r in got] == [(w.index, w.start, int(s)) for w, s in zip(ref, want)]
-    statuses = {w.status for w in ref}
+    assert [(r.window_index, r.first_sample, int(r.status)) for r in got] == [(w.index, w.start, int(w.status)) for w in ref]
+    statuses = {QualityStatus.OK if w.classified else w.status for w in ref}
     assert {WindowStatus.OK, WindowStatus.LEAD_OFF, WindowStatus.SATURATED} <= statuses, statuses
     by_index = {r.window_index: r for r in got}
-    for w, p in zip(ok, probs):
+    for w in ref:
+        if not w.classified:
+            continue
         r = by_index[w.index]
-        assert r.label == ckpt.label_names[int(p.argmax())]
+        assert r.label == ckpt.label_names[int(w.probabilities.argmax())]
         assert r.int8_logits is None
-        np.testing.assert_allclose([r.probabilities[n] for n in ckpt.label_names], p, rtol=0, atol=1e-6)
+        np.testing.assert_allclose([r.probabilities[n] for n in ckpt.label_names], w.probabilities, rtol=0, atol=1e-6)
     for r in got:
         assert (r.probabilities is None) == (r.status not in (QualityStatus.OK, QualityStatus.LOW_CONFIDENCE))
 
@@ -100,10 +92,10 @@ def test_checkpoint_stream_equals_whole(checkpoint: Path) -> None:
 def test_bundle_stream_equals_whole_int8(demo_bundle: tuple[Path, Path]) -> None:
     bundle = demo_bundle[1]
     manifest = read_manifest(bundle)
-    spec = PreprocessSpec.from_dict(manifest["spec"])
-    in_q, out_q = quantization(manifest)
+    model = BundleModel.load(bundle)
+    out_q = model.out_q
     raw, off = _stream(40, seed=5)
-    ref = reference_windows(raw, off, spec, bundle / "model_int8.tflite", in_q, out_q, manifest_uncertainty(manifest))
+    ref = device_answers(raw, off, model.spec, ADC.max_count, model)
     ok = [w for w in ref if w.logits is not None]
     clf = HostClassifier.load(bundle)
     assert clf.kind == "bundle" and clf.label_names == tuple(manifest["labels"])
@@ -196,7 +188,7 @@ def test_load_errors(tmp_path: Path) -> None:
         stream.push(0, np.array([2000]), np.array([False]))
 
 
-def test_device_results_equal_host_int8(demo_bundle: tuple[Path, Path]) -> None:
+def test_device_results_equal_host_int8(demo_bundle: tuple[Path, Path], device_cache: Path) -> None:
     """The virtual device's live stream (synthetic AD8232 signal, from a RESET): each RESULT's status and
     int8 logits equal the host classifier's for the same window."""
     from host.devices import simulate
@@ -206,7 +198,7 @@ def test_device_results_equal_host_int8(demo_bundle: tuple[Path, Path]) -> None:
     clf = HostClassifier.load(bundle)
     host: dict[int, WindowResult] = {}
     device = []
-    with simulate(bundle, work=bundle.parent.parent / "device-cache") as dev, DeviceLink(dev.port) as link:
+    with simulate(bundle, work=device_cache) as dev, DeviceLink(dev.port) as link:
         info = link.get_info(timeout=5)
         assert clf.mismatch(info) is None
         assert "spec" in HostClassifier.load(bundle.parent / "train" / "checkpoint.pt").mismatch(

@@ -11,22 +11,20 @@ import os
 import shutil
 import threading
 import time
-import tty
 from pathlib import Path
 
 import pytest
-from conftest import require_m4_toolchain
+from conftest import ptbxl_student, require_m4_toolchain
 
 from host.cli import main as host_main
 from host.devices import emulate, simulate
 from host.link import DeviceLink, LinkError
 from host.parity import run_parity
+from host.ptys import open_pty
 from pipeline.data.dataset import load_dataset
 from pipeline.signal.quality import QualityStatus
 
 pytestmark = pytest.mark.slow
-
-
 
 
 def _check(report: dict) -> None:
@@ -66,14 +64,7 @@ def test_parity_against_emulate(demo_bundle, tmp_path):
 @pytest.mark.realdata
 def test_parity_ptbxl_student_on_simulate(shared_data, tmp_path):
     """A PTB-XL-trained student through the serial link: test windows and PTB-XL records."""
-    from export.cli import main as export_main
-    from pipeline.cli import main as pipeline_main
-
-    data, run, bundle = tmp_path / "ptbxl", tmp_path / "run", tmp_path / "bundle"
-    assert pipeline_main(["prepare", "ptbxl", "--ptbxl-dir", str(shared_data / "ptbxl"), "--max-records", "300", "--out", str(data), "--no-progress"]) == 0
-    assert pipeline_main(["train", "--data", str(data), "--out-dir", str(run), "--model", "mcu", "--epochs", "2", "--patience", "0", "--no-progress"]) == 0
-    assert export_main(["bundle", "--checkpoint", str(run / "checkpoint.pt"), "--data", str(data), "--out", str(bundle),
-                        "--calib-size", "40", "--parity-limit", "8", "--min-int8-top1", "0"]) in (0, 1)  # fmt: skip
+    data, bundle = ptbxl_student(shared_data, tmp_path, parity_limit=8)
     with simulate(bundle) as dev:
         report, failed = run_parity(dev.port, bundle, data, streams=5, synthetic_seconds=30, progress=False)
     assert failed == []
@@ -83,12 +74,11 @@ def test_parity_ptbxl_student_on_simulate(shared_data, tmp_path):
 def test_a_port_that_is_not_a_device(demo_bundle, tmp_path):
     """A silent pty and one that prints text: both fail fast and say why."""
     data, bundle = demo_bundle
-    master, slave = os.openpty()
-    tty.setraw(slave)
+    master, slave, port = open_pty()
     try:
         t0 = time.monotonic()
         with pytest.raises(LinkError, match="no INFO within"):
-            run_parity(os.ttyname(slave), bundle, data, limit=1, timeout=2, progress=False)
+            run_parity(port, bundle, data, limit=1, timeout=2, progress=False)
         assert time.monotonic() - t0 < 30
 
         stop = threading.Event()
@@ -101,7 +91,7 @@ def test_a_port_that_is_not_a_device(demo_bundle, tmp_path):
         thread = threading.Thread(target=chatter, daemon=True)
         thread.start()
         with pytest.raises(LinkError, match="without one valid frame|no INFO"):
-            run_parity(os.ttyname(slave), bundle, data, limit=1, timeout=3, progress=False)
+            run_parity(port, bundle, data, limit=1, timeout=3, progress=False)
         stop.set()
         thread.join()
     finally:

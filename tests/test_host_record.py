@@ -73,9 +73,9 @@ def _lead_off_annotations(path: Path) -> list[tuple[int, int | None]]:
 
 
 @pytest.fixture(scope="module")
-def device(demo_bundle: tuple[Path, Path]) -> Iterator[Device]:
+def device(demo_bundle: tuple[Path, Path], device_cache: Path) -> Iterator[Device]:
     bundle = demo_bundle[1]
-    with simulate(bundle, signal_opts=SignalOptions(lead_off=LEAD_OFF), work=bundle.parent.parent / "device-cache") as dev:
+    with simulate(bundle, signal_opts=SignalOptions(lead_off=LEAD_OFF), work=device_cache) as dev:
         yield dev
 
 
@@ -172,10 +172,10 @@ def test_killed_recording_is_readable(device: Device, tmp_path: Path) -> None:
     wfdb.rdann(str(out), ANN_EXT)  # the annotations too
 
 
-def test_pulled_cable_keeps_the_record(demo_bundle: tuple[Path, Path], tmp_path: Path) -> None:
+def test_pulled_cable_keeps_the_record(demo_bundle: tuple[Path, Path], device_cache: Path, tmp_path: Path) -> None:
     bundle = demo_bundle[1]
     out = tmp_path / "pulled"
-    dev = simulate(bundle, work=bundle.parent.parent / "device-cache")
+    dev = simulate(bundle, work=device_cache)
     with dev:
         proc = _start(dev.port, out, "--seconds", "30")
         _wait_for_header(out)

@@ -11,12 +11,9 @@ with their durations, --rate, 10- vs 12-bit values. Errors: missing port, busy p
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
-import tty
 from pathlib import Path
 from typing import Iterator
 
@@ -25,9 +22,10 @@ import pytest
 import serial
 from scipy.signal import find_peaks
 
-from conftest import lines_until_ready
+from device_cli import foreground
 from host.cli import main as host_main
 from host.devices import Device, simulate
+from host.ptys import pty_port
 from host.sources import (
     COMMON_RATES,
     Block,
@@ -40,8 +38,6 @@ from host.sources import (
     snap_rate,
 )
 from host.textsim import TextDevice, TextSignal, format_lines
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _collect(src: LiveSource, seconds: float) -> tuple[list[Block], list]:
@@ -59,24 +55,20 @@ def _contiguous(blocks: list[Block]) -> bool:
     return all(a.end == b.first_sample for a, b in zip(blocks, blocks[1:]))
 
 
-def _pty() -> tuple[int, str]:
-    """A new pty: (master fd, slave path); the slave is not held open."""
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    path = os.ttyname(slave)
-    os.close(slave)
-    return master, path
+@pytest.fixture
+def pty() -> Iterator[tuple[int, str]]:
+    """A new raw pty: (master fd, the slave's path); the slave is not held open, the master is closed after the test."""
+    master, port = pty_port()
+    yield master, port
+    os.close(master)
 
 
 # ------------------------------------------------------------------ this firmware (binary)
 
 
 @pytest.fixture(scope="module")
-def device(demo_bundle: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Device]:
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
-    with simulate(demo_bundle[1], work=root / "device-cache") as dev:
+def device(demo_bundle: tuple[Path, Path], device_cache: Path) -> Iterator[Device]:
+    with simulate(demo_bundle[1], work=device_cache) as dev:
         yield dev
 
 
@@ -123,11 +115,8 @@ def assert_cable_pulled(dev: Device | TextDevice, rate: float | None, collect_s:
             _collect(src, collect_s)
 
 
-def test_binary_cable_pulled(demo_bundle: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> None:
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
-    with simulate(demo_bundle[1], work=root / "device-cache") as dev:
+def test_binary_cable_pulled(demo_bundle: tuple[Path, Path], device_cache: Path) -> None:
+    with simulate(demo_bundle[1], work=device_cache) as dev:
         assert_cable_pulled(dev, None, 3.0)
 
 
@@ -205,8 +194,8 @@ def test_busy_port() -> None:
             open_source(dev.port, timeout=2)
 
 
-def test_random_bytes_are_a_wrong_baud_rate() -> None:
-    master, port = _pty()
+def test_random_bytes_are_a_wrong_baud_rate(pty: tuple[int, str]) -> None:
+    master, port = pty
     stop = threading.Event()
 
     def spew() -> None:
@@ -228,18 +217,14 @@ def test_random_bytes_are_a_wrong_baud_rate() -> None:
     finally:
         stop.set()
         writer.join(2)
-        os.close(master)
 
 
-def test_silent_port() -> None:
-    master, port = _pty()
-    try:
-        started = time.monotonic()
-        with pytest.raises(SourceError, match=rf"no data from {port} within 1 s \(is the board running/streaming\?\)"):
-            open_source(port, timeout=1.0)
-        assert 1.0 <= time.monotonic() - started < 2.5
-    finally:
-        os.close(master)
+def test_silent_port(pty: tuple[int, str]) -> None:
+    _, port = pty
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=rf"no data from {port} within 1 s \(is the board running/streaming\?\)"):
+        open_source(port, timeout=1.0)
+    assert 1.0 <= time.monotonic() - started < 2.5
 
 
 def test_text_cable_pulled() -> None:
@@ -250,19 +235,16 @@ def test_text_cable_pulled() -> None:
         dev.close()
 
 
-def test_text_source_stops_when_the_sketch_goes_silent() -> None:
-    master, port = _pty()
-    try:
-        ser = serial.Serial(port, timeout=0)
-        src = TextSource(ser, port, rate=250, timeout=0.5)
-        os.write(master, b"\r\n512\r\n513\r\n")
-        blocks, _ = src.read(0.3)
-        assert [b.values.tolist() for b in blocks] == [[512, 513]]
-        with pytest.raises(SourceError, match=f"port {port}: no data for 0.5 s"):
-            _collect(src, 1.5)
-        src.close()
-    finally:
-        os.close(master)
+def test_text_source_stops_when_the_sketch_goes_silent(pty: tuple[int, str]) -> None:
+    master, port = pty
+    ser = serial.Serial(port, timeout=0)
+    src = TextSource(ser, port, rate=250, timeout=0.5)
+    os.write(master, b"\r\n512\r\n513\r\n")
+    blocks, _ = src.read(0.3)
+    assert [b.values.tolist() for b in blocks] == [[512, 513]]
+    with pytest.raises(SourceError, match=f"port {port}: no data for 0.5 s"):
+        _collect(src, 1.5)
+    src.close()
 
 
 # ------------------------------------------------------------------ parsing and the signal, offline
@@ -340,19 +322,11 @@ def test_cli_simulate_text(tmp_path: Path) -> None:
     link = tmp_path / "ttyAD8232"
     cmd = [sys.executable, "-u", "-m", "host.cli", "simulate", "--text", "--rate", "250", "--adc-bits", "12",
            "--lead-off", "30,5", "--link", str(link)]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        lines = lines_until_ready(proc, 20)
-        assert any("virtual AD8232 sketch on /dev/" in ln for ln in lines), lines
+    with foreground(cmd, ready_s=20, stop_s=10) as run:
+        assert any("virtual AD8232 sketch on /dev/" in ln for ln in run.lines), run.lines
         assert link.is_symlink()
         with open_source(str(link), rate=250, timeout=5) as src:
             blocks, _ = _collect(src, 1.0)
             assert src.kind == "text" and src.adc_bits == 12 and sum(len(b.values) for b in blocks) > 100
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
-    assert "lines: written" in out and not link.exists()
+    assert run.returncode == 0, run.err
+    assert "lines: written" in run.out and not link.exists()
