@@ -18,14 +18,7 @@ from scipy import signal as sps
 
 from pipeline.util.atomic import write_text_atomic
 from pipeline.signal.device_rule import DEFAULT_RULE, DeviceRule, WindowStatus
-from pipeline.signal.quality import (
-    CONFIDENCE_BITS,
-    DEFAULT_QUALITY,
-    QualityStatus,
-    Uncertainty,
-    confidence_decay_q,
-    threshold_q,
-)
+from pipeline.signal.quality import CONFIDENCE_BITS, DEFAULT_QUALITY, QualityStatus, Uncertainty, confidence_decay_q, threshold_q
 from pipeline.signal.spec import PreprocessSpec
 
 from .ram import FirmwareRam, ram_block

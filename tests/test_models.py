@@ -11,17 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.models.architectures import (
-    MCU_BUDGET,
-    MODELS,
-    ECGResNet,
-    MCUResNet,
-    Rebuildable,
-    build_model,
-    model_config,
-    model_stats,
-    models_table,
-)
+from pipeline.models.architectures import MCU_BUDGET, MODELS, ECGResNet, MCUResNet, Rebuildable, build_model, model_config, model_stats, models_table
 
 MCU_NAMES = [name for name in MODELS if name.startswith("mcu")]
 ONNX_OPS = {

@@ -27,14 +27,7 @@ from pipeline.evaluation.metrics import (
 from pipeline.inference.predict import signal_quality, uncertain_summary, uncertainty_of, window_answers
 from pipeline.signal.quality import Uncertainty, WindowQuality
 from pipeline.data.labels import NO_CLASS_Y
-from pipeline.evaluation.record_level import (
-    RECORD_RULE,
-    RECORD_UNCERTAIN_RULE,
-    answers_by_class,
-    by_record,
-    class_rows,
-    source_classes,
-)
+from pipeline.evaluation.record_level import RECORD_RULE, RECORD_UNCERTAIN_RULE, answers_by_class, by_record, class_rows, source_classes
 from pipeline.data.records import RecordError, read_record
 from pipeline.evaluation.subgroups import SUBGROUP_PLOT, plot_subgroups, subgroup_recall, window_findings
 

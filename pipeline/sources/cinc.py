@@ -15,17 +15,7 @@ from typing import Mapping
 from pipeline.data.dataset import DatasetError
 from pipeline.data.label_rules import UnknownSnomedCode, parse_dx, snomed_label
 from pipeline.data.records import RecordError, read_record
-from pipeline.sources.base import (
-    Options,
-    Plan,
-    Result,
-    Task,
-    empty_result,
-    list_records,
-    present,
-    record_windows,
-    windows_of,
-)
+from pipeline.sources.base import Options, Plan, Result, Task, empty_result, list_records, present, record_windows, windows_of
 
 NAME = "cinc"
 DEFAULT_LEADS = ("II",)

@@ -11,18 +11,7 @@ import numpy as np
 from pipeline.data.dataset import DatasetError
 from pipeline.data.label_rules import CINC2017_CLASSES, cinc2017_label
 from pipeline.data.records import read_record, sha256_file
-from pipeline.sources.base import (
-    Options,
-    Plan,
-    Result,
-    Task,
-    cap_windows,
-    empty_result,
-    list_records,
-    present,
-    record_windows,
-    windows_of,
-)
+from pipeline.sources.base import Options, Plan, Result, Task, cap_windows, empty_result, list_records, present, record_windows, windows_of
 
 NAME = "cinc2017"
 DEFAULT_LEADS = ("ECG",)

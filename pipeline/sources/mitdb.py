@@ -8,17 +8,7 @@ import numpy as np
 
 from pipeline.data.label_rules import arrhythmia_window_mask, sinus_normal_window_mask
 from pipeline.data.records import read_annotation, read_annotation_aux, read_record, sha256_file
-from pipeline.sources.base import (
-    Options,
-    Plan,
-    Result,
-    Task,
-    cap_windows,
-    list_records,
-    present,
-    record_windows,
-    windows_of,
-)
+from pipeline.sources.base import Options, Plan, Result, Task, cap_windows, list_records, present, record_windows, windows_of
 
 NAME = "mitdb"
 DEFAULT_LEADS = ("MLII", "II", "V1", "V2", "I")

@@ -5,17 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.data.records import read_record
-from pipeline.sources.base import (
-    Options,
-    Plan,
-    Result,
-    Task,
-    cap_windows,
-    list_records,
-    present,
-    record_windows,
-    windows_of,
-)
+from pipeline.sources.base import Options, Plan, Result, Task, cap_windows, list_records, present, record_windows, windows_of
 
 NAME = "nsrdb"
 DEFAULT_LEADS = ("ECG1", "ECG2")

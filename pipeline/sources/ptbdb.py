@@ -6,17 +6,7 @@ from pathlib import Path
 
 from pipeline.data.label_rules import ptb_label
 from pipeline.data.records import read_record
-from pipeline.sources.base import (
-    Options,
-    Plan,
-    Result,
-    Task,
-    empty_result,
-    list_records,
-    present,
-    record_windows,
-    windows_of,
-)
+from pipeline.sources.base import Options, Plan, Result, Task, empty_result, list_records, present, record_windows, windows_of
 
 NAME = "ptbdb"
 DEFAULT_LEADS = ("ii",)

@@ -8,14 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.data.dataset import DatasetError
-from pipeline.data.label_rules import (
-    LABEL_MODES,
-    PtbxlStatements,
-    parse_scp_codes,
-    ptbxl_label,
-    stage1_label,
-    stage2_label,
-)
+from pipeline.data.label_rules import LABEL_MODES, PtbxlStatements, parse_scp_codes, ptbxl_label, stage1_label, stage2_label
 from pipeline.data.records import read_record, sha256_file
 from pipeline.data.splits import ptbxl_fold_split
 from pipeline.sources.base import Options, Plan, Result, Task, record_windows, windows_of

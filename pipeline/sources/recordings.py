@@ -8,17 +8,7 @@ from pathlib import Path
 from pipeline.data.label_rules import header_field
 from pipeline.data.labels import LABELS
 from pipeline.data.records import RecordError, read_record
-from pipeline.sources.base import (
-    Options,
-    Plan,
-    Result,
-    Task,
-    empty_result,
-    list_records,
-    present,
-    record_windows,
-    windows_of,
-)
+from pipeline.sources.base import Options, Plan, Result, Task, empty_result, list_records, present, record_windows, windows_of
 
 NAME = "recordings"
 DEFAULT_LEADS = ("II",)

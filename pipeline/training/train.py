@@ -21,27 +21,13 @@ from torch.utils.data import DataLoader, Dataset as TorchDataset, Sampler
 from tqdm import tqdm
 
 from pipeline.signal.ad8232 import augment_window
-from pipeline.models.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    checkpoint_payload,
-    load_checkpoint,
-    read_payload,
-    save_atomic,
-    store_uncertainty,
-)
+from pipeline.models.checkpoint import Checkpoint, CheckpointError, checkpoint_payload, load_checkpoint, read_payload, save_atomic, store_uncertainty
 from pipeline.data.dataset import Dataset, load_dataset, write_json_atomic
 from pipeline.inference.classifiers import lead_positions
 from pipeline.data.labels import NO_CLASS_Y, one_hot_masks
 from pipeline.models.architectures import build_model, model_config
 from pipeline.signal.preprocess import zscore
-from pipeline.signal.quality import (
-    DEFAULT_QUALITY,
-    DEFAULT_TARGET_COVERAGE,
-    THRESHOLD_RULE,
-    Uncertainty,
-    choose_threshold,
-)
+from pipeline.signal.quality import DEFAULT_QUALITY, DEFAULT_TARGET_COVERAGE, THRESHOLD_RULE, Uncertainty, choose_threshold
 from pipeline.util.figures import save_figure
 
 CHECKPOINT = "checkpoint.pt"
