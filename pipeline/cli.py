@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 from pipeline.sources.build import SOURCES, BuildConfig, BuildError, build, ptbxl_dirs_plan
 from pipeline.util.console import DISCLAIMER, run
-from pipeline.data.dataset import DatasetError, load_dataset
+from pipeline.data.dataset import DatasetError, load_dataset, write_json_atomic
 from pipeline.data.records import ALL_LEADS, RecordError
 from pipeline.data.summary import plot_examples, print_summary
 from pipeline.data.label_rules import CINC2017_NORMAL_SETS
@@ -161,7 +161,6 @@ SYNTHETIC_STAMP = ".ecg_edge_synthetic.json"
 
 def ensure_synthetic(root: Path, args: argparse.Namespace) -> Path:
     """Generate the synthetic WFDB database at `root` unless the same one is already there."""
-    from pipeline.data.dataset import write_json_atomic
     from pipeline.data.synthetic import write_synthetic_database
 
     wanted = {"patients_per_class": args.patients_per_class, "duration_s": args.duration, "seed": args.seed}
@@ -204,6 +203,27 @@ def cmd_recipe(args: argparse.Namespace) -> int:
     report = run_recipe(args.raw_dir, args.out_dir, main, args.epochs, args.jobs, not args.no_progress, args.baseline)
     print_report(report)
     print(f"-> {args.out_dir / 'checkpoint.pt'}, {args.out_dir / 'bundle'}, {args.out_dir / REPORT}")
+    return 0
+
+
+def cmd_beats(args: argparse.Namespace) -> int:
+    from pipeline.evaluation.beat_grading import BeatGradingError, grade_mitdb, plot_worst
+
+    print(DISCLAIMER)
+    mitdb = args.raw_dir / "mitdb" if (args.raw_dir / "mitdb").is_dir() else args.raw_dir
+    records = [r for r in args.records.split(",") if r] if args.records else None
+    try:
+        report = grade_mitdb(mitdb, records, jobs=args.jobs or os.cpu_count() or 1, progress=not args.no_progress)
+    except (BeatGradingError, RecordError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_json_atomic(args.out, report)
+    plot = args.plot or args.out.with_suffix(".png")
+    plot_worst(report, mitdb, plot)
+    print(f"{report['records']} records, {report['beats']} beats: sensitivity {100 * report['sensitivity']:.2f}%, "
+          f"positive predictivity {100 * report['positive_predictivity']:.2f}% ({report['fn']} missed, {report['fp']} extra; "
+          f"worst {', '.join(report['worst'])}; {report['wall_seconds']} s)")
+    print(f"-> {args.out}, {plot}")
     return 0
 
 
@@ -350,6 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", type=Path, default=None, help="a checkpoint to evaluate on the same test sets, beside the new model in report.json")
     p.add_argument("--jobs", type=int, default=0, help="worker processes for prepare (0: every core)")
     p.add_argument("--no-progress", action="store_true")
+    p = add("beats", cmd_beats, "grade the device's beat detector on MIT-BIH, beat by beat (sensitivity, positive predictivity)")
+    p.add_argument("--raw-dir", type=Path, required=True, help="a folder holding mitdb/ (or the MIT-BIH folder itself)")
+    p.add_argument("--out", type=Path, required=True, help="the report (JSON); a PNG of the worst records goes beside it")
+    p.add_argument("--records", help="comma-separated record names (default: every record in RECORDS)")
+    p.add_argument("--plot", type=Path, default=None, help="where the PNG goes (default: --out with .png)")
+    p.add_argument("--jobs", type=int, default=0, help="worker processes (0: every core)")
+    p.add_argument("--no-progress", action="store_true")
+
     p = add("inspect", cmd_inspect, "print a data set's class/split table; optionally plot examples")
     p.add_argument("dataset", type=Path)
     p.add_argument("--plot", type=Path, help="write a PNG of example windows per class")

@@ -1,0 +1,143 @@
+"""The device's beat detector (pipeline.signal.beats) and its MIT-BIH grading (ecg-pipeline beats)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wfdb
+
+from beat_stream import StreamingBeats
+from pipeline.cli import main
+from pipeline.data.synthetic import sample_patient, simulate_ecg_annotated
+from pipeline.evaluation.beat_grading import BeatGradingError, DeviceStream, grade_mitdb, grade_stream, read_mitdb_stream
+from pipeline.signal.ad8232 import Disturbances, to_adc
+from pipeline.signal.beats import DEFAULT_BEATS, BeatConfig, BeatConfigError, candidates, detect_beats, heart_rate_bpm
+
+FS = DEFAULT_BEATS.fs
+NOISY = Disturbances(motion_prob=1.0, emg_prob=1.0, lead_off_prob=0.0)
+
+
+def _synthetic(hr: float, seconds: float, seed: int, dist: Disturbances = NOISY) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    patient = replace(sample_patient("NORMAL", rng), hr_bpm=float(hr))
+    ecg = simulate_ecg_annotated("NORMAL", seconds, FS, rng, patient)
+    counts, off = to_adc(ecg.signal, FS, rng, dist=dist)
+    return counts.astype(np.int64), off, ecg.r_samples
+
+
+def _streamed(counts: np.ndarray, off: np.ndarray | None = None) -> np.ndarray:
+    s = StreamingBeats(DEFAULT_BEATS)
+    flags = np.zeros(counts.size, dtype=bool) if off is None else off
+    for x, o in zip(counts, flags):
+        s.push(int(x), bool(o))
+    return np.asarray(s.beats, dtype=np.int64)
+
+
+def test_sample_by_sample_statement_matches_the_reference():
+    """tests/beat_stream.py (the firmware's shape) and detect_beats give the same beats, lead-off included."""
+    counts, off, _ = _synthetic(75, 40.0, seed=3, dist=replace(NOISY, lead_off_prob=1.0, lead_off_rate_per_min=4.0))
+    assert off.any() and not off.all()
+    ref = detect_beats(counts, off)
+    assert ref.size > 20
+    np.testing.assert_array_equal(_streamed(counts, off), ref)
+    # lead-off inside the learning span, and a run too short to learn: no beats from it
+    off2 = np.zeros(counts.size, dtype=bool)
+    off2[300] = True
+    off2[900:905] = True
+    off2[905 + DEFAULT_BEATS.learn :] = False
+    np.testing.assert_array_equal(_streamed(counts, off2), detect_beats(counts, off2))
+    assert detect_beats(counts[: DEFAULT_BEATS.learn + DEFAULT_BEATS.reach - 1]).size == 0
+
+
+@pytest.mark.realdata
+def test_sample_by_sample_matches_on_mitdb(shared_data: Path):
+    for name, seconds in (("203", 120), ("228", 90)):
+        s = read_mitdb_stream(shared_data / "mitdb" / name)
+        x = s.counts[: seconds * FS]
+        np.testing.assert_array_equal(_streamed(x), detect_beats(x))
+
+
+@pytest.mark.parametrize("hr", [40, 60, 90, 120, 150, 180])
+def test_heart_rate_on_the_signal_model_within_2_bpm(hr: int):
+    """AD8232 board model with motion artefacts and EMG on every record: HR from the detected beats
+    within 2 bpm of the true beats' (the generator varies RR a little around the nominal rate)."""
+    for seed in range(2):
+        counts, off, true = _synthetic(hr, 60.0, seed=1000 * seed + hr)
+        beats = detect_beats(counts, off)
+        got, want = heart_rate_bpm(beats), heart_rate_bpm(true)
+        assert got is not None and abs(got - want) <= 2.0, (hr, seed, got, want)
+        matched = sum(np.min(np.abs(beats - t)) <= 0.15 * FS for t in true[(true > DEFAULT_BEATS.learn) & (true < counts.size - FS)])
+        assert matched >= 0.97 * np.sum((true > DEFAULT_BEATS.learn) & (true < counts.size - FS)), (hr, seed)
+
+
+def test_candidates_rule_by_hand():
+    m = np.array([0, 1, 5, 5, 2, 0, 0, 3, 9, 1, 0, 0, 0, 0], dtype=np.int64)
+    # 5 at index 3 (the last of a plateau) and 9 at 8 are the largest within 2 on either side
+    assert candidates(m, 2).tolist() == [3, 8]
+    assert candidates(m, 5).tolist() == [8]
+    assert candidates(np.zeros(20, dtype=np.int64), 2).tolist() == []
+
+
+def test_config_and_input_errors():
+    with pytest.raises(BeatConfigError, match="hp_len 22 must be odd"):
+        BeatConfig(hp_len=22)
+    with pytest.raises(BeatConfigError, match="th_num"):
+        BeatConfig(th_num=16)
+    with pytest.raises(BeatConfigError, match="learn"):
+        BeatConfig(learn=40)
+    with pytest.raises(ValueError, match="one channel"):
+        detect_beats(np.zeros((2, 10)))
+    with pytest.raises(ValueError, match="lead-off flags"):
+        detect_beats(np.zeros(10), np.zeros(9, dtype=bool))
+
+
+def test_grading_counts_by_hand():
+    """A stream whose detections are known: matches within 150 ms count once; VF spans are left out."""
+    counts, _, true = _synthetic(60, 30.0, seed=5, dist=Disturbances(motion_prob=0, emg_prob=0, lead_off_prob=0, mains_prob=0, wander_prob=0))
+    det = detect_beats(counts)
+    ok = DeviceStream("hand", counts, det.copy(), [])
+    row = grade_stream(ok)
+    assert (row["tp"], row["fn"], row["fp"]) == (det.size, 0, 0)
+    shifted = DeviceStream("late", counts, det + int(0.2 * FS), [])  # every reference 200 ms later: nothing matches
+    row = grade_stream(shifted)
+    assert (row["tp"], row["fn"], row["fp"]) == (0, det.size, det.size)
+    dropped = DeviceStream("vf", counts, det[det < 15 * FS], [(15 * FS, counts.size - 1)])
+    row = grade_stream(dropped)
+    assert (row["fn"], row["fp"]) == (0, 0) and row["excluded_seconds"] > 10
+
+
+def test_vf_marks_and_bad_records(tmp_path: Path):
+    counts, _, true = _synthetic(70, 20.0, seed=7, dist=Disturbances(motion_prob=0, emg_prob=0, lead_off_prob=0))
+    mv = (counts - 2048) / 1365.0
+    wfdb.wrsamp("900", fs=FS, units=["mV"], sig_name=["MLII"], p_signal=mv[:, None], write_dir=str(tmp_path))
+    marks = np.array([*true[true < 10 * FS], 10 * FS, 15 * FS])
+    symbols = ["N"] * int(np.sum(true < 10 * FS)) + ["[", "]"]
+    order = np.argsort(marks, kind="stable")
+    wfdb.wrann("900", "atr", marks[order], [symbols[i] for i in order], write_dir=str(tmp_path))
+    s = read_mitdb_stream(tmp_path / "900")
+    assert s.excluded == [(10 * FS, 15 * FS)]
+    assert s.reference.size == int(np.sum(true < 10 * FS))  # '[' and ']' are not beats
+    (tmp_path / "901.hea").write_text((tmp_path / "900.hea").read_text().replace("900", "901"))
+    (tmp_path / "901.dat").write_bytes((tmp_path / "900.dat").read_bytes())
+    with pytest.raises(BeatGradingError, match="901.atr is missing"):
+        read_mitdb_stream(tmp_path / "901")
+    with pytest.raises(BeatGradingError, match="record not found"):
+        grade_mitdb(tmp_path, ["902"], progress=False)
+
+
+@pytest.mark.realdata
+def test_beats_command_on_mitdb_records(shared_data: Path, tmp_path: Path):
+    out = tmp_path / "R.json"
+    assert main(["beats", "--raw-dir", str(shared_data), "--records", "100,105,203", "--out", str(out), "--jobs", "1", "--no-progress"]) == 0
+    r = json.loads(out.read_text())
+    assert r["records"] == 3 and len(r["per_record"]) == 3
+    assert {"records", "sensitivity", "positive_predictivity", "per_record", "worst"} <= set(r)
+    by = {row["record"]: row for row in r["per_record"]}
+    assert by["100"]["sensitivity"] >= 0.999 and by["100"]["positive_predictivity"] >= 0.999
+    assert r["sensitivity"] >= 0.99 and r["positive_predictivity"] >= 0.99
+    assert r["tp"] + r["fn"] == r["beats"] == sum(row["beats"] for row in r["per_record"])
+    assert out.with_suffix(".png").stat().st_size > 10_000
