@@ -18,7 +18,7 @@ from pipeline.signal.beats import BUFFER as BEAT_BUFFER, DEFAULT_BEATS, BeatConf
 
 # ecg_app.h's default ECG_APP_RING_SAMPLES (2-byte entries); the app state below assumes it, and the
 # assert in ecg_app.c runs only with that ring.
-APP_RING_SAMPLES = 512
+APP_RING_SAMPLES = 256
 # struct ecg_app on a 32-bit target (ARM EABI, Xtensa, RISC-V) besides the arrays that scale with the
 # bundle: counters, the protocol reader (a 522-byte frame), the 160-byte transmit buffer, the SAMPLES
 # batch, the quality sums' snapshots and the filter's bookkeeping. Measured with arm-none-eabi-gcc.
@@ -64,13 +64,14 @@ def _round8(n: int) -> int:
 
 def beat_state_bytes(cfg: BeatConfig = DEFAULT_BEATS) -> int:
     """sizeof(ecg_beats) (firmware ecg_beats.h) on a 32-bit target with 8-byte aligned int64: its members
-    by size, no padding inside, the whole a multiple of 8. 2344 bytes with the default BeatConfig."""
+    by size, no padding inside, the whole a multiple of 8."""
     b, deque = BEAT_BUFFER, 2 * cfg.reach + 2
-    candidate = _round8(8 + 3 * 4)  # ecg_beat_candidate: m, p, where, slope
-    # the deque's integrals, m_now, top, the QRS and noise buffers, thr, search_at; the candidates
-    wide = 8 * (deque + 2 * b + 4) + candidate * (cfg.learn_candidates + 1)
+    wide = 8 * 2  # thr, search_at
+    candidate = 4 * 4  # ecg_beat_candidate: m, p, where, slope
+    # the deque's integrals, m_now, top, the QRS and noise buffers; the learning candidates and the kept one;
     # e and |h| rings (reach + mwi_len + 1 samples), filter rings, their sums, h[n-1..n-4], rr, 5 counters, 5 ring positions
-    words = 4 * (2 * (cfg.reach + cfg.mwi_len + 1) + 2 * cfg.lp_len + cfg.hp_len + b + 17)
+    words = 4 * (deque + 2 + 2 * b) + candidate * (cfg.learn_candidates + 1)
+    words += 4 * (2 * (cfg.reach + cfg.mwi_len + 1) + 2 * cfg.lp_len + cfg.hp_len + b + 17)
     halves = 2 * (deque + 1)  # the deque's samples, the learning candidates' count
     return _round8(wide + words + halves + 6)  # 6 one-byte indices and flags
 

@@ -73,7 +73,7 @@ static ECG_BEATS_COLD void run_begin(ecg_beats *b, int32_t x0)
 }
 
 /* The floored mean of a buffer of non-negative integrals. */
-static int64_t mean(const int64_t *v)
+static int64_t mean(const int32_t *v)
 {
     uint64_t sum = 0;
     int i;
@@ -91,7 +91,7 @@ static void update_threshold(ecg_beats *b)
 }
 
 /* Replace the oldest entry of a buffer (the order of the entries does not matter: only means are taken). */
-static void put(int64_t *v, uint8_t *oldest, int64_t value)
+static void put(int32_t *v, uint8_t *oldest, int32_t value)
 {
     v[*oldest] = value;
     *oldest = (uint8_t)(*oldest + 1u == ECG_BEAT_BUFFER ? 0u : *oldest + 1u);
@@ -186,7 +186,7 @@ static void start_deciding(ecg_beats *b, beat_sink *sink)
 
 /* The candidate at run sample p: its integral m, slope (the largest e over [p - mwi_len, p]) and beat
  * sample (the first largest |h| there, moved back by the filters' delay, not before the run's start). */
-static void candidate(const ecg_beats *b, uint32_t p, int64_t m, ecg_beat_candidate *c)
+static void candidate(const ecg_beats *b, uint32_t p, int32_t m, ecg_beat_candidate *c)
 {
     const uint32_t lo = p >= ECG_BEAT_MWI_LEN ? p - ECG_BEAT_MWI_LEN : 0u;
     /* the ring's next position k is sample b->n; sample lo is b->n - lo samples before it */
@@ -238,8 +238,7 @@ static ECG_BEATS_COLD int rare(ecg_beats *b, uint32_t n, int is_candidate, uint3
 int ecg_beats_push(ecg_beats *b, int32_t x, int lead_off, uint32_t *beats_out, int max_out)
 {
     uint32_t n, k, e, i_lp, i_hp, c_pos, front, back;
-    int32_t lp1, lp, h, d;
-    int64_t m;
+    int32_t lp1, lp, h, d, m;
     int is_candidate;
 
     if (lead_off) {
@@ -270,16 +269,16 @@ int ecg_beats_push(ecg_beats *b, int32_t x, int lead_off, uint32_t *beats_out, i
     h = ECG_BEAT_HP_LEN * b->lp[c_pos] - b->hp_sum;
     b->i_hp = i_hp + 1u == ECG_BEAT_HP_LEN ? 0u : i_hp + 1u;
 
-    /* slope d = 2 h[n] + h[n-1] - h[n-3] - 2 h[n-4], e = |d|; integral m = the sum of the last mwi_len e */
+    /* slope d = 2 h[n] + h[n-1] - h[n-3] - 2 h[n-4], e = |d| >> e_shift; integral m = the sum of the last mwi_len e */
     d = 2 * h + b->h1 - b->h3 - 2 * b->h4;
     b->h4 = b->h3;
     b->h3 = b->h2;
     b->h2 = b->h1;
     b->h1 = h;
-    e = d < 0 ? 0u - (uint32_t)d : (uint32_t)d;
-    m = b->m_now + (int64_t)e;
+    e = (d < 0 ? 0u - (uint32_t)d : (uint32_t)d) >> ECG_BEAT_E_SHIFT;
+    m = b->m_now + (int32_t)e;
     if (n >= ECG_BEAT_MWI_LEN) {
-        m -= (int64_t)b->e[ring_back(k, ECG_BEAT_MWI_LEN)];
+        m -= (int32_t)b->e[ring_back(k, ECG_BEAT_MWI_LEN)];
     }
     b->m_now = m;
     b->e[k] = e;

@@ -44,6 +44,10 @@
 
 /* Beats one ecg_beats_push() can make final: the learning span's replay decides every candidate it
  * holds at once; afterwards a sample makes at most one. */
+#if (ECG_BEAT_HP_LEN - 1LL) * ECG_BEAT_LP_LEN * ECG_BEAT_LP_LEN * 65535LL * 6LL / (1LL << ECG_BEAT_E_SHIFT) * ECG_BEAT_MWI_LEN > 2147483647LL
+#error "ECG_BEAT_MWI_LEN is too long (or ECG_BEAT_E_SHIFT too small) for the int32 integral"
+#endif
+
 #define ECG_BEATS_MAX_PER_PUSH ECG_BEAT_LEARN_CANDIDATES
 
 /* Entries of the candidate deque: a window of 2 reach + 1 samples, and one to tell full from empty. */
@@ -53,7 +57,7 @@
 #define ECG_BEATS_RING (ECG_BEAT_REACH + ECG_BEAT_MWI_LEN + 1)
 
 typedef struct {
-    int64_t m;      /* the integral at the candidate */
+    int32_t m;      /* the integral at the candidate */
     uint32_t p;     /* its sample within the run */
     uint32_t where; /* its beat's sample within the run (largest |h| near it, moved back by the delay) */
     uint32_t slope; /* the largest |slope| over [p - mwi_len, p] */
@@ -61,12 +65,12 @@ typedef struct {
 
 /* Members by size (64, 32, 16, 8 bits): no padding inside; export/ram.py counts them the same way. */
 typedef struct {
-    int64_t dq_m[ECG_BEATS_DEQUE]; /* deque over the last 2 reach + 1 samples: integrals, decreasing */
-    int64_t m_now;                 /* the integral at the last sample (running sum) */
-    int64_t top;                   /* largest integral of the learning span */
-    int64_t qrs[ECG_BEAT_BUFFER], noise[ECG_BEAT_BUFFER]; /* the last integrals of beats and of noise peaks */
     int64_t thr;                   /* the threshold of the buffers as they are */
     uint64_t search_at;            /* run sample from which the search-back takes the kept peak (all ones: never) */
+    int32_t dq_m[ECG_BEATS_DEQUE]; /* deque over the last 2 reach + 1 samples: integrals, decreasing */
+    int32_t m_now;                 /* the integral at the last sample (running sum) */
+    int32_t top;                   /* largest integral of the learning span */
+    int32_t qrs[ECG_BEAT_BUFFER], noise[ECG_BEAT_BUFFER]; /* the last integrals of beats and of noise peaks */
     ecg_beat_candidate learning[ECG_BEAT_LEARN_CANDIDATES]; /* candidates of the learning span */
     ecg_beat_candidate kept;       /* the largest noise peak since the last beat (have_kept) */
     uint32_t e[ECG_BEATS_RING];       /* |slope| per sample (ring, position k) */
