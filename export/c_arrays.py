@@ -17,6 +17,7 @@ import numpy as np
 from scipy import signal as sps
 
 from pipeline.util.atomic import write_text_atomic
+from pipeline.signal.beats import BUFFER as BEAT_BUFFER, DEFAULT_BEATS, TH_SHIFT as BEAT_TH_SHIFT, BeatConfig
 from pipeline.signal.device_rule import DEFAULT_RULE, DeviceRule, WindowStatus
 from pipeline.signal.quality import CONFIDENCE_BITS, DEFAULT_QUALITY, QualityStatus, Uncertainty, confidence_decay_q, threshold_q
 from pipeline.signal.spec import PreprocessSpec
@@ -220,6 +221,21 @@ def _uncertainty_block(spec: PreprocessSpec, rule: DeviceRule, unc: Uncertainty,
     return out
 
 
+def _beats_block(cfg: BeatConfig) -> str:
+    """The beat detector's parameters (pipeline.signal.beats.BeatConfig, every field) and the sizes derived from them."""
+    out = "/* The beat detector (pipeline.signal.beats, firmware ecg_beats.c): BeatConfig, in samples at ECG_BEAT_FS. */\n"
+    for name, value in cfg.to_dict().items():
+        out += _define(f"ECG_BEAT_{name.upper()}", str(int(value)))
+    out += "/* Entries of the QRS, noise and RR buffers (means are sums / BUFFER); thr uses th_num / 2^TH_SHIFT. */\n"
+    out += _define("ECG_BEAT_BUFFER", str(BEAT_BUFFER))
+    out += _define("ECG_BEAT_TH_SHIFT", str(BEAT_TH_SHIFT))
+    out += "/* Filter delay (samples from an R peak to the band-passed signal), ring samples kept, learning candidates. */\n"
+    out += _define("ECG_BEAT_DELAY", str(cfg.delay))
+    out += _define("ECG_BEAT_HISTORY", str(cfg.history))
+    out += _define("ECG_BEAT_LEARN_CANDIDATES", str(cfg.learn_candidates))
+    return out
+
+
 def _quant_block(input_q: tuple[float, int], output_q: tuple[float, int]) -> str:
     out = ""
     for prefix, (scale, zero_point) in (("ECG_INPUT", input_q), ("ECG_OUTPUT", output_q)):
@@ -242,9 +258,10 @@ def config_header(
     rule: DeviceRule = DEFAULT_RULE,
     uncertainty: Uncertainty = Uncertainty(),
     ram: FirmwareRam | None = None,
+    beats: BeatConfig = DEFAULT_BEATS,
 ) -> str:
-    """`ecg_config.h`: labels, timing, filter, quality rule, uncertainty, quantization and model identity as C99 macros;
-    with `ram` (export.ram.firmware_ram) also the firmware's RAM budget that ecg_board.h checks."""
+    """`ecg_config.h`: labels, timing, filter, quality rule, uncertainty, beat detector, quantization and model identity
+    as C99 macros; with `ram` (export.ram.firmware_ram) also the firmware's RAM budget that ecg_board.h checks."""
     if spec.filter != "causal":
         raise ValueError(f"filter {spec.filter!r}: the device runs the causal filter only")
     if not re.fullmatch(r"[0-9a-f]{64}", model_sha256):
@@ -264,6 +281,8 @@ def config_header(
         + _quality_block(spec, rule)
         + "\n"
         + _uncertainty_block(spec, rule, uncertainty, output_q[0])
+        + "\n"
+        + _beats_block(beats)
         + "\n/* int8 quantization: real = scale * (q - zero_point). */\n"
         + _quant_block(input_q, output_q)
         + "\n"

@@ -12,6 +12,9 @@ Builds the core for a target (host, host-asan, cortex-m4 under QEMU), then:
   synthetic streams include a stretch of every kind (`quality_stream`);
 - raw path: the same streams through `device_image` (filter -> window -> model on the device)
   against TFLM on the reference's quantized windows: logits and status;
+- beats: the same streams through the device's beat detector (`stream_runner -b`) against
+  `pipeline.signal.beats.detect_beats`: `beats_identical_fraction` is the fraction of streams whose
+  beat lists (every sample index) are identical, and must be 1.0;
 - cost: flash and RAM of the Cortex-M4 image, instructions per inference, per MAC and per sample.
 """
 
@@ -28,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.signal.ad8232 import AD8232Config, Disturbances, mv_to_counts, to_adc
+from pipeline.signal.beats import detect_beats
 from pipeline.data.dataset import Dataset, load_dataset, write_json_atomic
 from pipeline.inference.classifiers import select_leads
 from pipeline.inference.device_path import AnsweredWindow, device_answers
@@ -57,6 +61,7 @@ class Tolerances:
     input_identical: float = 0.999
     status_identical: float = 1.0
     raw_path_identical: float = 1.0
+    beats_identical: float = 1.0
 
 
 @dataclass
@@ -375,13 +380,17 @@ def crosscheck(
         rec_dt, res_dt = stream_dtype(ds.spec.window, len(ds.label_names)), result_dtype(len(ds.label_names))
         for s in tqdm(streams, desc=f"streams ({target})", unit="stream", disable=None if progress else True):
             write_samples(s, work / "samples.bin")
-            tgt.run("stream_runner", ["-n", "samples.bin", "windows.bin", str(ADC.max_count), str(ds.spec.device_hop), "stream_stats.bin"], work)
+            tgt.run("stream_runner", ["-n", "-b", "beats.bin", "samples.bin", "windows.bin", str(ADC.max_count), str(ds.spec.device_hop), "stream_stats.bin"], work)
             dev = np.fromfile(work / "windows.bin", dtype=rec_dt)
             st = np.fromfile(work / "stream_stats.bin", dtype="<u8")
             tally.samples += int(st[0])
             tgt.stats["push_instructions"] = tgt.stats.get("push_instructions", 0) + int(st[3])
             tgt.stats["window_instructions"] = tgt.stats.get("window_instructions", 0) + int(st[4])
             tgt.stats["ok_windows"] = tgt.stats.get("ok_windows", 0) + int(st[2])
+            tgt.stats["beat_instructions"] = tgt.stats.get("beat_instructions", 0) + int(st[6])
+            same_beats = np.array_equal(np.fromfile(work / "beats.bin", dtype="<u4").astype(np.int64), detect_beats(s.raw, s.lead_off))
+            tgt.stats["beat_streams"] = tgt.stats.get("beat_streams", 0) + 1
+            tgt.stats["beat_streams_identical"] = tgt.stats.get("beat_streams_identical", 0) + int(same_beats)
             ref = device_answers(s.raw, s.lead_off, ds.spec, ADC.max_count, reference)
             tally.add(s.name, ref, dev)
             if raw.classified >= raw_path_windows:
@@ -413,6 +422,7 @@ def _cost(target: Target, native: Any, model: dict[str, Any], tally: PreprocessT
         "instructions_per_mac": per_inf / native.macs,
         "preprocess_instructions_per_sample": per_sample,
         "preprocess_instructions_per_window": per_window,
+        "beats_instructions_per_sample": target.stats["beat_instructions"] / max(tally.samples, 1),
     }
     if target.stats.get("portable_instructions"):
         out["instructions_per_mac_portable"] = float(np.mean(target.stats["portable_instructions"])) / native.macs
@@ -435,6 +445,7 @@ def _report(target: str, tgt: Target, native: Any, info: dict, model: dict, tall
         "raw_path_windows": raw.classified,
         "raw_path_status_identical_fraction": raw.status_equal / raw.windows if raw.windows else None,
         "raw_path_status_counts": raw.status_counts,
+        "beats_identical_fraction": tgt.stats["beat_streams_identical"] / tgt.stats["beat_streams"] if tgt.stats.get("beat_streams") else None,
         "stream_windows": tally.windows,
         "stream_ok_windows": tally.ok_windows,
         "stream_samples": tally.samples,
@@ -463,6 +474,7 @@ def failures(report: dict[str, Any], tol: Tolerances) -> list[str]:
         ("status_identical_fraction", tol.status_identical, ">="),
         ("raw_path_status_identical_fraction", tol.status_identical, ">="),
         ("raw_path_identical_fraction", tol.raw_path_identical, ">="),
+        ("beats_identical_fraction", tol.beats_identical, ">="),
         ("preprocess_max_abs_diff", tol.preprocess_max_abs, "<="),
     ]
     out = [] if report.get("portable_identical", True) else ["portable and DSP kernels differ on the Cortex-M4"]
@@ -489,6 +501,7 @@ def summary(report: dict[str, Any]) -> str:
         f"raw device path == TFLM on the reference window: {report['raw_path_identical_fraction']:.2%} of {report['raw_path_windows']}, "
         f"statuses (with the confidence threshold) {report['raw_path_status_identical_fraction']:.2%}",
         "reference statuses: " + ", ".join(f"{k} {v}" for k, v in report["status_counts"].items()),
+        f"beats identical to pipeline.signal.beats on {report['beats_identical_fraction']:.2%} of the streams",
         f"native arena {report['native_arena_bytes']:,} B (TFLM {report['tflm_arena_bytes']:,} B), {report['macs']:,} MACs",
     ]
     if "flash_bytes" in report:

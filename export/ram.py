@@ -14,13 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.signal.beats import BUFFER as BEAT_BUFFER, DEFAULT_BEATS, BeatConfig
+
 # ecg_app.h's default ECG_APP_RING_SAMPLES (2-byte entries); the app state below assumes it, and the
 # assert in ecg_app.c runs only with that ring.
-APP_RING_SAMPLES = 512
+APP_RING_SAMPLES = 256
 # struct ecg_app on a 32-bit target (ARM EABI, Xtensa, RISC-V) besides the arrays that scale with the
 # bundle: counters, the protocol reader (a 522-byte frame), the 160-byte transmit buffer, the SAMPLES
 # batch, the quality sums' snapshots and the filter's bookkeeping. Measured with arm-none-eabi-gcc.
 APP_STATE_FIXED_BYTES = 1228
+# ecg_core's beat callback and its context (two pointers) beside the detector's state.
+CORE_BEAT_CALLBACK_BYTES = 8
 # nn_model (nn/nn_model.h) on a 32-bit target: header, 12 bytes per tensor slot, 116 per op slot.
 NN_MODEL_HEADER_BYTES = 44
 NN_TENSOR_BYTES = 12
@@ -36,7 +40,7 @@ class FirmwareRam:
     """Static RAM of the firmware with a model, in bytes, on a 32-bit board (native backend)."""
 
     arena: int  # the native plan's tensor arena (ECG_NATIVE_ARENA_BYTES)
-    app_state: int  # struct ecg_app: sample ring, filtered window, quality sums, protocol buffers
+    app_state: int  # struct ecg_app: sample ring, filtered window, quality sums, beat detector, protocol buffers
     model_tables: int  # nn_model: the interpreter's op and tensor tables
     tflm_arena: int  # the tflm backend's arena instead of the native one (ECG_TFLM_ARENA_BYTES)
 
@@ -54,10 +58,30 @@ def _round4(n: int) -> int:
     return (n + 3) // 4 * 4
 
 
-def app_state_bytes(window: int, filter_sections: int, ring_samples: int = APP_RING_SAMPLES) -> int:
+def _round8(n: int) -> int:
+    return (n + 7) // 8 * 8
+
+
+def beat_state_bytes(cfg: BeatConfig = DEFAULT_BEATS) -> int:
+    """sizeof(ecg_beats) (firmware ecg_beats.h) on a 32-bit target with 8-byte aligned int64: its members
+    by size, no padding inside, the whole a multiple of 8."""
+    b, deque = BEAT_BUFFER, 2 * cfg.reach + 2
+    wide = 8 * 2  # thr, search_at
+    candidate = 4 * 4  # ecg_beat_candidate: m, p, where, slope
+    # the deque's integrals, m_now, top, the QRS and noise buffers; the learning candidates and the kept one;
+    # e and |h| rings (reach + mwi_len + 1 samples), filter rings, their sums, h[n-1..n-4], rr, 5 counters, 5 ring positions
+    words = 4 * (deque + 2 + 2 * b) + candidate * (cfg.learn_candidates + 1)
+    words += 4 * (2 * (cfg.reach + cfg.mwi_len + 1) + 2 * cfg.lp_len + cfg.hp_len + b + 17)
+    halves = 2 * (deque + 1)  # the deque's samples, the learning candidates' count
+    return _round8(wide + words + halves + 6)  # 6 one-byte indices and flags
+
+
+def app_state_bytes(window: int, filter_sections: int, ring_samples: int = APP_RING_SAMPLES, beats: BeatConfig = DEFAULT_BEATS) -> int:
     """sizeof(struct ecg_app) with a model on a 32-bit target: float32 window ring, its rail bits
-    (one per sample), two double states per biquad section, 2-byte ring entries, the fixed rest."""
-    return 4 * window + _round4((window + 7) // 8) + 16 * filter_sections + 2 * ring_samples + APP_STATE_FIXED_BYTES
+    (one per sample), two double states per biquad section, 2-byte ring entries, the beat detector
+    and its callback, the fixed rest."""
+    return (4 * window + _round4((window + 7) // 8) + 16 * filter_sections + 2 * ring_samples + beat_state_bytes(beats)
+            + CORE_BEAT_CALLBACK_BYTES + APP_STATE_FIXED_BYTES)  # fmt: skip
 
 
 def model_table_bytes(ops: int, tensors: int) -> int:
@@ -65,11 +89,12 @@ def model_table_bytes(ops: int, tensors: int) -> int:
     return NN_MODEL_HEADER_BYTES + NN_TENSOR_BYTES * max(tensors, NN_DEFAULT_MAX_TENSORS) + NN_OP_BYTES * max(ops, NN_DEFAULT_MAX_OPS)
 
 
-def firmware_ram(arena: int, window: int, filter_sections: int, ops: int, tensors: int, tflm_arena: int) -> FirmwareRam:
+def firmware_ram(arena: int, window: int, filter_sections: int, ops: int, tensors: int, tflm_arena: int,
+                 beats: BeatConfig = DEFAULT_BEATS) -> FirmwareRam:  # fmt: skip
     """The firmware's RAM budget for a bundle: arena, app state and model tables as the firmware sizes them."""
     return FirmwareRam(
         arena=_round4(arena),  # the arena is an int32-aligned union (ecg_infer_native.c)
-        app_state=app_state_bytes(window, filter_sections),
+        app_state=app_state_bytes(window, filter_sections, beats=beats),
         model_tables=model_table_bytes(ops, tensors),
         tflm_arena=tflm_arena,
     )
@@ -79,7 +104,7 @@ def ram_block(ram: FirmwareRam) -> str:
     """The `ecg_config.h` lines: plain numbers, so that ecg_board.h can print them in its message."""
     return (
         "/* The firmware's static RAM with this model on a 32-bit board (export/ram.py): the native arena,\n"
-        " * struct ecg_app (sample ring, filtered window, protocol buffers) and the interpreter's tables\n"
+        " * struct ecg_app (sample ring, filtered window, beat detector, protocol buffers) and the interpreter's tables\n"
         " * (nn_model). ecg_board.h compares the sum with the board's RAM; ecg_app.c and\n"
         " * ecg_infer_native.c assert on 32-bit builds that the structs are not larger than said here. */\n"
         f"#define ECG_RAM_ARENA_BYTES {ram.arena}\n"

@@ -60,7 +60,7 @@ class StreamingBeats:
         delayed = self.lp_hist[-1 - centre] if len(self.lp_hist) > centre else self.lp0
         h = c.hp_len * delayed - self._sum_last(self.lp_hist, c.hp_len, self.lp0)
         hh = self.h_hist = self.h_hist[1:] + [h]
-        e = abs(2 * hh[4] + hh[3] - hh[1] - 2 * hh[0])
+        e = abs(2 * hh[4] + hh[3] - hh[1] - 2 * hh[0]) >> c.e_shift
         self.e_hist = (self.e_hist + [e])[-c.mwi_len:]
         m = sum(self.e_hist)
         k = n % self.size

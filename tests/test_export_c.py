@@ -22,6 +22,7 @@ from scipy import signal as sps
 
 from export.budget import TFLM_BUILTINS, BudgetError, budget, op_names, tflm_arena_bytes, weight_bytes
 from export.c_arrays import GENERATED_MARK, config_header, flatbuffer_array, write_firmware_sources
+from pipeline.signal.beats import BUFFER as BEAT_BUFFER, DEFAULT_BEATS, TH_SHIFT as BEAT_TH_SHIFT
 from pipeline.signal.device_rule import DEFAULT_RULE, WindowStatus
 from pipeline.data.labels import LABELS, STAGE1_LABELS
 from pipeline.signal.quality import CONFIDENCE_BITS, DEFAULT_QUALITY, QualityStatus, confidence_decay_q
@@ -259,6 +260,10 @@ int main(void) {
     printf("quality_f64 %a %a %a\n", ECG_QUALITY_FULL_SCALE_MV_F64, ECG_QUALITY_FLAT_MIN_P2P_MV_F64, ECG_QUALITY_NOISE_MAX_JUMP_RATIO_F64);
     printf("hf_ratio2 %u %u\n", ECG_QUALITY_HF_RATIO2_NUM, ECG_QUALITY_HF_RATIO2_DEN);
     printf("confidence_q %d %lu\n", ECG_CONFIDENCE_BITS, (unsigned long)ECG_CONFIDENCE_DECAY);
+    printf("beat_filters %d %d %d %d %d\n", ECG_BEAT_FS, ECG_BEAT_LP_LEN, ECG_BEAT_HP_LEN, ECG_BEAT_MWI_LEN, ECG_BEAT_E_SHIFT);
+    printf("beat_times %d %d %d %d %d\n", ECG_BEAT_REACH, ECG_BEAT_REFRACTORY, ECG_BEAT_T_WAVE, ECG_BEAT_LEARN, ECG_BEAT_DEFAULT_RR);
+    printf("beat_fractions %d %d %d %d %d\n", ECG_BEAT_TH_NUM, ECG_BEAT_TH_SHIFT, ECG_BEAT_SB_NUM, ECG_BEAT_SB_DEN, ECG_BEAT_BUFFER);
+    printf("beat_sizes %d %d %d\n", ECG_BEAT_DELAY, ECG_BEAT_HISTORY, ECG_BEAT_LEARN_CANDIDATES);
     return 0;
 }
 """
@@ -289,7 +294,11 @@ def _expected(spec: PreprocessSpec, labels: tuple[str, ...], in_q, out_q, sha: s
     out += [f"quality_f64 {q.full_scale_mv.hex()} {q.flat_min_p2p_mv.hex()} {q.noise_max_jump_ratio.hex()}"]
     r2 = q.hf_ratio2()
     out += [f"hf_ratio2 {r2.numerator} {r2.denominator}"]
-    return out + [f"confidence_q {CONFIDENCE_BITS} {confidence_decay_q(out_q[0])}"]
+    out += [f"confidence_q {CONFIDENCE_BITS} {confidence_decay_q(out_q[0])}"]
+    c = DEFAULT_BEATS
+    out += [f"beat_filters {c.fs} {c.lp_len} {c.hp_len} {c.mwi_len} {c.e_shift}", f"beat_times {c.reach} {c.refractory} {c.t_wave} {c.learn} {c.default_rr}"]
+    out += [f"beat_fractions {c.th_num} {BEAT_TH_SHIFT} {c.sb_num} {c.sb_den} {BEAT_BUFFER}", f"beat_sizes {c.delay} {c.history} {c.learn_candidates}"]
+    return out
 
 
 def _normalise_hex(line: str) -> str:

@@ -134,6 +134,7 @@ def _check(report: dict, target: str) -> None:
     assert report["int8_identical_fraction"] == 1.0 and report["int8_max_lsb_diff"] == 0
     assert report["preprocess_max_abs_diff"] <= 1e-4 and report["input_identical_fraction"] >= 0.999
     assert report["status_identical_fraction"] == 1.0 and report["raw_path_identical_fraction"] == 1.0
+    assert report["beats_identical_fraction"] == 1.0
     assert {"OK", "LEAD_OFF", "SATURATED"} <= set(report["stream_statuses"])
     # the demo bundle carries a quality rule and a threshold: the synthetic streams hold every status
     # before the model, and the raw path compares the statuses after it (LOW_CONFIDENCE included)
@@ -166,6 +167,7 @@ def test_crosscheck_cortex_m4(demo_bundle, tmp_path):
     assert 0 < report["ram_bytes"] <= 48 * 1024 and 0 < report["flash_bytes"] <= 96 * 1024
     assert report["instructions_per_mac"] < report["instructions_per_mac_portable"]
     assert report["preprocess_instructions_per_sample"] > 0
+    assert 0 < report["beats_instructions_per_sample"] < 0.1 * report["preprocess_instructions_per_sample"]
 
 
 def test_crosscheck_fails_on_a_wrong_kernel(demo_bundle, tmp_path, monkeypatch):

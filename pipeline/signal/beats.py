@@ -9,7 +9,8 @@ starts from nothing), with x the ADC counts and n the sample within the run:
 - low-pass: a moving sum of `lp_len` samples, twice (triangular, gain lp_len^2; at 250 Hz with
   lp_len 5 its zeros sit on 50 Hz and 100 Hz, so mains hum never reaches the detector);
 - high-pass: h[n] = hp_len * lp[n - (hp_len - 1) / 2] - (the sum of the last hp_len lp values);
-- slope: d[n] = 2 h[n] + h[n-1] - h[n-3] - 2 h[n-4]; e[n] = |d[n]|;
+- slope: d[n] = 2 h[n] + h[n-1] - h[n-3] - 2 h[n-4]; e[n] = |d[n]| >> e_shift (so that the integral
+  fits 32 bits for 16-bit counts: the firmware keeps it in int32);
 - integration: m[n] = the sum of the last `mwi_len` e values;
   before the run's first sample x, lp, h and e are taken as settled (x[0], lp[0], 0, 0);
 - candidates: m[p] > 0, m[p] >= every m in [p - reach, p) (within the run), m[p] > every m in
@@ -54,6 +55,7 @@ class BeatConfig:
     lp_len: int = 5
     hp_len: int = 23  # odd: the high-pass's centre tap is a sample
     mwi_len: int = 25
+    e_shift: int = 2  # e = |slope| >> e_shift
     reach: int = 50  # 200 ms: a candidate is the largest m within this on either side
     refractory: int = 50  # 200 ms
     t_wave: int = 90  # 360 ms
@@ -113,7 +115,7 @@ def filter_chain(x: np.ndarray, cfg: BeatConfig = DEFAULT_BEATS) -> tuple[np.nda
     h = cfg.hp_len * delayed - _moving_sum(lp, cfg.hp_len, int(lp[0]))
     hh = np.concatenate([np.zeros(4, dtype=np.int64), h])
     d = 2 * hh[4:] + hh[3:-1] - hh[1:-3] - 2 * hh[:-4]
-    e = np.abs(d)
+    e = np.abs(d) >> cfg.e_shift
     return h, e, _moving_sum(e, cfg.mwi_len, 0)
 
 

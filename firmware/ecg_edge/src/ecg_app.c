@@ -296,7 +296,10 @@ static void classify(ecg_app *app)
 
 static void pipeline_push(ecg_app *app, uint16_t packed)
 {
-    if (ecg_pre_push(&app->core.pre, (uint16_t)(packed & ECG_PROTO_ADC_MASK), (packed & ECG_PROTO_LEAD_OFF_BIT) != 0)) {
+    const uint16_t raw = (uint16_t)(packed & ECG_PROTO_ADC_MASK);
+    const int lead_off = (packed & ECG_PROTO_LEAD_OFF_BIT) != 0;
+    (void)ecg_core_beats_push(&app->core, raw, lead_off); /* beats go to the core's callback (none yet) */
+    if (ecg_pre_push(&app->core.pre, raw, lead_off)) {
         /* The quantized window goes into the model input, which a REPLAY_WINDOW being assembled
          * owns: an OK window waits for it (the ring keeps filling meanwhile). */
         if (app->wrx.active && ecg_pre_status(&app->core.pre) == ECG_STATUS_OK) {
@@ -358,6 +361,7 @@ static void reset_pipeline(ecg_app *app)
     app->batch_n = 0;
 #if !ECG_APP_NO_MODEL
     (void)ecg_pre_init(&app->core.pre, app->adc_max, app->hop); /* a bad hop failed ecg_core_init already */
+    ecg_core_beats_restart(&app->core);
     app->live_pending = 0;
     app->wrx.active = 0;
 #endif

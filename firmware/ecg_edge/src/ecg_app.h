@@ -89,7 +89,7 @@ uint32_t ecg_app_lost_samples(const ecg_app *app);
  *   ECG_APP_NO_MODEL      1: no ecg_core, no inference (SAMPLES only; INFO capabilities 0, backend
  *                         "none"; REPLAY frames answered with ERROR NO_MODEL).
  *   ECG_APP_RING_SAMPLES  ring between the sample interrupt and the main loop, a power of two
- *                         (default 512 = 2 s at 250 Hz; 8-bit CPUs: at most 128). With SOURCE = replay
+ *                         (default 256 = 1 s at 250 Hz, five times an M4 inference at 64 MHz; 8-bit CPUs: at most 128). With SOURCE = replay
  *                         the same ring queues the replayed samples: the credits are its free entries.
  *   ECG_APP_TX_BYTES      frame buffer for what the device sends (default 160, 128 without a model):
  *                         INFO is the longest frame; RESULT, SAMPLES, ACK and ERROR are shorter.
@@ -110,7 +110,7 @@ uint32_t ecg_app_lost_samples(const ecg_app *app);
 #define ECG_APP_NO_MODEL 0
 #endif
 #ifndef ECG_APP_RING_SAMPLES
-#define ECG_APP_RING_SAMPLES 512
+#define ECG_APP_RING_SAMPLES 256
 #endif
 
 typedef struct {

@@ -5,6 +5,9 @@
 int ecg_core_init(ecg_core *c, uint16_t adc_max, uint32_t hop)
 {
     const int pre_ok = ecg_pre_init(&c->pre, adc_max, hop) == 0;
+    ecg_beats_init(&c->beats);
+    c->on_beat = 0;
+    c->beat_ctx = 0;
     c->ready = pre_ok && ecg_infer_init() == 0;
     return c->ready ? 0 : -1;
 }
@@ -51,7 +54,32 @@ int32_t ecg_argmax(const int8_t *logits, int n)
 
 int ecg_core_push(ecg_core *c, uint16_t raw, int lead_off, ecg_result *r)
 {
+    (void)ecg_core_beats_push(c, raw, lead_off);
     return ecg_pre_push(&c->pre, raw, lead_off) ? ecg_core_classify(c, r) : 0;
+}
+
+void ecg_core_on_beat(ecg_core *c, ecg_beat_fn fn, void *ctx)
+{
+    c->on_beat = fn;
+    c->beat_ctx = ctx;
+}
+
+int ecg_core_beats_push(ecg_core *c, uint16_t raw, int lead_off)
+{
+    uint32_t beats[ECG_BEATS_MAX_PER_PUSH];
+    const int n = ecg_beats_push(&c->beats, (int32_t)raw, lead_off, beats, ECG_BEATS_MAX_PER_PUSH);
+    int i;
+    if (c->on_beat != 0) {
+        for (i = 0; i < n; ++i) {
+            c->on_beat(c->beat_ctx, beats[i]);
+        }
+    }
+    return n;
+}
+
+void ecg_core_beats_restart(ecg_core *c)
+{
+    ecg_beats_reset(&c->beats, 0);
 }
 
 void ecg_core_window_result(const ecg_core *c, ecg_result *r)

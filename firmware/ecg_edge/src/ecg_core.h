@@ -3,12 +3,15 @@
  * the inference backend (ecg_infer.h) classifies windows whose status is ECG_STATUS_OK. A classified
  * window whose top softmax probability is below ECG_CONFIDENCE_THRESHOLD becomes
  * ECG_STATUS_LOW_CONFIDENCE and keeps its logits and label ("uncertain, leaning to label").
+ * The beat detector (ecg_beats.h) sees the same samples and lead-off flags (ecg_core_beats_push,
+ * which ecg_core_push calls) and reports each beat it makes final to a callback.
  */
 #ifndef ECG_CORE_H
 #define ECG_CORE_H
 
 #include <stdint.h>
 
+#include "ecg_beats.h"
 #include "ecg_generated.h"
 #include "ecg_preprocess.h"
 
@@ -20,8 +23,14 @@ typedef struct {
     int8_t logits[ECG_NUM_LABELS];  /* int8 model outputs; zero when not classified (status OK or LOW_CONFIDENCE: classified) */
 } ecg_result;
 
+/* A beat: its absolute sample index (samples pushed since init or the last ecg_core_beats_restart). */
+typedef void (*ecg_beat_fn)(void *ctx, uint32_t sample);
+
 typedef struct {
     ecg_pre pre;
+    ecg_beats beats;
+    ecg_beat_fn on_beat; /* NULL: beats are found but not reported */
+    void *beat_ctx;
     int ready;
 } ecg_core;
 
@@ -31,9 +40,20 @@ int ecg_core_init(ecg_core *c, uint16_t adc_max, uint32_t hop);
 /* Why ecg_core_init() failed: the hop (too small for the quality checks) or ecg_infer_error(). */
 const char *ecg_core_error(const ecg_core *c);
 
-/* Push one sample; returns 1 and fills *r when a window completed (classified or not), 0 otherwise,
- * -1 when inference failed. */
+/* Push one sample (beat detector, then preprocessing); returns 1 and fills *r when a window completed
+ * (classified or not), 0 otherwise, -1 when inference failed. */
 int ecg_core_push(ecg_core *c, uint16_t raw, int lead_off, ecg_result *r);
+
+/* Report beats to fn(ctx, sample) from now on (NULL: stop). ecg_core_init() sets none. */
+void ecg_core_on_beat(ecg_core *c, ecg_beat_fn fn, void *ctx);
+
+/* The beat detector's part of ecg_core_push(), for a caller that pushes with ecg_pre_push() itself:
+ * feed it every sample with its lead-off flag (a lost sample counts as lead-off, as for the
+ * preprocessing). Calls the beat callback for each beat this sample made final; returns their number. */
+int ecg_core_beats_push(ecg_core *c, uint16_t raw, int lead_off);
+
+/* The sample counter starts again at 0 (with ecg_pre_init() when the pipeline restarts). */
+void ecg_core_beats_restart(ecg_core *c);
 
 /* The second half of ecg_core_push(), for a caller that pushed with ecg_pre_push() itself and got 1:
  * status, quantized window into the model input, inference. Same return values. */

@@ -36,6 +36,12 @@ uint64_t m4_ticks(void)
             break;
         }
     } while (wraps != systick_wraps);
+    /* The wrap interrupt is pended when the count reaches 0, and the counter shows 0 for one more tick
+     * before it reloads: 0 is the last tick of the period that the wrap just counted (read as the
+     * next period's last tick, it was a whole period, 2^24 ticks, too late). */
+    if (value == 0u) {
+        return wraps > 0u ? (uint64_t)wraps * SYST_PERIOD - 1u : 0u;
+    }
     return (uint64_t)wraps * SYST_PERIOD + (SYST_PERIOD - 1u - value);
 }
 
