@@ -236,9 +236,11 @@ def window_rhythm(beats: Iterable[int], first_sample: int, window: int, fs: int 
       rounded: (600 fs + m // 2) // m, clamped to 1..HR_X10_MAX;
     - rr_irregularity: the mean absolute successive RR difference over the mean RR, per mille:
       1000 k sum|RR_i - RR_i-1| // ((k - 1) sum RR), clamped to RR_IRREGULARITY_MAX (never reached:
-      |a - b| < a + b keeps it below 4000). 0 for a steady rhythm, about 100-300 in atrial fibrillation.
+      |a - b| < a + b keeps it below 4000). 0 for a steady rhythm, larger the more irregular the RRs.
     Both are unknown (HR_UNKNOWN, RR_IRREGULARITY_UNKNOWN) with fewer than 2 intervals (3 beats) or
-    when the window's status is LEAD_OFF. `beats` must increase strictly. C: compute 1000 k sum|dRR| in
+    when the window's status is LEAD_OFF. `beats` must increase strictly; a device passes the beats it
+    has decided when the window ends (a beat is decided `reach` samples or more after its peak, so the
+    window's last beat often counts only in later windows). C: compute 1000 k sum|dRR| in
     64 bits (it is below 2000 window^2 / refractory: 2.5e8 for 2500 samples and DEFAULT_BEATS).
     """
     if window <= 0 or fs <= 0:
