@@ -3,13 +3,15 @@
 The host (`host.protocol`) imports them; the firmware gets them as `ecg_protocol_defs.h`, written by
 `protocol_defs_header()` into the generated sources. Window status codes are
 `pipeline.signal.quality.QualityStatus`'s (the device's `pipeline.signal.device_rule.WindowStatus` codes, extended by
-FLAT, NOISY and LOW_CONFIDENCE): `WindowStatus` here is that enum.
+FLAT, NOISY and LOW_CONFIDENCE): `WindowStatus` here is that enum. The "unknown" values of a RESULT's
+heart rate and RR irregularity are `pipeline.signal.beats`'s, where `window_rhythm` defines both figures.
 """
 
 from __future__ import annotations
 
 import enum
 
+from pipeline.signal.beats import HR_UNKNOWN, RR_IRREGULARITY_UNKNOWN
 from pipeline.signal.quality import QualityStatus
 
 WindowStatus = QualityStatus  # a RESULT's status byte
@@ -32,6 +34,11 @@ SAMPLE_BATCH = 10  # samples per SAMPLES frame a device sends while streaming
 REPLAY_WINDOW_FIXED_BYTES = 8  # window id u32, offset u16, total u16
 MAX_WINDOW_CHUNK = MAX_PAYLOAD - REPLAY_WINDOW_FIXED_BYTES
 MAX_LABELS = 32
+RESULT_FIXED_BYTES = 17  # RESULT without logits and without the rhythm fields
+RESULT_RHYTHM_BYTES = 4  # hr_x10 u16, rr_irregularity u16: RESULTs of a device with Capability.BEATS
+BEATS_FIXED_BYTES = 1  # count u8
+BEAT_BYTES = 4  # one beat: its u32 sample index
+MAX_BEATS = 16  # beats per BEATS frame (a detector decides at most learn_candidates + 1 = 12 at one sample)
 MAX_STRING = 255
 # A reader gives up a partial frame after this long without a byte (a frame is sent in one burst;
 # the longest takes 45 ms at 115200 baud).
@@ -50,6 +57,7 @@ class FrameType(enum.IntEnum):
     RESULT = 0x03
     ACK = 0x04
     ERROR = 0x05
+    BEATS = 0x06
     COMMAND = 0x81
     REPLAY_SAMPLES = 0x82
     REPLAY_WINDOW = 0x83
@@ -92,9 +100,10 @@ class Capability(enum.IntFlag):
     MODEL = 0x01
     REPLAY_SAMPLES = 0x02
     REPLAY_WINDOW = 0x04
+    BEATS = 0x08  # sends BEATS frames, and RESULTs with hr_x10 and rr_irregularity
 
 
-CAPABILITIES_ALL = int(Capability.MODEL | Capability.REPLAY_SAMPLES | Capability.REPLAY_WINDOW)
+CAPABILITIES_ALL = int(Capability.MODEL | Capability.REPLAY_SAMPLES | Capability.REPLAY_WINDOW | Capability.BEATS)
 
 
 class ErrorCode(enum.IntEnum):
@@ -135,6 +144,13 @@ SCALARS: tuple[tuple[str, int, bool], ...] = (
     ("SAMPLE_BATCH", SAMPLE_BATCH, False),
     ("MAX_WINDOW_CHUNK", MAX_WINDOW_CHUNK, False),
     ("MAX_LABELS", MAX_LABELS, False),
+    ("RESULT_FIXED_BYTES", RESULT_FIXED_BYTES, False),
+    ("RESULT_RHYTHM_BYTES", RESULT_RHYTHM_BYTES, False),
+    ("BEATS_FIXED_BYTES", BEATS_FIXED_BYTES, False),
+    ("BEAT_BYTES", BEAT_BYTES, False),
+    ("MAX_BEATS", MAX_BEATS, False),
+    ("HR_UNKNOWN", HR_UNKNOWN, False),
+    ("RR_IRREGULARITY_UNKNOWN", RR_IRREGULARITY_UNKNOWN, True),
     ("MAX_STRING", MAX_STRING, False),
     ("IDLE_FLUSH_MS", IDLE_FLUSH_MS, False),
     ("LEAD_OFF_BIT", LEAD_OFF_BIT, True),

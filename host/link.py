@@ -5,6 +5,8 @@ protocol reader. It keeps the counters a user needs to trust a session: frames, 
 CRC errors, frames missing from the device's sequence numbers, samples missing from the SAMPLES
 counter, device resets. Nothing waits without a timeout; a port that is not a device, a device at
 another baud rate and a device that stopped answering all end in a `LinkError` that says which.
+Frames are decoded with the capabilities of the device's last INFO (a RESULT's layout depends on
+them), either layout before the first one.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ from typing import Callable
 import numpy as np
 import serial
 
-from export.protocol_defs import IDLE_FLUSH_MS, MAX_BATCH, CommandCode, ResultSource, SampleSource
+from export.protocol_defs import IDLE_FLUSH_MS, MAX_BATCH, Capability, CommandCode, ResultSource, SampleSource
 from host.protocol import (
     Ack,
+    Beats,
     Command,
     Encoder,
     Error,
     Frame,
     Info,
+    Message,
     ProtocolError,
     Reader,
     ReplayCredits,
@@ -82,11 +86,17 @@ class DeviceLink:
         self.info: Info | None = None
         self._last_seq: int | None = None
         self._next_sample: int | None = None
-        self._inbox: deque[Frame] = deque()
+        self._inbox: deque[Message] = deque()  # decoded, for wait_for() and replay_stream()
         self._last_rx = time.monotonic()
         self._bytes_without_frame = 0
         self.on_samples: Callable[[Samples], None] | None = None
         self.on_result: Callable[[Result], None] | None = None
+        self.on_beats: Callable[[Beats], None] | None = None
+
+    @property
+    def capabilities(self) -> Capability | None:
+        """The device's capabilities (its last INFO), None before the first INFO."""
+        return self.info.capabilities if self.info is not None else None
 
     def __enter__(self) -> DeviceLink:
         return self
@@ -130,7 +140,7 @@ class DeviceLink:
 
     def _observe(self, f: Frame) -> None:
         try:
-            msg = f.message()
+            msg = f.message(self.capabilities)
         except ProtocolError as exc:
             self.stats.errors.append(f"undecodable {f.type:#x} frame: {exc}")
             return
@@ -145,11 +155,13 @@ class DeviceLink:
                 self.on_samples(msg)
         elif isinstance(msg, Result) and self.on_result:
             self.on_result(msg)
+        elif isinstance(msg, Beats) and self.on_beats:
+            self.on_beats(msg)
         elif isinstance(msg, Info):
             self.info = msg
         elif isinstance(msg, Error):
             self.stats.errors.append(f"device error {msg.code.name} about frame {msg.about_seq}: {msg.message}")
-        self._inbox.append(f)
+        self._inbox.append(msg)
 
     def poll(self, seconds: float = 0.0) -> list[Frame]:
         """Frames received within `seconds` (at least one read)."""
@@ -168,11 +180,7 @@ class DeviceLink:
         end = time.monotonic() + timeout
         while True:
             while self._inbox:
-                f = self._inbox.popleft()
-                try:
-                    msg = f.message()
-                except ProtocolError:
-                    continue
+                msg = self._inbox.popleft()
                 if match(msg):
                     return msg
             if time.monotonic() > end:
@@ -226,7 +234,7 @@ class DeviceLink:
         i, n, last = 0, len(raw), time.monotonic()
         while i < n or len(results) < expected_windows:
             while self._inbox:
-                msg = self._inbox.popleft().message()
+                msg = self._inbox.popleft()
                 if isinstance(msg, Ack):
                     credits.ack(msg)
                 elif isinstance(msg, Error):

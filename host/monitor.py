@@ -1,7 +1,8 @@
 """`ecg-host monitor`: a live view of a board (this firmware or a plain AD8232 sketch) on a serial port.
 
 The terminal view (rich, ~4 refreshes a second) shows the last seconds of the ECG, the heart rate
-(`host.heart_rate` on the raw samples), lead-off and saturation now, the latest window's class
+(the board's own, from its RESULTs, with its beats marked in the trace, when it has the BEATS
+capability; else `host.heart_rate` on the raw samples), lead-off and saturation now, the latest window's class
 probabilities and status, counts per label and per status, and the link's error counters. Binary input
 shows the device's own RESULTs; text input and a device without a model (an Uno) are classified on the
 host with `--model` (`HostClassifier`).
@@ -150,7 +151,7 @@ def _monitor(args: argparse.Namespace, out: Any) -> int:
         else:
             note = "no model: pass --model CHECKPOINT_OR_BUNDLE to classify" + (" on the host" if info is not None else "")
         state = MonitorState(source.port, source.kind, source.rate_hz, source.rate_estimated, source.adc_bits,
-                             info_line, labels)  # fmt: skip
+                             info_line, labels, board_beats=source.board_beats)  # fmt: skip
         state.classifier_note = note
         views = _Views(args, out)
         deadline = time.monotonic() + args.seconds if args.seconds else None
@@ -166,8 +167,13 @@ def _monitor(args: argparse.Namespace, out: Any) -> int:
                     if classifier is not None:
                         for w in classifier.feed(b):
                             state.add_window(Window(w.window_index, WindowStatus(w.status).name, w.label, w.probabilities))
+                state.add_beats(source.take_beats())
                 for r in results:
-                    if r.source == ResultSource.LIVE and info is not None and classifier is None:
+                    if r.source != ResultSource.LIVE or info is None:
+                        continue
+                    if state.board_beats and r.has_rhythm:
+                        state.add_rhythm(r)
+                    if classifier is None:
                         state.add_window(device_window(r, info))
                 state.stats = source.stats
                 views.update(state)

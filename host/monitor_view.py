@@ -14,6 +14,7 @@ from .monitor_state import MonitorState
 
 TRACE_ROWS = 10
 BAR_WIDTH = 30
+BEAT_MARK = "▼"  # above the trace, over each beat the board detected
 NO_MODEL = "no model: pass --model CHECKPOINT_OR_BUNDLE to classify"
 
 # Braille cell: dot (column, row) -> bit; rows 0..3 from the top.
@@ -71,6 +72,19 @@ def braille_trace(values: np.ndarray, lead_off: np.ndarray, width: int, rows: in
     return lines
 
 
+def beat_marks(n: int, beats: np.ndarray, width: int) -> Text:
+    """One row of `width` cells over a `braille_trace` of `n` samples: BEAT_MARK above the cells holding
+    the sample positions `beats`."""
+    width = max(1, width)
+    row = [" "] * width
+    if n:
+        edges = np.linspace(0, n, 2 * width + 1).astype(int)  # as braille_trace: pixel column j holds [edges[j], edges[j+1])
+        for b in np.asarray(beats, dtype=np.int64):
+            if 0 <= b < n:
+                row[min(width - 1, int(np.searchsorted(edges, b, side="right") - 1) // 2)] = BEAT_MARK
+    return Text("".join(row), style="bold magenta")
+
+
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     m = np.concatenate([[False], mask, [False]]).astype(np.int8)
     d = np.flatnonzero(np.diff(m))
@@ -79,6 +93,14 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 def _bpm_text(bpm: float | None) -> str:
     return f"HR {bpm:.0f} bpm" if bpm is not None else "HR -- bpm"
+
+
+def _rhythm_text(state: MonitorState) -> str:
+    """Where the heart rate comes from; the board's RR irregularity when it sends one."""
+    if not state.board_beats:
+        return ""
+    irr = state.rr_irregularity
+    return f"(board)  RR irregularity {100 * irr:.1f} %" if irr is not None and state.bpm is not None else "(board)  RR irregularity --"
 
 
 def signal_state(state: MonitorState) -> tuple[str, str]:
@@ -106,11 +128,17 @@ def render(state: MonitorState, width: int) -> RenderableType:
     if state.info_line:
         parts.append(Text(f"firmware: {state.info_line}", style="dim"))
     values, lead_off = state.trace()
-    parts.append(Panel(Group(*braille_trace(values, lead_off, width - 4)), padding=(0, 1),
-                       title=f"ECG, last {state.trace_seconds:g} s" + (f" (ADC {state.trace_range})" if state.trace_range else "")))  # fmt: skip
+    rows = braille_trace(values, lead_off, width - 4)
+    if state.board_beats:
+        rows.insert(0, beat_marks(values.size, state.trace_beats(), width - 4))
+    parts.append(Panel(Group(*rows), padding=(0, 1),
+                       title=f"ECG, last {state.trace_seconds:g} s" + (f" (ADC {state.trace_range})" if state.trace_range else "")
+                       + (f", {BEAT_MARK} beats the board detected" if state.board_beats else "")))  # fmt: skip
     text, style = signal_state(state)
     head = Text()
     head.append(_bpm_text(state.bpm), style="bold cyan")
+    if state.board_beats:
+        head.append(" " + _rhythm_text(state), style="cyan")
     head.append("   ")
     head.append(text, style=style)
     parts.append(head)
@@ -150,7 +178,8 @@ def status_line(state: MonitorState) -> str:
         p = f" {w.probabilities[w.label]:.2f}" if w.label and w.probabilities else ""
         latest = f"window {w.window_index} {w.status} {w.label or '-'}{p}"
     s = state.stats
-    return (f"t={state.elapsed:.0f}s {_bpm_text(state.bpm)} | {text} | latest {latest} | "
+    hr = _bpm_text(state.bpm) + (" " + _rhythm_text(state) if state.board_beats else "")
+    return (f"t={state.elapsed:.0f}s {hr} | {text} | latest {latest} | "
             f"lost {s.get('samples_lost', 0)} dropped {s.get('frames_dropped', 0)} crc {s.get('crc_errors', 0)} bad {s.get('bad_lines', 0)}")  # fmt: skip
 
 
@@ -196,6 +225,7 @@ class PlotView:
         self.fig.canvas.manager.set_window_title("ecg-host monitor")  # type: ignore[union-attr]
         self.fig.suptitle(DISCLAIMER, fontsize=9, color="darkred")
         (self.line,) = self.ax_ecg.plot([], [], lw=0.8, color="tab:green")
+        (self.beat_line,) = self.ax_ecg.plot([], [], "v", color="tab:purple", ms=6, label="beats (board)")
         (self.hr_line,) = self.ax_hr.plot([], [], color="tab:blue")
         self.ax_hr.set_ylabel("HR (bpm)")
         self.ax_ecg.set_ylabel("ADC counts")
@@ -210,6 +240,8 @@ class PlotView:
         t = (np.arange(values.size) - values.size) / rate
         y = np.where(off, np.nan, values.astype(float))
         self.line.set_data(t, y)
+        beats = state.trace_beats()
+        self.beat_line.set_data(t[beats], y[beats])
         for c in list(self.ax_ecg.collections):
             c.remove()
         if off.any():
@@ -219,7 +251,7 @@ class PlotView:
             lo, hi = np.nanmin(y), np.nanmax(y)
             self.ax_ecg.set_ylim(lo - 0.05 * (hi - lo + 1), hi + 0.05 * (hi - lo + 1))
         text, _ = signal_state(state)
-        self.ax_ecg.set_title(f"{state.port}  {state.kind}  {state.rate_hz:g} Hz  {_bpm_text(state.bpm)}  {text}", fontsize=10)
+        self.ax_ecg.set_title(f"{state.port}  {state.kind}  {state.rate_hz:g} Hz  {_bpm_text(state.bpm)} {_rhythm_text(state)}  {text}", fontsize=10)
         if state.hr_history:
             ht, hv = zip(*state.hr_history)
             self.hr_line.set_data(ht, hv)

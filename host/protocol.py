@@ -4,6 +4,11 @@ The device side is firmware/ecg_edge/src/ecg_protocol.c; the constants of both c
 `export.protocol_defs`. Every message validates its fields when built, so an encoder never sends what
 a decoder would reject and a decoded message is always in range. Decoding malformed input raises
 only `ProtocolError`, carrying the ERROR code a device would answer with.
+
+A RESULT's layout depends on the device: one with `Capability.BEATS` appends its window's heart rate
+and RR irregularity. `decode_message(frame, capabilities)` takes the capabilities of the device's
+INFO and then requires exactly that layout; with `capabilities=None` (no INFO seen yet) it accepts
+either, which the payload's length tells apart.
 """
 
 from __future__ import annotations
@@ -17,18 +22,22 @@ from typing import Any, ClassVar, Union
 
 from export.protocol_defs import (
     ADC_MASK,
+    BEAT_BYTES,
     CAPABILITIES_ALL,
     COMMAND_ARGS,
     CRC_BYTES,
     CRC_INIT,
     FINGERPRINT_BYTES,
     HEADER_BYTES,
+    HR_UNKNOWN,
     LEAD_OFF_BIT,
     MAX_BATCH,
+    MAX_BEATS,
     MAX_LABELS,
     MAX_PAYLOAD,
     MAX_STRING,
     MAX_WINDOW_CHUNK,
+    RR_IRREGULARITY_UNKNOWN,
     SHA256_BYTES,
     SYNC,
     VERSION,
@@ -76,8 +85,9 @@ class Frame:
     def encode(self) -> bytes:
         return encode_frame(self.type, self.seq, self.payload)
 
-    def message(self) -> Message:
-        return decode_message(self)
+    def message(self, capabilities: Capability | None = None) -> Message:
+        """The payload decoded (`decode_message`; `capabilities`: the sender's INFO's, None while unknown)."""
+        return decode_message(self, capabilities)
 
 
 # ---- field checks and payload parsing ---------------------------------------------------------
@@ -120,28 +130,33 @@ def _set(obj: object, name: str, value: object) -> None:
 
 
 class _Fields:
-    """Reads a payload front to back; running past its end or leaving bytes over is BAD_LENGTH."""
+    """Reads one frame type's payload front to back; running past its end or leaving bytes over is BAD_LENGTH."""
 
-    def __init__(self, payload: bytes) -> None:
+    def __init__(self, payload: bytes, frame: FrameType) -> None:
         self.data = payload
+        self.frame = frame.name
         self.pos = 0
 
-    def take(self, n: int) -> bytes:
+    @property
+    def left(self) -> int:
+        return len(self.data) - self.pos
+
+    def take(self, n: int, what: str = "a field") -> bytes:
         if self.pos + n > len(self.data):
-            raise ProtocolError(ErrorCode.BAD_LENGTH, f"payload of {len(self.data)} bytes ends inside a field")
+            raise ProtocolError(ErrorCode.BAD_LENGTH, f"{self.frame}: payload of {len(self.data)} bytes ends inside {what}")
         self.pos += n
         return self.data[self.pos - n : self.pos]
 
-    def unpack(self, fmt: str) -> tuple[Any, ...]:
-        return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt)))
+    def unpack(self, fmt: str, what: str = "a field") -> tuple[Any, ...]:
+        return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt), what))
 
     def text(self) -> str:
         """A length-prefixed string, decoded losslessly; the message checks its characters."""
         return self.take(self.unpack("B")[0]).decode("latin-1")
 
-    def end(self) -> None:
+    def end(self, last: str = "the last field") -> None:
         if self.pos != len(self.data):
-            raise ProtocolError(ErrorCode.BAD_LENGTH, f"{len(self.data) - self.pos} bytes after the last field")
+            raise ProtocolError(ErrorCode.BAD_LENGTH, f"{self.frame}: {len(self.data) - self.pos} bytes after {last}")
 
 
 def _pack_text(value: str) -> bytes:
@@ -223,7 +238,7 @@ class Info:
 
     @classmethod
     def decode(cls, payload: bytes) -> Info:
-        f = _Fields(payload)
+        f = _Fields(payload, cls.TYPE)
         firmware, backend = f.text(), f.text()
         sha, fingerprint = f.take(SHA256_BYTES), f.take(FINGERPRINT_BYTES)
         rate, window, hop, adc_bits, caps, n = f.unpack("HHHBBB")
@@ -251,7 +266,7 @@ class Samples:
 
     @classmethod
     def decode(cls, payload: bytes) -> Samples:
-        f = _Fields(payload)
+        f = _Fields(payload, cls.TYPE)
         (first,) = f.unpack("I")
         values, lead_off = _unpack_samples(f)
         f.end()
@@ -271,6 +286,10 @@ class Result:
     time: int
     time_unit: TimeUnit
     source: ResultSource
+    # Only from a device with Capability.BEATS (both or neither): pipeline.signal.beats.window_rhythm's
+    # figures for the window, HR_UNKNOWN / RR_IRREGULARITY_UNKNOWN when it has too few beats.
+    hr_x10: int | None = None  # heart rate, bpm x 10
+    rr_irregularity: int | None = None  # mean |successive RR difference| / mean RR, per mille
 
     def __post_init__(self) -> None:
         _uint("window index", self.window_index, 32)
@@ -283,20 +302,52 @@ class Result:
         _uint("time", self.time, 32)
         _set(self, "time_unit", _member(TimeUnit, "time unit", self.time_unit))
         _set(self, "source", _member(ResultSource, "source", self.source))
+        if (self.hr_x10 is None) != (self.rr_irregularity is None):
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"RESULT: hr_x10 {self.hr_x10} and rr_irregularity {self.rr_irregularity}: give both or neither")
+        if self.hr_x10 is not None:
+            _uint("RESULT hr_x10", self.hr_x10, 16)
+            _uint("RESULT rr_irregularity", self.rr_irregularity, 16)  # type: ignore[arg-type]
+            if (self.hr_x10 == HR_UNKNOWN) != (self.rr_irregularity == RR_IRREGULARITY_UNKNOWN):
+                raise ProtocolError(ErrorCode.BAD_VALUE, f"RESULT: hr_x10 {self.hr_x10} with rr_irregularity {self.rr_irregularity}: "
+                                    f"both are unknown ({HR_UNKNOWN}, {RR_IRREGULARITY_UNKNOWN:#x}) or neither")  # fmt: skip
+            if self.status == WindowStatus.LEAD_OFF and self.hr_x10 != HR_UNKNOWN:
+                raise ProtocolError(ErrorCode.BAD_VALUE, f"RESULT: a LEAD_OFF window has an unknown heart rate, not hr_x10 {self.hr_x10}")
+
+    @property
+    def has_rhythm(self) -> bool:
+        """The RESULT carries hr_x10 and rr_irregularity (its device has Capability.BEATS)."""
+        return self.hr_x10 is not None
+
+    @property
+    def bpm(self) -> float | None:
+        """The window's heart rate, None when not sent or unknown."""
+        return None if self.hr_x10 in (None, HR_UNKNOWN) else self.hr_x10 / 10  # type: ignore[operator]
+
+    @property
+    def irregularity(self) -> float | None:
+        """The window's RR irregularity as a fraction (0.05: 5 %), None when not sent or unknown."""
+        return None if self.rr_irregularity in (None, RR_IRREGULARITY_UNKNOWN) else self.rr_irregularity / 1000  # type: ignore[operator]
 
     def encode(self) -> bytes:
         n = len(self.logits)
-        return struct.pack(f"<IIBbB{n}bIBB", self.window_index, self.first_sample, self.status, self.label, n,
-                           *self.logits, self.time, self.time_unit, self.source)  # fmt: skip
+        out = struct.pack(f"<IIBbB{n}bIBB", self.window_index, self.first_sample, self.status, self.label, n,
+                          *self.logits, self.time, self.time_unit, self.source)  # fmt: skip
+        return out + (struct.pack("<HH", self.hr_x10, self.rr_irregularity) if self.has_rhythm else b"")
 
     @classmethod
-    def decode(cls, payload: bytes) -> Result:
-        f = _Fields(payload)
+    def decode(cls, payload: bytes, capabilities: Capability | None = None) -> Result:
+        """`capabilities`: the sender's (INFO); with BEATS the rhythm fields are required, without it they are
+        refused, and None (not known yet) takes either layout."""
+        f = _Fields(payload, cls.TYPE)
         window, first, status, label, n = f.unpack("IIBbB")
-        logits = f.unpack(f"{n}b")
-        time, unit, source = f.unpack("IBB")
-        f.end()
-        return cls(window, first, status, label, logits, time, unit, source)
+        logits = f.unpack(f"{n}b", f"the {n} logits")
+        time, unit, source = f.unpack("IBB", "time, time unit and source")
+        beats = bool(Capability(capabilities) & Capability.BEATS) if capabilities is not None else f.left > 0
+        hr = irregularity = None
+        if beats:
+            hr, irregularity = f.unpack("HH", "hr_x10 and rr_irregularity (sent by a device with the BEATS capability)")
+        f.end("source (a device without the BEATS capability sends no hr_x10 and rr_irregularity)" if not beats else "rr_irregularity")
+        return cls(window, first, status, label, logits, time, unit, source, hr, irregularity)
 
 
 @dataclass(frozen=True)
@@ -318,7 +369,7 @@ class Ack:
 
     @classmethod
     def decode(cls, payload: bytes) -> Ack:
-        f = _Fields(payload)
+        f = _Fields(payload, cls.TYPE)
         seq, type_, credits = f.unpack("HBH")
         f.end()
         return cls(seq, type_, credits)
@@ -343,11 +394,35 @@ class Error:
 
     @classmethod
     def decode(cls, payload: bytes) -> Error:
-        f = _Fields(payload)
+        f = _Fields(payload, cls.TYPE)
         code, about = f.unpack("BH")
         message = f.text()
         f.end()
         return cls(code, about, message)
+
+
+@dataclass(frozen=True)
+class Beats:
+    """Device -> host (Capability.BEATS): sample indices of R peaks its detector found, in the SAMPLES counter."""
+
+    TYPE: ClassVar[FrameType] = FrameType.BEATS
+    samples: tuple[int, ...]  # 1..MAX_BEATS u32 sample indices since power-on or RESET
+
+    def __post_init__(self) -> None:
+        _set(self, "samples", tuple(_uint("BEATS sample", v, 32) for v in self.samples))
+        if not 1 <= len(self.samples) <= MAX_BEATS:
+            raise ProtocolError(ErrorCode.BAD_VALUE, f"BEATS: count {len(self.samples)}, must be 1..{MAX_BEATS}")
+
+    def encode(self) -> bytes:
+        return struct.pack(f"<B{len(self.samples)}I", len(self.samples), *self.samples)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Beats:
+        f = _Fields(payload, cls.TYPE)
+        (count,) = f.unpack("B", "count")
+        samples = f.unpack(f"{count}I", f"{count} beats of {BEAT_BYTES} bytes")
+        f.end(f"{count} beats")
+        return cls(samples)
 
 
 @dataclass(frozen=True)
@@ -368,7 +443,7 @@ class Command:
 
     @classmethod
     def decode(cls, payload: bytes) -> Command:
-        f = _Fields(payload)
+        f = _Fields(payload, cls.TYPE)
         code, arg = f.unpack("BI")
         f.end()
         return cls(code, arg)
@@ -390,7 +465,7 @@ class ReplaySamples:
 
     @classmethod
     def decode(cls, payload: bytes) -> ReplaySamples:
-        f = _Fields(payload)
+        f = _Fields(payload, cls.TYPE)
         values, lead_off = _unpack_samples(f)
         f.end()
         return cls(values, lead_off)
@@ -419,21 +494,25 @@ class ReplayWindow:
 
     @classmethod
     def decode(cls, payload: bytes) -> ReplayWindow:
-        f = _Fields(payload)
+        f = _Fields(payload, cls.TYPE)
         window_id, offset, total = f.unpack("IHH")
         data = f.take(len(payload) - f.pos)
         return cls(window_id, offset, total, data)
 
 
-Message = Union[Info, Samples, Result, Ack, Error, Command, ReplaySamples, ReplayWindow]
-MESSAGES: dict[int, Any] = {cls.TYPE: cls for cls in (Info, Samples, Result, Ack, Error, Command, ReplaySamples, ReplayWindow)}
+Message = Union[Info, Samples, Result, Ack, Error, Beats, Command, ReplaySamples, ReplayWindow]
+MESSAGES: dict[int, Any] = {cls.TYPE: cls for cls in (Info, Samples, Result, Ack, Error, Beats, Command, ReplaySamples, ReplayWindow)}
 
 
-def decode_message(frame: Frame) -> Message:
-    """The frame's payload as its message; ProtocolError when the type is unknown or the payload malformed."""
+def decode_message(frame: Frame, capabilities: Capability | None = None) -> Message:
+    """The frame's payload as its message; ProtocolError when the type is unknown or the payload malformed.
+
+    `capabilities`: those of the sender's INFO, which fix a RESULT's layout (None: not known yet, either)."""
     cls = MESSAGES.get(frame.type)
     if cls is None:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {frame.type:#04x}")
+    if cls is Result:
+        return Result.decode(frame.payload, capabilities)
     return cls.decode(frame.payload)
 
 

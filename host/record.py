@@ -22,6 +22,10 @@ Files (PATH given without extension):
     dequantized with INFO's output scale and zero point; label `-` and no logits/p when not classified).
   * samples lost: comment annotation `"` with aux_note `lost N` at the first lost sample.
   * device restarted (its counter went back): comment annotation `"` with aux_note `device_reset`.
+- PATH.qrs (`BEAT_EXT`), from a board with the BEATS capability: its beats as WFDB beat annotations,
+  `N` at each beat's sample (the record's numbering), as WFDB's QRS detectors (sqrs, gqrs) write
+  them: `wfdb.rdann(PATH, "qrs")`, `pipeline.data.records.read_annotation(PATH, "qrs")`. Beats whose
+  sample is not in the record (before it started, past its end) are counted, not written.
 
 The header and the annotations are rewritten atomically (temp file + rename) about once a second, after
 the samples they describe are in PATH.dat, so that even a killed process leaves a readable record.
@@ -48,6 +52,8 @@ from pipeline.data.labels import LABELS
 from pipeline.signal.preprocess import output_probabilities
 
 ANN_EXT = "ecg"
+BEAT_EXT = "qrs"  # the board's beats (WFDB's annotator name for QRS detector output)
+BEAT_SYMBOL = "N"  # a beat, type not decided (the detector does not classify beats)
 INVALID = -32768  # WFDB's invalid sample in format 16 (NaN in p_signal)
 LEAD_OFF_SUBTYPE = 0x11  # NOISE subtype: bit 0 signal 0 noisy, bit 4 signal 0 unreadable
 REWRITE_S = 1.0
@@ -72,7 +78,7 @@ def adc_config(adc_bits: int, gain: float | None = None, vref: float | None = No
 
 
 def record_files(path: Path) -> list[Path]:
-    return [Path(f"{path}.{ext}") for ext in ("hea", "dat", ANN_EXT)]
+    return [Path(f"{path}.{ext}") for ext in ("hea", "dat", ANN_EXT, BEAT_EXT)]
 
 
 @dataclass
@@ -97,6 +103,9 @@ class WfdbRecording:
     results: int = 0
     results_outside: int = 0  # RESULTs whose window did not end inside the record
     _pending: list[Annotation] = field(default_factory=list)  # RESULTs ahead of their last samples
+    beats: list[int] = field(default_factory=list)  # the board's beats, record samples (in PATH.qrs)
+    beats_outside: int = 0  # board beats whose sample is not in the record
+    _pending_beats: list[int] = field(default_factory=list)  # beats ahead of their samples
     _checksum: int = 0
     _first_value: int = 0
     _origin: int | None = None  # source sample index of record sample 0
@@ -193,11 +202,22 @@ class WfdbRecording:
         self._pending.append(Annotation(last, '"', 0, aux))
         self._settle()
 
+    def add_beats(self, samples: list[int]) -> None:
+        """Beats the board detected, at source sample indices; a beat waits for its sample to be recorded."""
+        for s in samples:
+            if self._origin is None or s < self._origin:
+                self.beats_outside += 1
+            else:
+                self._pending_beats.append(int(s) - self._origin)
+        self._settle()
+
     def _settle(self) -> None:
         ready = [a for a in self._pending if a.sample < self.n]
         self._pending = [a for a in self._pending if a.sample >= self.n]
         self.annotations += ready
         self.results += len(ready)
+        self.beats += [b for b in self._pending_beats if b < self.n]
+        self._pending_beats = [b for b in self._pending_beats if b >= self.n]
 
     # ---- files
     def header_text(self, fs: float, adc: AD8232Config, comments: list[str], start: dt.datetime) -> str:
@@ -219,30 +239,36 @@ class WfdbRecording:
             return
         self._dat.flush()
         write_text_atomic(f"{self.path}.hea", self.header_text(fs, adc, comments, start))
-        self._write_annotations(fs)
+        anns = sorted((a for a in self.annotations if a.sample < self.n), key=lambda a: a.sample)
+        self._write_annotation_file(ANN_EXT, anns, fs)
+        beats = np.unique(np.asarray(self.beats, dtype=np.int64))
+        self._write_annotation_file(BEAT_EXT, [Annotation(int(b), BEAT_SYMBOL, 0, "") for b in beats], fs)
 
-    def _write_annotations(self, fs: float) -> None:
+    def _write_annotation_file(self, ext: str, anns: list[Annotation], fs: float) -> None:
+        """PATH.`ext` replaced atomically by `anns` (sorted by sample); removed when there are none."""
         import wfdb
 
-        target = Path(f"{self.path}.{ANN_EXT}")
-        anns = sorted((a for a in self.annotations if a.sample < self.n), key=lambda a: a.sample)
+        target = Path(f"{self.path}.{ext}")
         if not anns:
             target.unlink(missing_ok=True)
             return
         tmp_name = f"{self.path.name}_tmp{uuid.uuid4().hex[:8]}"
-        tmp = self.path.parent / f"{tmp_name}.{ANN_EXT}"
+        tmp = self.path.parent / f"{tmp_name}.{ext}"
+        aux = [a.aux for a in anns] if any(a.aux for a in anns) else None
         try:
-            wfdb.wrann(tmp_name, ANN_EXT, np.array([a.sample for a in anns]), symbol=[a.symbol for a in anns],
-                       subtype=np.array([a.subtype for a in anns]), aux_note=[a.aux for a in anns], fs=fs,
+            wfdb.wrann(tmp_name, ext, np.array([a.sample for a in anns]), symbol=[a.symbol for a in anns],
+                       subtype=np.array([a.subtype for a in anns]), aux_note=aux, fs=fs,
                        write_dir=str(self.path.parent))  # fmt: skip
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
 
     def close(self) -> None:
-        """Close PATH.dat; RESULTs still waiting for samples that never came count as outside the record."""
+        """Close PATH.dat; RESULTs and beats still waiting for samples that never came count as outside the record."""
         self.results_outside += len(self._pending)
         self._pending.clear()
+        self.beats_outside += len(self._pending_beats)
+        self._pending_beats.clear()
         if self._dat is not None:
             self._dat.close()
 
@@ -310,7 +336,8 @@ def _comments(source: Any, args: Any, fs: float, adc: AD8232Config, start: dt.da
         f"samples_lost: {rec.lost} (stored as invalid samples, NaN in p_signal; annotated 'lost N' in .{ANN_EXT})",
         f"lead_off_samples: {rec.lead_off_samples}",
         f"annotations: .{ANN_EXT} (~ lead_off/lead_on; \" result ... at the window's last sample; \" lost N)",
-    ] + ([f"label: {args.label}", f"patient: {args.patient or Path(args.out).name}"] if args.label else [])
+    ] + ([f"beats: .{BEAT_EXT} ({BEAT_SYMBOL} at each beat the board detected: {len(rec.beats)})"] if getattr(source, "board_beats", False) else []) + (
+        [f"label: {args.label}", f"patient: {args.patient or Path(args.out).name}"] if args.label else [])  # fmt: skip
 
 
 def _record_rate(source: Any) -> float:
@@ -358,6 +385,7 @@ def record(args: Any, *, out=sys.stdout, err=sys.stderr) -> int:
                     to_session = getattr(source, "session_index", lambda s: s)
                     for r in results:
                         rec.add_result(r, to_session(int(r.first_sample)), source.info.window, tuple(source.info.labels), q)
+                rec.add_beats(source.take_beats())
                 now = time.monotonic()
                 if now - last_flush >= REWRITE_S:
                     fs, adc = settings()
@@ -389,6 +417,9 @@ def record(args: Any, *, out=sys.stdout, err=sys.stderr) -> int:
     print(f"kept {rec.n / fs:.2f} s{why}: {rec.n} samples at {fs:g} Hz in {rec.path}.hea/.dat; "
           f"{rec.lead_off_samples} lead-off samples, {rec.lost} samples lost, {rec.results} device results"
           + (f" in {rec.path}.{ANN_EXT}" if rec.annotations else ""), file=out)  # fmt: skip
+    if getattr(source, "board_beats", False):
+        print(f"{len(rec.beats)} beats the board detected" + (f" in {rec.path}.{BEAT_EXT}" if rec.beats else "")
+              + (f" ({rec.beats_outside} outside the record, not annotated)" if rec.beats_outside else ""), file=out)  # fmt: skip
     if rec.results_outside:
         print(f"note: {rec.results_outside} device results were for windows that did not end inside the record (not annotated)", file=out)
     if getattr(source, "rate_estimated", False):
@@ -405,13 +436,14 @@ def add_record_command(subparsers: Any) -> None:
         "record",
         help="record a live stream to a WFDB record (with lead-off, device results and lost samples annotated)",
         description="Record this firmware's stream, or a plain-text AD8232 sketch (one ADC value per line, '!' for "
-        f"lead-off), to WFDB: PATH.hea/PATH.dat in mV at the electrodes, annotations PATH.{ANN_EXT} (wfdb.rdann). "
+        f"lead-off), to WFDB: PATH.hea/PATH.dat in mV at the electrodes, annotations PATH.{ANN_EXT} (wfdb.rdann), and "
+        f"the beats of a board that detects them as beat annotations PATH.{BEAT_EXT}. "
         "Ctrl-C, SIGTERM or a pulled cable keep everything received. "
         "Example: ecg-host record --port /dev/ttyUSB0 --seconds 60 --out rec01",
     )
     p.add_argument("--port", required=True, help="serial port of the board, or the pty of simulate/emulate")
     p.add_argument("--seconds", type=float, default=0.0, help="length to record (0: until Ctrl-C; default 0)")
-    p.add_argument("--out", type=Path, required=True, help="record path without extension (writes PATH.hea, PATH.dat, PATH.ecg)")
+    p.add_argument("--out", type=Path, required=True, help=f"record path without extension (writes PATH.hea, PATH.dat, PATH.{ANN_EXT}; PATH.{BEAT_EXT} from a board that detects beats)")
     p.add_argument("--baud", type=int, default=115200)
     p.add_argument("--text", action="store_true", help="the port prints one ADC value per line (default: detect)")
     p.add_argument("--rate", type=float, help="text input: sample rate in Hz (default: estimated from arrival times)")

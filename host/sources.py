@@ -2,8 +2,9 @@
 AD8232 sketch printing one ADC value per line, behind one interface.
 
 `open_source(port)` opens the port, tells the two apart (`detect`) and returns a started
-`LiveSource`; `read()` then gives `Block`s of samples (and RESULTs from this firmware). Session sample
-indices only increase: a jump between blocks means samples were lost. Every failure is a
+`LiveSource`; `read()` then gives `Block`s of samples (and RESULTs from this firmware), `take_beats()` the
+beats a board with the BEATS capability detected. Session sample indices only increase: a jump between
+blocks means samples were lost. Every failure is a
 `SourceError` naming the port: missing, busy, wrong baud rate, silent, or unplugged mid-session.
 
 Text input is what common AD8232 example sketches print (SparkFun's): `Serial.println(analogRead(A0))`
@@ -22,9 +23,9 @@ import numpy as np
 import serial
 from scipy.stats import theilslopes
 
-from export.protocol_defs import ADC_MASK, CommandCode
+from export.protocol_defs import ADC_MASK, Capability, CommandCode
 from host.link import DEFAULT_BAUD, GARBAGE_BYTES, DeviceLink, LinkError, open_port
-from host.protocol import Command, Encoder, Info, ProtocolError, Reader, Result, Samples, decode_message
+from host.protocol import Beats, Command, Encoder, Info, ProtocolError, Reader, Result, Samples, decode_message
 
 DETECT_S = 1.5  # after the first byte, this long to find a frame or text lines
 MIN_TEXT_LINES = 5  # well-formed lines that make a stream "text" (and at least twice the bad ones)
@@ -102,6 +103,15 @@ class LiveSource:
     def adc_bits(self) -> int:
         raise NotImplementedError
 
+    @property
+    def board_beats(self) -> bool:
+        """The board detects beats itself (Capability.BEATS): its BEATS frames and RESULT heart rates come in."""
+        return False
+
+    def take_beats(self) -> list[int]:
+        """Session sample indices of the beats the board reported since the last call (increasing)."""
+        return []
+
     def read(self, timeout: float = 0.5) -> tuple[list[Block], list[Result]]:
         """Whatever arrived within `timeout` s (possibly nothing; returns early once something came).
         Raises SourceError when no data at all arrived for `no_data_timeout` s, or the port vanished."""
@@ -166,7 +176,8 @@ def ask_info(link: DeviceLink, timeout: float) -> Info:
 
 
 class BinarySource(LiveSource):
-    """This firmware over `DeviceLink`: SAMPLES become Blocks, RESULTs pass through.
+    """This firmware over `DeviceLink`: SAMPLES become Blocks, RESULTs pass through, BEATS are kept for
+    `take_beats()`.
 
     Session indices are the device's sample counter; after a device reset (the counter went back)
     they continue from the last block's end, and `stats["resets"]` counts it. `session_index()` maps a
@@ -180,11 +191,13 @@ class BinarySource(LiveSource):
         self.no_data_timeout = timeout
         self._blocks: list[Block] = []
         self._results: list[Result] = []
+        self._beats: list[int] = []
         self._offset = 0  # session index - device counter
         self._next_device: int | None = None
         self._next_session: int | None = None
         link.on_samples = self._on_samples
         link.on_result = self._on_result
+        link.on_beats = self._on_beats
         self.info = ask_info(link, timeout)
         self.rate_hz = float(self.info.rate_hz)
         self.rate_estimated = False
@@ -221,6 +234,18 @@ class BinarySource(LiveSource):
     def _on_result(self, msg: Result) -> None:
         self._results.append(msg)
 
+    def _on_beats(self, msg: Beats) -> None:
+        self._beats += [self.session_index(b) for b in msg.samples]
+
+    @property
+    def board_beats(self) -> bool:
+        caps = self.link.capabilities
+        return caps is not None and bool(caps & Capability.BEATS)
+
+    def take_beats(self) -> list[int]:
+        beats, self._beats = self._beats, []
+        return beats
+
     def _pump(self) -> bool:
         try:
             got = bool(self.link.poll(0))
@@ -234,7 +259,7 @@ class BinarySource(LiveSource):
         return got
 
     def _has_data(self) -> bool:
-        return bool(self._blocks or self._results)
+        return bool(self._blocks or self._results or self._beats)
 
     def read(self, timeout: float = 0.5) -> tuple[list[Block], list[Result]]:
         self._wait(self.link.ser, timeout, "the device stopped streaming?")

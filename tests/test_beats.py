@@ -15,7 +15,19 @@ from pipeline.cli import main
 from pipeline.data.synthetic import sample_patient, simulate_ecg_annotated
 from pipeline.evaluation.beat_grading import BeatGradingError, DeviceStream, grade_mitdb, grade_stream, read_mitdb_stream
 from pipeline.signal.ad8232 import Disturbances, to_adc
-from pipeline.signal.beats import DEFAULT_BEATS, BeatConfig, BeatConfigError, candidates, detect_beats, heart_rate_bpm
+from pipeline.signal.beats import (
+    DEFAULT_BEATS,
+    HR_UNKNOWN,
+    HR_X10_MAX,
+    RR_IRREGULARITY_UNKNOWN,
+    BeatConfig,
+    BeatConfigError,
+    candidates,
+    detect_beats,
+    heart_rate_bpm,
+    window_rhythm,
+)
+from pipeline.signal.device_rule import WindowStatus
 
 FS = DEFAULT_BEATS.fs
 NOISY = Disturbances(motion_prob=1.0, emg_prob=1.0, lead_off_prob=0.0)
@@ -80,6 +92,52 @@ def test_candidates_rule_by_hand():
     assert candidates(m, 2).tolist() == [3, 8]
     assert candidates(m, 5).tolist() == [8]
     assert candidates(np.zeros(20, dtype=np.int64), 2).tolist() == []
+
+
+def test_window_rhythm_by_hand():
+    """hr_x10 and rr_irregularity (what a RESULT carries), computed by hand."""
+    unknown = (HR_UNKNOWN, RR_IRREGULARITY_UNKNOWN)
+    # steady 200-sample RR at 250 Hz: 75.0 bpm, no irregularity
+    assert window_rhythm([100, 300, 500, 700], 0, 2500, 250) == (750, 0)
+    # RRs 200, 250, 200, 300: lower median 200 -> 750; 1000 * 4 * (50 + 50 + 100) // (3 * 950) = 800000 // 2850 = 280
+    assert window_rhythm([0, 200, 450, 650, 950], 0, 2500, 250) == (750, 280)
+    # RRs 213, 214: lower median 213; (150000 + 106) // 213 = 704 (704.2 bpm x 10); 1000 * 2 * 1 // (1 * 427) = 4
+    assert window_rhythm([10, 223, 437], 0, 2500, 250) == (704, 4)
+    # RR 199: 753.8 rounds up to 754 ((150000 + 99) // 199)
+    assert window_rhythm([0, 199, 398], 0, 2500, 250) == (754, 0)
+    # the window is [first_sample, first_sample + window): beats outside it do not count
+    beats = [4900, 5000, 5200, 5400, 7499, 7500]
+    assert window_rhythm(beats, 5000, 2500, 250) == window_rhythm([0, 200, 400, 2499], 0, 2500, 250)
+    # RRs 200, 200, 2099: lower median 200 (index (3 - 1) // 2 = 1 of 200, 200, 2099); 1000 * 3 * 1899 // (2 * 2499) = 1139
+    assert window_rhythm([0, 200, 400, 2499], 0, 2500, 250) == (750, 1139)
+    # fewer than two intervals, a LEAD_OFF window: unknown
+    assert window_rhythm([], 0, 2500, 250) == window_rhythm([10, 210], 0, 2500, 250) == unknown
+    assert window_rhythm([4900, 5100, 5300], 5000, 2500, 250) == unknown
+    assert window_rhythm([100, 300, 500], 0, 2500, 250, status=WindowStatus.LEAD_OFF) == unknown
+    assert window_rhythm([100, 300, 500], 0, 2500, 250, status=WindowStatus.SATURATED) == (750, 0)
+    # clamps: a 1-sample RR at 250 Hz would be 150000; a 1500-sample RR at 1 Hz rounds to 0
+    assert window_rhythm([0, 1, 2], 0, 10, 250) == (HR_X10_MAX, 0)
+    assert window_rhythm([0, 1500, 3000], 0, 5000, 1) == (1, 0)
+    # the largest irregularity: 1000 * 3 * (999 + 999) // (2 * 1002) = 2991 (always below 4000)
+    assert window_rhythm([0, 1, 1001, 1002], 0, 5000, 250) == (HR_X10_MAX, 2991)
+    with pytest.raises(ValueError, match="increase strictly"):
+        window_rhythm([0, 200, 200, 400], 0, 2500, 250)
+    with pytest.raises(ValueError, match="must be positive"):
+        window_rhythm([0, 200, 400], 0, 0, 250)
+
+
+def test_window_rhythm_of_detected_beats():
+    """On the board model's signal the window figures give the true rate; AF-like RR jitter raises irregularity."""
+    counts, off, true = _synthetic(75, 40.0, seed=11, dist=Disturbances(motion_prob=0, emg_prob=0, lead_off_prob=0))
+    beats = detect_beats(counts, off)
+    for first in range(0, counts.size - 2500, 625):
+        hr, irregularity = window_rhythm(beats, first, 2500, FS)
+        want, _ = window_rhythm(true, first, 2500, FS)
+        if first >= DEFAULT_BEATS.learn:
+            assert abs(hr - want) <= 20 and irregularity < 60, (first, hr, want, irregularity)
+    rng = np.random.default_rng(0)
+    jittery = np.cumsum(rng.integers(120, 280, 20))
+    assert window_rhythm(jittery, 0, 10**6, FS)[1] > 150
 
 
 def test_config_and_input_errors():

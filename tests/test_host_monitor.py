@@ -1,5 +1,6 @@
 """`ecg-host monitor`: the live view of a virtual device (binary) and of a virtual text sketch, as a terminal of
-fixed size shows it (tmux, 100 x 32), piped into a log, and stopped with Ctrl-C."""
+fixed size shows it (tmux, 100 x 32), piped into a log, and stopped with Ctrl-C. A fake board with the BEATS
+capability (tests/fake_board.py): its own heart rate and beats are shown; without it the host's detector."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from typing import Iterator
 import numpy as np
 import pytest
 
+from export.protocol_defs import HR_UNKNOWN, RR_IRREGULARITY_UNKNOWN, ResultSource, TimeUnit, WindowStatus
 from host.monitor_state import MonitorState, Window, device_window
-from host.monitor_view import braille_trace, render, status_line
+from host.monitor_view import BEAT_MARK, beat_marks, braille_trace, render, status_line
+from host.protocol import Result
 from pipeline.util.console import DISCLAIMER
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,6 +159,48 @@ def test_state_and_status_line() -> None:
     assert max(len(line) for line in text.splitlines()) <= COLS
 
 
+def _rhythm_result(hr_x10: int, irregularity: int, status: WindowStatus = WindowStatus.OK) -> Result:
+    return Result(0, 0, status, -1, (), 0, TimeUnit.MICROSECONDS, ResultSource.LIVE, hr_x10, irregularity)
+
+
+def test_board_heart_rate_and_beat_marks() -> None:
+    """A board with the BEATS capability: HR and RR irregularity from its RESULTs, its beats marked over the
+    trace; the host's detector does not run (a spike train at 75 bpm would give it 75)."""
+    clock = iter(np.arange(0, 1000, 0.5)).__next__
+    state = MonitorState("/dev/ttyX", "binary", 250.0, False, 12, labels=LABELS, clock=clock, board_beats=True)
+    assert state.hr is None
+    t = np.arange(5000, 7500)
+    state.add_block(5000, np.where(t % 200 < 5, 3000, 2000), np.zeros(t.size, bool))
+    assert state.bpm is None and state.rr_irregularity is None  # no RESULT yet
+    state.add_rhythm(_rhythm_result(723, 41))
+    assert state.bpm == 72.3 and state.rr_irregularity == 0.041
+    state.add_beats([1000, 6251, 6451, 7499, 9000])  # before the trace, inside it, not received yet
+    assert state.trace_beats().tolist() == [6251 - 6250, 6451 - 6250, 7499 - 6250]  # the trace holds 6250..7499
+    line = status_line(state)
+    assert "HR 72 bpm (board)  RR irregularity 4.1 %" in line
+    from rich.console import Console
+
+    console = Console(width=COLS, record=True, file=open(os.devnull, "w"))
+    console.print(render(state, COLS))
+    text = console.export_text()
+    assert "HR 72 bpm (board)  RR irregularity 4.1 %" in text and f"{BEAT_MARK} beats the board detected" in text
+    marks = [line for line in text.splitlines() if BEAT_MARK in line and "ECG" not in line]
+    assert len(marks) == 1 and marks[0].count(BEAT_MARK) == 3
+    state.add_rhythm(_rhythm_result(HR_UNKNOWN, RR_IRREGULARITY_UNKNOWN, WindowStatus.LEAD_OFF))
+    assert state.bpm is None and "HR -- bpm (board)  RR irregularity --" in status_line(state)
+    state.add_rhythm(_rhythm_result(750, 0))
+    state.add_block(7500, np.full(10, 4095), np.ones(10, bool))
+    assert state.lead_off_now and state.bpm is None  # a lead off now: no rate shown
+    state.add_block(7510, np.full(10, 2000), np.zeros(10, bool))
+    assert state.bpm == 75.0 and state.rr_irregularity == 0.0
+    # the marks sit over the cells that hold the beats' samples (as braille_trace lays samples out)
+    assert beat_marks(100, np.array([0, 50, 99]), 10).plain == BEAT_MARK + " " * 4 + BEAT_MARK + " " * 3 + BEAT_MARK
+    assert beat_marks(0, np.array([3]), 5).plain == " " * 5
+    plain = MonitorState("/dev/ttyX", "text", 250.0, True, 10, labels=LABELS, clock=clock)
+    plain.add_beats([5])
+    assert plain.hr is not None and "(board)" not in status_line(plain) and plain.trace_beats().size == 0
+
+
 def test_plot_view_draws_with_a_non_gui_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     import matplotlib
 
@@ -165,14 +210,16 @@ def test_plot_view_draws_with_a_non_gui_backend(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(mv.PlotError, match="--plot needs a GUI"):
         mv.gui_backend()
     monkeypatch.setattr(mv, "gui_backend", lambda: "agg")
-    state = MonitorState("/dev/ttyX", "binary", 250.0, False, 12, labels=LABELS)
+    state = MonitorState("/dev/ttyX", "binary", 250.0, False, 12, labels=LABELS, board_beats=True)
     t = np.arange(3000)
     state.add_block(0, np.where(t % 200 < 5, 3000, 2000), t > 2800)
     state.add_window(Window(1, "OK", "NORMAL", {"NORMAL": 0.9, "MI": 0.05, "ARRHYTHMIA": 0.05}))
+    state.add_beats([1802, 2002])
     view = mv.PlotView()
     view.update(state)
     assert [p.get_width() for p in view.ax_p.patches] == pytest.approx([0.9, 0.05, 0.05])
     assert np.isnan(view.line.get_ydata()[-1]) and not np.isnan(view.line.get_ydata()[0])
+    assert view.beat_line.get_ydata().tolist() == [3000.0, 3000.0] and "(board)" in view.ax_ecg.get_title()
     view.close()
 
 
@@ -311,3 +358,29 @@ def test_device_without_a_model_is_classified_on_the_host(demo_bundle, tmp_path:
     assert "no model" not in out and "ignored" not in out
     # windows end every 2.5 s once 10 s have been seen: the host's own classification shows up
     assert re.search(r"window \d+ (OK|LOW_CONFIDENCE) (NORMAL|MI|ARRHYTHMIA) [\d.]+", status[-1]), out
+
+
+@pytest.mark.slow
+def test_board_with_beats_and_older_firmware(tmp_path: Path) -> None:
+    """A fake board with the BEATS capability reporting 123.4 bpm over a 75 bpm signal: the view shows the
+    board's figure and marks its beats; the same board without the capability (older firmware, old RESULT
+    length) gets the host's own detector: 75 bpm, no marks."""
+    from fake_board import FakeBoard
+
+    views = {}
+    for beats in (True, False):
+        with FakeBoard(beats=beats, heart_rate=75, rhythm=(1234, 56)) as board:
+            view = tmp_path / f"view-{beats}.txt"
+            proc = subprocess.run(_monitor_cmd("--port", board.port, "--seconds", "5", "--save-screen", str(view)),
+                                  capture_output=True, text=True, cwd=REPO, timeout=60)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        status = [line for line in proc.stdout.splitlines() if line.startswith("t=")]
+        views[beats] = (status, view.read_text())
+    status, view = views[True]
+    assert "HR 123 bpm (board)  RR irregularity 5.6 % | signal OK" in status[-1], status
+    assert f"{BEAT_MARK} beats the board detected" in view and "HR 123 bpm (board)" in view
+    marks = [line for line in view.splitlines() if BEAT_MARK in line and "ECG" not in line]
+    assert len(marks) == 1 and 5 <= marks[0].count(BEAT_MARK) <= 7, view  # 5 s at 75 bpm
+    status, view = views[False]
+    assert re.search(r"HR (7[4-6]) bpm \| signal OK", status[-1]) and "(board)" not in "".join(status), status
+    assert BEAT_MARK not in view and re.search(r"window \d+: OK -> NORMAL", view)

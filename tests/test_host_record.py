@@ -4,7 +4,9 @@ From the virtual device (binary frames, lead-off 2 s every 6 s) and from a virtu
 (`host.textsim.TextDevice`, 250 Hz, `!` lines): rate, length, mV scale against the known ADC counts,
 lead-off annotations against the known intervals, device RESULTs annotated, `ecg-pipeline predict` on
 the recording; SIGINT, SIGKILL and a vanished port each leave a record `wfdb.rdrecord` reads; an
-existing record is not overwritten; a missing port is a clear error.
+existing record is not overwritten; a missing port is a clear error. From a fake board with the BEATS
+capability (tests/fake_board.py) its beats become WFDB beat annotations (PATH.qrs) that wfdb and the
+pipeline read back; without the capability there is no such file.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import pytest
 import wfdb
 
 from host.devices import Device, SignalOptions, simulate
-from host.record import ANN_EXT, INVALID, WfdbRecording
+from host.record import ANN_EXT, BEAT_EXT, INVALID, WfdbRecording
 from host.textsim import TextDevice, TextSignal
 from pipeline.signal.ad8232 import AD8232Config, adc_to_mv
 
@@ -274,3 +276,56 @@ def test_lost_samples_are_invalid_and_annotated(tmp_path: Path) -> None:
     assert "label=ARRHYTHMIA" in result and "logits=10,-20,30" in result and ann.sample[ann.aux_note.index(result)] == 49
     p = np.exp([1.0, -2.0, 3.0]) / np.exp([1.0, -2.0, 3.0]).sum()
     assert f"ARRHYTHMIA:{p[2]:.4f}" in result
+
+
+@pytest.mark.parametrize("beats", [True, False])
+def test_record_board_beats(tmp_path: Path, beats: bool) -> None:
+    """The board's beats as `N` annotations at their samples in the record's numbering, read back by wfdb and
+    by the pipeline; the other annotations as before. Older firmware (no BEATS capability): no PATH.qrs."""
+    from fake_board import DECIDE, FakeBoard
+
+    from pipeline.data.label_rules import is_beat
+    from pipeline.data.records import read_annotation
+
+    out = tmp_path / "beats01"
+    with FakeBoard(beats=beats, heart_rate=80, lead_off=(12, 2)) as board:
+        done = _run(board.port, out, "--seconds", "24")
+    assert done.returncode == 0, done.stderr
+    n = _kept_samples(done.stdout)
+    rec = wfdb.rdrecord(str(out))
+    assert rec.sig_len == n == 24 * RATE
+    c = _comments(rec)
+    origin = int(c["first_sample"].split()[0])
+    counts = np.fromfile(f"{out}.dat", dtype="<i2")
+    assert np.array_equal(counts, board.counts[origin : origin + n])
+    anns = wfdb.rdann(str(out), ANN_EXT)
+    assert any(a.startswith("result window=") for a in anns.aux_note) and "lead_off" in anns.aux_note
+    if not beats:
+        assert not Path(f"{out}.{BEAT_EXT}").exists() and "beats" not in c and "board detected" not in done.stdout
+        return
+    every = board.beats[(board.beats >= origin) & (board.beats < origin + n)] - origin
+    sure = every[every + DECIDE < n]  # their BEATS frame came with samples the record holds
+    got = wfdb.rdann(str(out), BEAT_EXT)
+    assert set(got.symbol) == {"N"} and got.fs == RATE
+    assert set(sure) <= set(got.sample.tolist()) <= set(every) and len(sure) >= 24 * 80 / 60 - 8
+    samples, symbols, fs = read_annotation(out, BEAT_EXT)
+    assert samples.tolist() == got.sample.tolist() and all(is_beat(x) for x in symbols) and fs == RATE
+    assert c["beats"] == f".{BEAT_EXT} (N at each beat the board detected: {got.sample.size})"
+    assert f"{got.sample.size} beats the board detected in {out}.{BEAT_EXT}" in done.stdout
+
+
+def test_board_beats_wait_for_their_samples(tmp_path: Path) -> None:
+    """A beat is written once its sample is in the record; beats before the record or never recorded are counted."""
+    rec = WfdbRecording(tmp_path / "b")
+    rec.add_beats([5])  # nothing recorded yet: no numbering to put it in
+    rec.add_samples(100, np.full(50, 2048), np.zeros(50, bool))
+    rec.add_beats([90, 120, 160])
+    assert rec.beats == [20] and rec.beats_outside == 2
+    rec.add_samples(150, np.full(20, 2048), np.zeros(20, bool))
+    rec.add_beats([200])
+    assert rec.beats == [20, 60]
+    rec.flush(250.0, AD8232Config(), ["test"], datetime.now().astimezone())
+    rec.close()
+    assert rec.beats_outside == 3
+    ann = wfdb.rdann(str(tmp_path / "b"), BEAT_EXT)
+    assert ann.sample.tolist() == [20, 60] and ann.symbol == ["N", "N"]

@@ -120,6 +120,36 @@ def test_binary_cable_pulled(demo_bundle: tuple[Path, Path], device_cache: Path)
         assert_cable_pulled(dev, None, 3.0)
 
 
+@pytest.mark.parametrize("beats", [True, False])
+def test_binary_board_beats(beats: bool) -> None:
+    """A fake board with the BEATS capability: its beats (session indices) and RESULT rhythm figures come
+    through; without it (older firmware) RESULTs of the old length decode and no beats come."""
+    from fake_board import HOP, RATE, WINDOW, FakeBoard
+
+    from export.protocol_defs import Capability
+    from pipeline.signal.beats import window_rhythm
+
+    with FakeBoard(beats=beats) as board, open_source(board.port, timeout=5) as src:
+        assert src.kind == "binary" and src.board_beats == beats
+        assert src.link.capabilities is not None and bool(src.link.capabilities & Capability.BEATS) == beats  # type: ignore[attr-defined]
+        end = time.monotonic() + 4.0
+        blocks, results, got = [], [], []
+        while time.monotonic() < end:
+            b, r = src.read(0.2)
+            blocks, results, got = blocks + b, results + r, got + src.take_beats()
+        assert _contiguous(blocks) and len(results) >= 3 and src.stats["frames_dropped"] == 0, src.stats
+        assert not src.link.stats.errors  # type: ignore[attr-defined]
+        assert all(r.has_rhythm == beats for r in results)
+        if beats:
+            for r in results:
+                assert (r.hr_x10, r.rr_irregularity) == window_rhythm(board.beats, r.first_sample, WINDOW, RATE, r.status)
+            assert got and set(got) <= set(board.beats.tolist()) and got == sorted(got)
+            assert len(got) >= len(board.beats[(board.beats >= blocks[0].first_sample) & (board.beats < blocks[-1].end - 100)])
+            assert results[0].first_sample % HOP == 0
+        else:
+            assert not got
+
+
 # ------------------------------------------------------------------ the plain-text sketch
 
 

@@ -2,8 +2,9 @@
 
 Both directions on every frame type with edge values, the encoders' limits, malformed payloads and
 fuzzed streams (garbage, bit flips, truncated frames, every split point) where both readers must
-recover every intact frame and count the same drops. The C side runs natively, under ASan/UBSan and
-on the Cortex-M4 under QEMU.
+recover every intact frame and count the same drops. A RESULT's layout follows the capabilities of the
+last INFO in the stream (the rhythm fields of Capability.BEATS), as a host decodes it. The C side runs
+natively, under ASan/UBSan and on the Cortex-M4 under QEMU.
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ from conftest import require_m4_toolchain
 from export.crosscheck import FIRMWARE_DIR
 from export.firmware import generate_firmware
 from export.protocol_defs import (
+    CAPABILITIES_ALL,
+    HR_UNKNOWN,
     MAX_BATCH,
+    MAX_BEATS,
     MAX_FRAME,
     MAX_LABELS,
     MAX_PAYLOAD,
     MAX_WINDOW_CHUNK,
     PROTOCOL_DEFS_HEADER,
+    RR_IRREGULARITY_UNKNOWN,
     SAMPLE_BATCH,
     Capability,
     CommandCode,
@@ -41,6 +46,7 @@ from export.protocol_defs import (
 )
 from host.protocol import (
     Ack,
+    Beats,
     Command,
     Encoder,
     Error,
@@ -130,10 +136,10 @@ def _values(values: tuple[int, ...], lead_off: tuple[bool, ...]) -> str:
     return ",".join(str(v | (0x8000 if f else 0)) for v, f in zip(values, lead_off))
 
 
-def describe(frame: Frame) -> str:
-    """The line proto_tool decode writes for a frame."""
+def describe(frame: Frame, capabilities: Capability | None = None) -> str:
+    """The line proto_tool decode writes for a frame, from a device with `capabilities` (None: no INFO yet)."""
     try:
-        m = decode_message(frame)
+        m = decode_message(frame, capabilities)
     except ProtocolError as exc:
         return f"FRAME seq={frame.seq} type={frame.type} len={len(frame.payload)} error={int(exc.code)}"
     s = frame.seq
@@ -145,8 +151,11 @@ def describe(frame: Frame) -> str:
     if isinstance(m, Samples):
         return f"SAMPLES seq={s} first={m.first_sample} values={_values(m.values, m.lead_off)}"
     if isinstance(m, Result):
+        rhythm = f" hr={m.hr_x10} irregularity={m.rr_irregularity}" if m.has_rhythm else ""
         return (f"RESULT seq={s} window={m.window_index} first={m.first_sample} status={int(m.status)} label={m.label} "
-                f"logits={','.join(map(str, m.logits))} time={m.time} unit={int(m.time_unit)} source={int(m.source)}")  # fmt: skip
+                f"logits={','.join(map(str, m.logits))} time={m.time} unit={int(m.time_unit)} source={int(m.source)}{rhythm}")  # fmt: skip
+    if isinstance(m, Beats):
+        return f"BEATS seq={s} samples={','.join(map(str, m.samples))}"
     if isinstance(m, Ack):
         return f"ACK seq={s} acked={m.seq} type={int(m.type)} credits={m.credits}"
     if isinstance(m, Error):
@@ -164,6 +173,24 @@ def counters_line(reader: Reader) -> str:
     return f"COUNTERS frames={st.frames} dropped={st.dropped_bytes} crc_errors={st.crc_errors} header_errors={st.header_errors} pending={reader.pending}"
 
 
+class Describer:
+    """`describe` with the capabilities of the last INFO described, as proto_tool decode (and a host) keeps them."""
+
+    def __init__(self) -> None:
+        self.capabilities: Capability | None = None
+
+    def __call__(self, frame: Frame) -> str:
+        line = describe(frame, self.capabilities)
+        if line.startswith("INFO"):
+            self.capabilities = Info.decode(frame.payload).capabilities
+        return line
+
+
+def describe_all(frames: list[Frame]) -> list[str]:
+    say = Describer()
+    return [say(f) for f in frames]
+
+
 def py_decode(stream: bytes) -> tuple[list[Frame], list[str], Reader]:
     """(frames, the lines proto_tool decode writes, the reader at the end of the stream).
 
@@ -171,9 +198,10 @@ def py_decode(stream: bytes) -> tuple[list[Frame], list[str], Reader]:
     """
     reader = Reader()
     frames = reader.feed(stream)
-    lines = [describe(f) for f in frames] + [counters_line(reader)]
+    say = Describer()
+    lines = [say(f) for f in frames] + [counters_line(reader)]
     flushed = copy.deepcopy(reader)
-    lines += [describe(f) for f in flushed.flush()] + [counters_line(flushed)]
+    lines += [say(f) for f in flushed.flush()] + [counters_line(flushed)]
     return frames, lines, reader
 
 
@@ -187,7 +215,7 @@ def fixed_messages() -> list[Message]:
     lead10 = tuple(i in (2, 3, 9) for i in range(10))
     return [
         Info("ecg-edge 0.1.0", "native", bytes(range(32)), bytes.fromhex("0123456789abcdef"), 250, 2500, 625, 12,
-             Capability(7), labels, 0.0431372523, -128, 0.00390625, 127, instr),  # fmt: skip
+             Capability(CAPABILITIES_ALL), labels, 0.0431372523, -128, 0.00390625, 127, instr),  # fmt: skip
         Info("", "none", bytes(32), bytes(8), 65535, 0, 0, 255, Capability(0), (), 0.0, 0, 0.0, 0, us),
         Samples(0xFFFFFFFF, (0, 0x7FFF, 0, 0x7FFF, 2048, 1, 4095, 1023, 16384, 0x7FFE), lead10),
         Samples(0, ()),
@@ -198,6 +226,14 @@ def fixed_messages() -> list[Message]:
         Result(8, 5000, WindowStatus.FLAT, -1, (), 0, us, ResultSource.LIVE),
         Result(9, 5625, WindowStatus.NOISY, -1, (), 0, us, ResultSource.REPLAY_SAMPLES),
         Result(10, 6250, WindowStatus.LOW_CONFIDENCE, 1, (3, 4, -2), 812, us, ResultSource.LIVE),
+        Info("ecg-edge 0.2.0", "native", bytes(range(32)), bytes.fromhex("0123456789abcdef"), 250, 2500, 625, 12,
+             Capability(CAPABILITIES_ALL), labels, 0.0431372523, -128, 0.00390625, 127, instr),  # fmt: skip
+        Result(11, 6875, WindowStatus.OK, 0, (-128, 127, 0), 900, us, ResultSource.LIVE, 723, 41),
+        Result(12, 7500, WindowStatus.LEAD_OFF, -1, (), 0, us, ResultSource.LIVE, HR_UNKNOWN, RR_IRREGULARITY_UNKNOWN),
+        Result(0xFFFFFFFF, 0xFFFFFFFF, WindowStatus.NOISY, -1, (), 0, instr, ResultSource.REPLAY_SAMPLES, 0xFFFF, 0xFFFE),
+        Beats((0,)),
+        Beats(tuple(1000 + 187 * i for i in range(MAX_BEATS))),
+        Beats((0xFFFFFFFE, 0xFFFFFFFF)),
         Ack(0xFFFF, FrameType.REPLAY_SAMPLES, 0xFFFF),
         Ack(0, FrameType.COMMAND, 0),
         Error(ErrorCode.WINDOW_CHUNK, 0xFFFF, "chunk at 1512 of window 9, expected 1008"),
@@ -271,7 +307,8 @@ LIMITS: dict[str, Callable[[], Message]] = {
     "info_not_printable": lambda: _info(**_BIG, backend="nat\x7f"),
     "info_negative_scale": lambda: _info(**_BIG, input_scale=-1.0),
     "info_infinite_scale": lambda: _info(**_BIG, output_scale=float("inf")),
-    "info_unknown_capability": lambda: _info(**_BIG, output_scale=1.0, capabilities=8),
+    "info_beats": lambda: _info(**_BIG, output_scale=1.0, capabilities=Capability.BEATS),
+    "info_unknown_capability": lambda: _info(**_BIG, output_scale=1.0, capabilities=Capability.BEATS << 1),
     "info_bad_unit": lambda: _info(**_BIG, output_scale=1.0, time_unit=2),
     "samples_max": lambda: Samples(0, (0,) * MAX_BATCH),
     "samples_over": lambda: Samples(0, (0,) * (MAX_BATCH + 1)),
@@ -284,12 +321,21 @@ LIMITS: dict[str, Callable[[], Message]] = {
     "result_low_confidence": lambda: _result(status=5),
     "result_bad_status": lambda: _result(label=-1, status=len(WindowStatus)),
     "result_bad_source": lambda: _result(label=-1, source=3),
+    "result_rhythm_ignored": lambda: _result(label=-1),
+    "result_rhythm_unknown": lambda: _result(label=-1, hr_x10=HR_UNKNOWN, rr_irregularity=RR_IRREGULARITY_UNKNOWN),
+    "result_rhythm_ok": lambda: _result(label=-1, hr_x10=750, rr_irregularity=0),
+    "result_rhythm_half_unknown": lambda: _result(label=-1, hr_x10=750, rr_irregularity=RR_IRREGULARITY_UNKNOWN),
+    "result_rhythm_other_half_unknown": lambda: _result(label=-1, hr_x10=HR_UNKNOWN, rr_irregularity=12),
+    "result_rhythm_lead_off": lambda: _result(label=-1, status=WindowStatus.LEAD_OFF, hr_x10=750, rr_irregularity=0),
+    "beats_max": lambda: Beats((0,) * MAX_BEATS),
+    "beats_over": lambda: Beats((0,) * (MAX_BEATS + 1)),
+    "beats_empty": lambda: Beats(()),
     "command_ok": lambda: Command(CommandCode.SOURCE, 1),
     "command_source_arg": lambda: Command(CommandCode.SOURCE, 2),
     "command_get_info_arg": lambda: Command(CommandCode.GET_INFO, 1),
     "command_unknown": lambda: Command(9, 0),  # type: ignore[arg-type]
     "ack_ok": lambda: Ack(1, FrameType.COMMAND, 5),
-    "ack_unknown_type": lambda: Ack(1, 6, 5),  # type: ignore[arg-type]
+    "ack_unknown_type": lambda: Ack(1, FrameType.BEATS + 1, 5),  # type: ignore[arg-type]
     "error_longest_message": lambda: Error(ErrorCode.BAD_VALUE, 3, "x" * 255),
     "error_message_too_long": lambda: Error(ErrorCode.BAD_VALUE, 3, "x" * 256),
     "error_unknown_code": lambda: Error(0, 3, ""),  # type: ignore[arg-type]
@@ -314,6 +360,9 @@ def test_encoder_limits_agree(tool, tmp_path):
     expected = {name: _frame_len(make) for name, make in LIMITS.items()}
     assert {k: int(c[k]) for k in LIMITS} == expected
     assert expected["info_full"] == expected["window_max_chunk"] == MAX_FRAME and expected["info_too_long"] == 0
+    assert expected["result_rhythm_ok"] == expected["result_rhythm_ignored"] + 4 and expected["beats_max"] == 10 + 1 + 4 * MAX_BEATS
+    assert not any(expected[k] for k in ("result_rhythm_half_unknown", "result_rhythm_other_half_unknown", "result_rhythm_lead_off",
+                                         "beats_over", "beats_empty", "info_unknown_capability"))  # fmt: skip
     assert int(c["next_seq"]) == sum(1 for v in expected.values() if v)  # refused frames use no sequence number
     assert int(c["crc_check"]) == crc16(b"123456789") == 0x29B1  # the CRC-16/CCITT-FALSE check value
     assert c["hex_ok"] == c["hex_bad_digit"] == c["hex_bad_length"] == "1"
@@ -333,7 +382,7 @@ def random_message(rng: random.Random) -> Message:
     u32 = lambda: rng.choice((0, 0xFFFFFFFF, rng.getrandbits(32)))  # noqa: E731
     if kind == FrameType.INFO:
         return Info(_text(rng, 40), rng.choice(("native", "tflm", "none")), rng.randbytes(32), rng.randbytes(8), rng.getrandbits(16),
-                    rng.getrandbits(16), rng.getrandbits(16), rng.getrandbits(8), Capability(rng.getrandbits(3)),
+                    rng.getrandbits(16), rng.getrandbits(16), rng.getrandbits(8), Capability(rng.getrandbits(4)),
                     tuple(_text(rng, 12) for _ in range(rng.randint(0, 6))), rng.uniform(0, 1), rng.randint(-128, 127),
                     rng.uniform(0, 1), rng.randint(-128, 127), rng.choice(list(TimeUnit)))  # fmt: skip
     if kind in (FrameType.SAMPLES, FrameType.REPLAY_SAMPLES):
@@ -346,7 +395,14 @@ def random_message(rng: random.Random) -> Message:
         classified = status in (WindowStatus.OK, WindowStatus.LOW_CONFIDENCE)
         logits = tuple(rng.randint(-128, 127) for _ in range(rng.randint(1, 8))) if classified else ()
         label = rng.randrange(len(logits)) if logits else -1
-        return Result(u32(), u32(), status, label, logits, u32(), rng.choice(list(TimeUnit)), rng.choice(list(ResultSource)))
+        rhythm: tuple[int | None, int | None] = (None, None)  # a device without Capability.BEATS
+        if rng.random() < 0.5:
+            known = status != WindowStatus.LEAD_OFF and rng.random() < 0.8
+            rhythm = (rng.choice((1, 0xFFFF, rng.randint(300, 2000))), rng.choice((0, 0xFFFE, rng.randint(0, 400)))) if known else (HR_UNKNOWN, RR_IRREGULARITY_UNKNOWN)
+        return Result(u32(), u32(), status, label, logits, u32(), rng.choice(list(TimeUnit)), rng.choice(list(ResultSource)), *rhythm)
+    if kind == FrameType.BEATS:
+        start = u32()
+        return Beats(tuple((start + 150 * i) & 0xFFFFFFFF for i in range(rng.choice((1, MAX_BEATS, rng.randint(1, MAX_BEATS))))))
     if kind == FrameType.ACK:
         return Ack(rng.getrandbits(16), rng.choice(list(FrameType)), rng.getrandbits(16))
     if kind == FrameType.ERROR:
@@ -414,7 +470,7 @@ def test_python_reader_any_split():
     for k in range(len(stream) + 1):  # two pieces, split at every byte boundary
         reader = Reader()
         frames = reader.feed(stream[:k]) + reader.feed(stream[k:])
-        assert [describe(f) for f in frames] + [counters_line(reader)] == whole
+        assert describe_all(frames) + [counters_line(reader)] == whole
     reader, frames = Reader(), []
     for b in stream:  # one byte at a time, as the device reader
         frames += reader.feed(bytes([b]))
@@ -424,7 +480,7 @@ def test_python_reader_any_split():
         step = rng.randint(0, 40)
         frames += reader.feed(stream[pos : pos + step])
         pos += step
-    assert [describe(f) for f in frames] + [counters_line(reader)] == whole
+    assert describe_all(frames) + [counters_line(reader)] == whole
 
 
 @pytest.mark.slow
@@ -494,6 +550,102 @@ def test_malformed_payloads_agree(tool, tmp_path):
     errors = {int(m.group(1)) for line in lines if (m := re.search(r"error=(\d+)$", line))}
     assert errors == {ErrorCode.UNKNOWN_TYPE, ErrorCode.BAD_LENGTH, ErrorCode.BAD_VALUE}
     assert reader.stats.dropped_bytes == 0 and sum(line.startswith("FRAME") for line in lines) > 1000
+    assert c_decode(tool, tmp_path, stream) == lines
+
+
+# ---- what Capability.BEATS changes -----------------------------------------------------------------
+
+
+def _info_caps(caps: int) -> Info:
+    return Info("fw", "native", bytes(32), bytes(8), 250, 2500, 625, 12, Capability(caps), ("A", "B"), 0.5, 0, 0.25, 0, TimeUnit.MICROSECONDS)
+
+
+OLD_RESULT = Result(5, 3125, WindowStatus.OK, 1, (-3, 9), 700, TimeUnit.MICROSECONDS, ResultSource.LIVE)
+NEW_RESULT = Result(5, 3125, WindowStatus.OK, 1, (-3, 9), 700, TimeUnit.MICROSECONDS, ResultSource.LIVE, 723, 41)
+
+
+def test_result_layout_follows_the_capabilities():
+    old, new = OLD_RESULT.encode(), NEW_RESULT.encode()
+    assert len(new) == len(old) + 4 and new[: len(old)] == old and new[len(old) :] == bytes.fromhex("d3022900")
+    without = Capability.MODEL | Capability.REPLAY_SAMPLES | Capability.REPLAY_WINDOW
+    assert Result.decode(old, without) == OLD_RESULT and Result.decode(new, Capability.BEATS) == NEW_RESULT
+    assert Result.decode(old) == OLD_RESULT and Result.decode(new) == NEW_RESULT  # no INFO yet: either
+    assert not OLD_RESULT.has_rhythm and OLD_RESULT.bpm is None and OLD_RESULT.irregularity is None
+    assert NEW_RESULT.bpm == 72.3 and NEW_RESULT.irregularity == 0.041
+    unknown = Result(6, 0, WindowStatus.LEAD_OFF, -1, (), 0, 0, 0, HR_UNKNOWN, RR_IRREGULARITY_UNKNOWN)
+    assert unknown.has_rhythm and unknown.bpm is None and unknown.irregularity is None
+    cases = [
+        (lambda: Result.decode(new, without), "RESULT: 4 bytes after source (a device without the BEATS capability"),
+        (lambda: Result.decode(old, Capability.BEATS), "RESULT: payload of 19 bytes ends inside hr_x10 and rr_irregularity"),
+        (lambda: Result.decode(new[:-2], Capability.BEATS), "ends inside hr_x10 and rr_irregularity"),
+        (lambda: Result.decode(new[:-2]), "ends inside hr_x10 and rr_irregularity"),
+        (lambda: Result.decode(new + b"\0"), "RESULT: 1 bytes after rr_irregularity"),
+        (lambda: Result.decode(old[:12], without), "RESULT: payload of 12 bytes ends inside the 2 logits"),
+    ]
+    for make, message in cases:
+        with pytest.raises(ProtocolError, match=re.escape(message)) as info:
+            make()
+        assert info.value.code == ErrorCode.BAD_LENGTH
+    values = [
+        (lambda: replace_result(hr_x10=750, rr_irregularity=None), "give both or neither"),
+        (lambda: replace_result(hr_x10=750, rr_irregularity=RR_IRREGULARITY_UNKNOWN), "both are unknown"),
+        (lambda: replace_result(hr_x10=HR_UNKNOWN, rr_irregularity=3), "both are unknown"),
+        (lambda: replace_result(hr_x10=0x10000, rr_irregularity=3), "RESULT hr_x10 65536 is not a u16"),
+        (lambda: replace_result(status=WindowStatus.LEAD_OFF, label=-1, logits=(), hr_x10=750, rr_irregularity=0), "LEAD_OFF window"),
+        (lambda: Result.decode(struct.pack("<IIBbBIBBHH", 1, 0, WindowStatus.LEAD_OFF, -1, 0, 0, 0, 0, 750, 0)), "LEAD_OFF window"),
+    ]
+    for make, message in values:
+        with pytest.raises(ProtocolError, match=re.escape(message)) as info:
+            make()
+        assert info.value.code == ErrorCode.BAD_VALUE
+
+
+def replace_result(**changes: object) -> Result:
+    from dataclasses import replace
+
+    return replace(NEW_RESULT, **changes)
+
+
+def test_beats_counts_and_lengths():
+    assert Beats((1, 0xFFFFFFFF)).encode() == bytes.fromhex("02" + "01000000" + "ffffffff")
+    assert Beats.decode(Beats(tuple(range(MAX_BEATS))).encode()).samples == tuple(range(MAX_BEATS))
+    cases = [
+        (lambda: Beats(()), ErrorCode.BAD_VALUE, f"BEATS: count 0, must be 1..{MAX_BEATS}"),
+        (lambda: Beats((0,) * (MAX_BEATS + 1)), ErrorCode.BAD_VALUE, f"count {MAX_BEATS + 1}"),
+        (lambda: Beats((-1,)), ErrorCode.BAD_VALUE, "BEATS sample -1 is not a u32"),
+        (lambda: Beats((1 << 32,)), ErrorCode.BAD_VALUE, "is not a u32"),
+        (lambda: Beats.decode(b"\x00"), ErrorCode.BAD_VALUE, "BEATS: count 0"),
+        (lambda: Beats.decode(bytes([MAX_BEATS + 1]) + bytes(4 * (MAX_BEATS + 1))), ErrorCode.BAD_VALUE, f"count {MAX_BEATS + 1}"),
+        (lambda: Beats.decode(b""), ErrorCode.BAD_LENGTH, "BEATS: payload of 0 bytes ends inside count"),
+        (lambda: Beats.decode(bytes([2]) + bytes(7)), ErrorCode.BAD_LENGTH, "BEATS: payload of 8 bytes ends inside 2 beats of 4 bytes"),
+        (lambda: Beats.decode(bytes([1]) + bytes(5)), ErrorCode.BAD_LENGTH, "BEATS: 1 bytes after 1 beats"),
+        (lambda: Beats.decode(bytes([200]) + bytes(8)), ErrorCode.BAD_LENGTH, "ends inside 200 beats"),  # length before value
+    ]
+    for make, code, message in cases:
+        with pytest.raises(ProtocolError, match=re.escape(message)) as info:
+            make()
+        assert info.value.code == code
+
+
+@pytest.mark.slow
+def test_c_decodes_results_by_the_last_info(tool, tmp_path):
+    """proto_tool decode, like a host, takes a RESULT's layout from the last INFO: old firmware's RESULTs
+    still decode, a length that does not match the device's capabilities is BAD_LENGTH on both sides."""
+    enc = Encoder(0)
+    without = Capability.MODEL | Capability.REPLAY_SAMPLES | Capability.REPLAY_WINDOW
+    messages = [OLD_RESULT, NEW_RESULT, _info_caps(without), OLD_RESULT, NEW_RESULT, Beats((7,)), _info_caps(CAPABILITIES_ALL),
+                OLD_RESULT, NEW_RESULT, Beats((7, 1 << 31))]  # fmt: skip
+    stream = b"".join(enc.encode(m) for m in messages)
+    bad_beats = [bytes([0]), bytes([MAX_BEATS + 1]) + bytes(4 * (MAX_BEATS + 1)), bytes([3]) + bytes(8)]
+    stream += b"".join(encode_frame(FrameType.BEATS, 100 + i, p) for i, p in enumerate(bad_beats))
+    _, lines, _ = py_decode(stream)
+    results = [line for line in lines if "type=3 " in line or line.startswith("RESULT")]
+    assert [line.split()[0] for line in results] == ["RESULT", "RESULT", "RESULT", "FRAME", "FRAME", "RESULT"]
+    assert results[1].endswith(" hr=723 irregularity=41") and results[5].endswith(" hr=723 irregularity=41")
+    assert results[3].endswith("len=23 error=2") and results[4].endswith("len=19 error=2")
+    assert lines[9] == f"BEATS seq=9 samples=7,{1 << 31}"
+    assert lines[10:13] == ["FRAME seq=100 type=6 len=1 error=3", f"FRAME seq=101 type=6 len={1 + 4 * (MAX_BEATS + 1)} error=3",
+                            "FRAME seq=102 type=6 len=9 error=2"]  # fmt: skip
     assert c_decode(tool, tmp_path, stream) == lines
 
 
@@ -596,6 +748,14 @@ def test_defs_header_and_bandwidth():
     doc = (FIRMWARE_DIR / "PROTOCOL.md").read_text()
     assert f"{samples} bytes" in doc and f"{result} bytes" in doc
     assert f"{per_second:g} bytes/s" in doc and f"{100 * per_second * 10 / 115200:.2f} %" in doc
+    # ... and with the BEATS capability: longer RESULTs, a BEATS frame per beat (at 75 and 180 bpm)
+    result = len(Encoder().encode(Result(0, 0, WindowStatus.OK, 0, (0, 0, 0), 0, 0, 0, 750, 0)))
+    beat = len(Encoder().encode(Beats((1000,))))
+    assert f"({result} bytes with 3 logits, {result / 2.5:g} bytes/s)" in doc and f"BEATS frame of {beat} bytes" in doc
+    for bpm, text in ((75, "{:g} bytes/s at 75 bpm, **{:.2f} %**"), (180, "({:g} bytes/s, {:.2f} %, at 180 bpm)")):
+        per_second = samples * 250 / SAMPLE_BATCH + result / 2.5 + beat * bpm / 60
+        assert f"at {bpm} bpm {beat * bpm / 60:g} bytes/s" in doc
+        assert text.format(round(per_second, 6), 100 * per_second * 10 / 115200) in doc, text
 
 
 @pytest.mark.slow

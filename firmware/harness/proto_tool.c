@@ -4,7 +4,9 @@
  *   proto_tool decode IN.bin OUT.txt [N]   read a byte stream one byte at a time; one line per frame,
  *                                          the reader's counters, then the frames and counters after
  *                                          a flush (the line going idle); with N, REPLAY_WINDOW chunks
- *                                          also go through a window assembler of N bytes
+ *                                          also go through a window assembler of N bytes. RESULTs are
+ *                                          decoded with the capabilities of the last INFO (as a host
+ *                                          does; either layout before the first one)
  *   proto_tool limits OUT.txt              "name frame-length" for encodes at and past every limit
  *
  * Strings and int8 data print as hex, floats as their binary32 bits, so the lines compare exactly.
@@ -87,13 +89,14 @@ static void emit(encoder *e, size_t n)
     }
 }
 
-static void encode_info(encoder *e)
+/* A board with a model and every capability (RESULTs after it carry the rhythm fields). */
+static void encode_board_info(encoder *e, const char *firmware)
 {
     static const char *const labels[] = {"NORMAL", "MI", "ARRHYTHMIA"};
     ecg_proto_info m;
     unsigned i;
     memset(&m, 0, sizeof m);
-    m.firmware = ecg_proto_cstr("ecg-edge 0.1.0");
+    m.firmware = ecg_proto_cstr(firmware);
     m.backend = ecg_proto_cstr("native");
     if (ecg_proto_hex_bytes("000102030405060708090a0b0c0d0e0f101112131415161718191A1B1C1D1E1F", m.model_sha256, sizeof m.model_sha256) != 0 ||
         ecg_proto_hex_bytes("0123456789abcdef", m.spec_fingerprint, sizeof m.spec_fingerprint) != 0) {
@@ -114,8 +117,13 @@ static void encode_info(encoder *e)
     m.output_zero_point = 127;
     m.time_unit = ECG_PROTO_TIME_INSTRUCTIONS;
     emit(e, ecg_proto_encode_info(&e->tx, frame, &m));
+}
 
-    memset(&m, 0, sizeof m); /* no model: empty strings, zero hash, no labels */
+static void encode_info(encoder *e)
+{
+    ecg_proto_info m;
+    encode_board_info(e, "ecg-edge 0.1.0");
+    memset(&m, 0, sizeof m); /* no model, no capabilities: empty strings, zero hash, no labels */
     m.firmware = ecg_proto_cstr("");
     m.backend = ecg_proto_cstr("none");
     m.rate_hz = 65535;
@@ -140,7 +148,8 @@ static void encode_samples(encoder *e)
     emit(e, ecg_proto_encode_samples(&e->tx, frame, 123456789u, packed, ECG_PROTO_MAX_BATCH));
 }
 
-/* One RESULT vector; `logits` names one of the arrays in encode_results. */
+/* One RESULT vector; `logits` names one of the arrays in encode_results; rhythm 1: a device with
+ * ECG_PROTO_CAP_BEATS (ecg_proto_encode_result_beats). */
 typedef struct {
     uint32_t window_index;
     uint32_t first_sample;
@@ -151,6 +160,9 @@ typedef struct {
     uint32_t time;
     uint8_t time_unit;
     uint8_t source;
+    uint8_t rhythm;
+    uint16_t hr_x10;
+    uint16_t rr_irregularity;
 } result_vector;
 
 static void encode_results(encoder *e)
@@ -158,13 +170,19 @@ static void encode_results(encoder *e)
     static const int8_t three[3] = {-128, 127, 0};
     static const int8_t leaning[3] = {3, 4, -2};
     static const result_vector vectors[] = {
-        {0xFFFFFFFFu, 0xFFFFFFFFu, ECG_PROTO_STATUS_OK, 2, 3, 1, 0xFFFFFFFFu, ECG_PROTO_TIME_INSTRUCTIONS, ECG_PROTO_FROM_REPLAY_WINDOW},
-        {0, 0, ECG_PROTO_STATUS_LEAD_OFF, -1, 0, 0, 0, ECG_PROTO_TIME_MICROSECONDS, ECG_PROTO_FROM_LIVE},
-        {7, 4375, ECG_PROTO_STATUS_SATURATED, 127, 255, 2, 1234567, ECG_PROTO_TIME_MICROSECONDS, ECG_PROTO_FROM_REPLAY_SAMPLES},
+        {0xFFFFFFFFu, 0xFFFFFFFFu, ECG_PROTO_STATUS_OK, 2, 3, 1, 0xFFFFFFFFu, ECG_PROTO_TIME_INSTRUCTIONS, ECG_PROTO_FROM_REPLAY_WINDOW, 0, 0, 0},
+        {0, 0, ECG_PROTO_STATUS_LEAD_OFF, -1, 0, 0, 0, ECG_PROTO_TIME_MICROSECONDS, ECG_PROTO_FROM_LIVE, 0, 0, 0},
+        {7, 4375, ECG_PROTO_STATUS_SATURATED, 127, 255, 2, 1234567, ECG_PROTO_TIME_MICROSECONDS, ECG_PROTO_FROM_REPLAY_SAMPLES, 0, 0, 0},
         /* the statuses of the quality rule and the confidence threshold */
-        {8, 5000, ECG_PROTO_STATUS_FLAT, -1, 0, 0, 0, ECG_PROTO_TIME_MICROSECONDS, ECG_PROTO_FROM_LIVE},
-        {9, 5625, ECG_PROTO_STATUS_NOISY, -1, 0, 0, 0, ECG_PROTO_TIME_MICROSECONDS, ECG_PROTO_FROM_REPLAY_SAMPLES},
-        {10, 6250, ECG_PROTO_STATUS_LOW_CONFIDENCE, 1, 3, 3, 812, ECG_PROTO_TIME_MICROSECONDS, ECG_PROTO_FROM_LIVE},
+        {8, 5000, ECG_PROTO_STATUS_FLAT, -1, 0, 0, 0, ECG_PROTO_TIME_MICROSECONDS, ECG_PROTO_FROM_LIVE, 0, 0, 0},
+        {9, 5625, ECG_PROTO_STATUS_NOISY, -1, 0, 0, 0, ECG_PROTO_TIME_MICROSECONDS, ECG_PROTO_FROM_REPLAY_SAMPLES, 0, 0, 0},
+        {10, 6250, ECG_PROTO_STATUS_LOW_CONFIDENCE, 1, 3, 3, 812, ECG_PROTO_TIME_MICROSECONDS, ECG_PROTO_FROM_LIVE, 0, 0, 0},
+        /* with the rhythm fields: known, unknown (a LEAD_OFF window), the largest values */
+        {11, 6875, ECG_PROTO_STATUS_OK, 0, 3, 1, 900, ECG_PROTO_TIME_MICROSECONDS, ECG_PROTO_FROM_LIVE, 1, 723, 41},
+        {12, 7500, ECG_PROTO_STATUS_LEAD_OFF, -1, 0, 0, 0, ECG_PROTO_TIME_MICROSECONDS, ECG_PROTO_FROM_LIVE, 1, ECG_PROTO_HR_UNKNOWN,
+         ECG_PROTO_RR_IRREGULARITY_UNKNOWN},
+        {0xFFFFFFFFu, 0xFFFFFFFFu, ECG_PROTO_STATUS_NOISY, -1, 0, 0, 0, ECG_PROTO_TIME_INSTRUCTIONS, ECG_PROTO_FROM_REPLAY_SAMPLES, 1,
+         0xFFFF, 0xFFFE},
     };
     int8_t many[255];
     const int8_t *arrays[4];
@@ -179,6 +197,9 @@ static void encode_results(encoder *e)
     arrays[3] = leaning;
     for (i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
         const result_vector *v = &vectors[i];
+        if (v->rhythm && !vectors[i - 1].rhythm) { /* from here on a device with ECG_PROTO_CAP_BEATS */
+            encode_board_info(e, "ecg-edge 0.2.0");
+        }
         m.window_index = v->window_index;
         m.first_sample = v->first_sample;
         m.status = v->status;
@@ -188,8 +209,25 @@ static void encode_results(encoder *e)
         m.time = v->time;
         m.time_unit = v->time_unit;
         m.source = v->source;
-        emit(e, ecg_proto_encode_result(&e->tx, frame, &m));
+        m.has_rhythm = 0; /* not read by the encoders */
+        m.hr_x10 = v->hr_x10;
+        m.rr_irregularity = v->rr_irregularity;
+        emit(e, v->rhythm ? ecg_proto_encode_result_beats(&e->tx, frame, &m) : ecg_proto_encode_result(&e->tx, frame, &m));
     }
+}
+
+static void encode_beats(encoder *e)
+{
+    static const uint32_t one[1] = {0};
+    static const uint32_t last[2] = {0xFFFFFFFEu, 0xFFFFFFFFu};
+    uint32_t many[ECG_PROTO_MAX_BEATS];
+    unsigned i;
+    for (i = 0; i < ECG_PROTO_MAX_BEATS; i++) {
+        many[i] = 1000u + 187u * i;
+    }
+    emit(e, ecg_proto_encode_beats(&e->tx, frame, one, 1));
+    emit(e, ecg_proto_encode_beats(&e->tx, frame, many, ECG_PROTO_MAX_BEATS));
+    emit(e, ecg_proto_encode_beats(&e->tx, frame, last, 2));
 }
 
 static void encode_replies(encoder *e)
@@ -272,6 +310,7 @@ static int cmd_encode(const char *path)
     encode_info(&e);
     encode_samples(&e);
     encode_results(&e);
+    encode_beats(&e);
     encode_replies(&e);
     encode_host_frames(&e);
     if (rt_close(e.out) != 0 || !e.ok) {
@@ -287,6 +326,8 @@ typedef struct {
     ecg_proto_window_rx window;
     int assemble;
     int ok;
+    uint8_t capabilities; /* of the last INFO */
+    int info_seen;
 } decoder;
 
 static int8_t window_buf[MAX_WINDOW];
@@ -306,12 +347,14 @@ static void add_samples(const ecg_proto_samples *s)
     }
 }
 
-static int describe_info(const ecg_proto_frame *f)
+static int describe_info(decoder *d, const ecg_proto_frame *f)
 {
     ecg_proto_info m;
     unsigned i;
     int err = ecg_proto_decode_info(f->payload, f->len, &m);
     if (err == 0) {
+        d->capabilities = m.capabilities;
+        d->info_seen = 1;
         add("INFO seq=%u", f->seq);
         add_str("fw", &m.firmware);
         add_str("backend", &m.backend);
@@ -330,11 +373,11 @@ static int describe_info(const ecg_proto_frame *f)
     return err;
 }
 
-static int describe_result(const ecg_proto_frame *f)
+static int describe_result(const decoder *d, const ecg_proto_frame *f)
 {
     ecg_proto_result m;
     unsigned i;
-    int err = ecg_proto_decode_result(f->payload, f->len, &m);
+    int err = ecg_proto_decode_result(f->payload, f->len, d->info_seen ? &d->capabilities : NULL, &m);
     if (err == 0) {
         add("RESULT seq=%u window=%lu first=%lu status=%u label=%d logits=", f->seq, (unsigned long)m.window_index,
             (unsigned long)m.first_sample, m.status, m.label);
@@ -342,6 +385,23 @@ static int describe_result(const ecg_proto_frame *f)
             add(i ? ",%d" : "%d", m.logits[i]);
         }
         add(" time=%lu unit=%u source=%u", (unsigned long)m.time, m.time_unit, m.source);
+        if (m.has_rhythm) {
+            add(" hr=%u irregularity=%u", m.hr_x10, m.rr_irregularity);
+        }
+    }
+    return err;
+}
+
+static int describe_beats(const ecg_proto_frame *f)
+{
+    ecg_proto_beats m;
+    unsigned i;
+    int err = ecg_proto_decode_beats(f->payload, f->len, &m);
+    if (err == 0) {
+        add("BEATS seq=%u samples=", f->seq);
+        for (i = 0; i < m.count; i++) {
+            add(i ? ",%lu" : "%lu", (unsigned long)ecg_proto_beat_at(&m, i));
+        }
     }
     return err;
 }
@@ -375,7 +435,7 @@ static int describe(decoder *d, const ecg_proto_frame *f)
     int err;
     switch (f->type) {
     case ECG_PROTO_TYPE_INFO:
-        return describe_info(f);
+        return describe_info(d, f);
     case ECG_PROTO_TYPE_SAMPLES:
         err = ecg_proto_decode_samples(f->payload, f->len, &s);
         if (err == 0) {
@@ -384,7 +444,9 @@ static int describe(decoder *d, const ecg_proto_frame *f)
         }
         return err;
     case ECG_PROTO_TYPE_RESULT:
-        return describe_result(f);
+        return describe_result(d, f);
+    case ECG_PROTO_TYPE_BEATS:
+        return describe_beats(f);
     case ECG_PROTO_TYPE_ACK:
         err = ecg_proto_decode_ack(f->payload, f->len, &ack);
         if (err == 0) {
@@ -458,6 +520,8 @@ static int cmd_decode(const char *in_path, const char *out_path, long window_siz
     }
     d.assemble = window_size > 0;
     d.ok = 1;
+    d.capabilities = 0;
+    d.info_seen = 0;
     ecg_proto_window_rx_init(&d.window, window_buf, (uint16_t)window_size);
     ecg_proto_reader_init(&reader);
     while ((n = rt_read(in, chunk, sizeof chunk)) > 0) {
@@ -523,7 +587,9 @@ static void info_limits(rt_file *out, int *ok, ecg_proto_tx *tx)
     m.output_scale = FLT_MAX * 2.0f;
     limit(out, ok, "info_infinite_scale", ecg_proto_encode_info(tx, frame, &m));
     m.output_scale = 1.0f;
-    m.capabilities = 0x08;
+    m.capabilities = ECG_PROTO_CAP_BEATS;
+    limit(out, ok, "info_beats", ecg_proto_encode_info(tx, frame, &m));
+    m.capabilities = ECG_PROTO_CAP_BEATS << 1;
     limit(out, ok, "info_unknown_capability", ecg_proto_encode_info(tx, frame, &m));
     m.capabilities = 0;
     m.time_unit = 2;
@@ -535,7 +601,8 @@ static void other_limits(rt_file *out, int *ok, ecg_proto_tx *tx)
     static uint16_t packed[ECG_PROTO_MAX_BATCH + 1];
     static int8_t data[ECG_PROTO_MAX_WINDOW_CHUNK + 1];
     static const int8_t logits[3] = {1, 2, 3};
-    ecg_proto_result r = {0, 0, ECG_PROTO_STATUS_OK, 2, 3, logits, 0, ECG_PROTO_TIME_MICROSECONDS, ECG_PROTO_FROM_LIVE};
+    static uint32_t beats[ECG_PROTO_MAX_BEATS + 1];
+    ecg_proto_result r = {0, 0, ECG_PROTO_STATUS_OK, 2, 3, logits, 0, ECG_PROTO_TIME_MICROSECONDS, ECG_PROTO_FROM_LIVE, 0, 0, 0};
     ecg_proto_command c = {ECG_PROTO_CMD_SOURCE, 1};
     ecg_proto_ack a = {1, ECG_PROTO_TYPE_COMMAND, 5};
     ecg_proto_error er;
@@ -564,6 +631,27 @@ static void other_limits(rt_file *out, int *ok, ecg_proto_tx *tx)
     r.status = ECG_PROTO_STATUS_OK;
     r.source = 3;
     limit(out, ok, "result_bad_source", ecg_proto_encode_result(tx, frame, &r));
+    r.source = ECG_PROTO_FROM_LIVE;
+    r.hr_x10 = ECG_PROTO_HR_UNKNOWN; /* not read without the rhythm fields */
+    limit(out, ok, "result_rhythm_ignored", ecg_proto_encode_result(tx, frame, &r));
+    r.rr_irregularity = ECG_PROTO_RR_IRREGULARITY_UNKNOWN;
+    limit(out, ok, "result_rhythm_unknown", ecg_proto_encode_result_beats(tx, frame, &r));
+    r.hr_x10 = 750;
+    r.rr_irregularity = 0;
+    limit(out, ok, "result_rhythm_ok", ecg_proto_encode_result_beats(tx, frame, &r));
+    r.rr_irregularity = ECG_PROTO_RR_IRREGULARITY_UNKNOWN;
+    limit(out, ok, "result_rhythm_half_unknown", ecg_proto_encode_result_beats(tx, frame, &r));
+    r.hr_x10 = ECG_PROTO_HR_UNKNOWN;
+    r.rr_irregularity = 12;
+    limit(out, ok, "result_rhythm_other_half_unknown", ecg_proto_encode_result_beats(tx, frame, &r));
+    r.status = ECG_PROTO_STATUS_LEAD_OFF;
+    r.hr_x10 = 750;
+    r.rr_irregularity = 0;
+    limit(out, ok, "result_rhythm_lead_off", ecg_proto_encode_result_beats(tx, frame, &r));
+    r.status = ECG_PROTO_STATUS_OK;
+    limit(out, ok, "beats_max", ecg_proto_encode_beats(tx, frame, beats, ECG_PROTO_MAX_BEATS));
+    limit(out, ok, "beats_over", ecg_proto_encode_beats(tx, frame, beats, ECG_PROTO_MAX_BEATS + 1));
+    limit(out, ok, "beats_empty", ecg_proto_encode_beats(tx, frame, beats, 0));
     limit(out, ok, "command_ok", ecg_proto_encode_command(tx, frame, &c));
     c.arg = 2;
     limit(out, ok, "command_source_arg", ecg_proto_encode_command(tx, frame, &c));
@@ -574,7 +662,7 @@ static void other_limits(rt_file *out, int *ok, ecg_proto_tx *tx)
     c.arg = 0;
     limit(out, ok, "command_unknown", ecg_proto_encode_command(tx, frame, &c));
     limit(out, ok, "ack_ok", ecg_proto_encode_ack(tx, frame, &a));
-    a.type = 0x06;
+    a.type = ECG_PROTO_TYPE_BEATS + 1; /* no such type */
     limit(out, ok, "ack_unknown_type", ecg_proto_encode_ack(tx, frame, &a));
     er.code = ECG_PROTO_ERR_BAD_VALUE;
     er.about_seq = 3;

@@ -28,19 +28,27 @@ starts from nothing), with x the ADC counts and n the sample within the run:
   thr / 2 (checked after each sample's decision, and at the end of the stream);
 - a beat's sample: the largest |h| over [p - mwi_len, p] (the first one on a tie), moved back by the
   filters' delay (lp_len - 1 + (hp_len - 1) / 2), not before the run's start.
+
+`window_rhythm` turns the beats of one window into the two figures a device RESULT carries (heart
+rate and RR irregularity), in integers too, so the firmware computes the same numbers.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Iterable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pipeline.signal.device_rule import good_runs
+from pipeline.signal.device_rule import WindowStatus, good_runs
 
 BUFFER = 8  # entries of the QRS, noise and RR buffers (means are sums // 8)
 TH_SHIFT = 4  # the threshold fraction is th_num / 2**TH_SHIFT
+HR_UNKNOWN = 0  # window_rhythm's hr_x10 when the window has fewer than 2 RR intervals or a lead off
+HR_X10_MAX = 0xFFFF  # hr_x10 is a u16 on the wire: known rates are clamped to 1..HR_X10_MAX
+RR_IRREGULARITY_UNKNOWN = 0xFFFF  # window_rhythm's irregularity when the heart rate is unknown
+RR_IRREGULARITY_MAX = 0xFFFE  # known irregularities are clamped to this (never reached: see window_rhythm)
 
 
 class BeatConfigError(ValueError):
@@ -219,3 +227,37 @@ def heart_rate_bpm(beats: np.ndarray, fs: int = DEFAULT_BEATS.fs) -> float | Non
     """60 / median RR of consecutive beats (None with fewer than two intervals)."""
     rr = np.diff(np.asarray(beats, dtype=np.int64))
     return None if rr.size < 2 else 60.0 * fs / float(np.median(rr))
+
+
+def window_rhythm(beats: Iterable[int], first_sample: int, window: int, fs: int = DEFAULT_BEATS.fs,
+                  status: int = WindowStatus.OK) -> tuple[int, int]:  # fmt: skip
+    """(hr_x10, rr_irregularity) of the window [first_sample, first_sample + window), in integers.
+
+    Over the k RR intervals between consecutive beats b with first_sample <= b < first_sample + window:
+    - hr_x10: beats per minute x 10 from the lower median RR m (sorted RRs, index (k - 1) // 2),
+      rounded: (600 fs + m // 2) // m, clamped to 1..HR_X10_MAX;
+    - rr_irregularity: the mean absolute successive RR difference over the mean RR, per mille:
+      1000 k sum|RR_i - RR_i-1| // ((k - 1) sum RR), clamped to RR_IRREGULARITY_MAX (never reached:
+      |a - b| < a + b keeps it below 4000). 0 for a steady rhythm, larger the more irregular the RRs.
+    Both are unknown (HR_UNKNOWN, RR_IRREGULARITY_UNKNOWN) with fewer than 2 intervals (3 beats) or
+    when the window's status is LEAD_OFF. `beats` must increase strictly; a device passes the beats it
+    has decided when the window ends (a beat is decided `reach` samples or more after its peak, so the
+    window's last beat often counts only in later windows). C: compute 1000 k sum|dRR| in
+    64 bits (it is below 2000 window^2 / refractory: 2.5e8 for 2500 samples and DEFAULT_BEATS).
+    """
+    if window <= 0 or fs <= 0:
+        raise ValueError(f"window ({window}) and fs ({fs}) must be positive")
+    if int(status) == WindowStatus.LEAD_OFF:
+        return HR_UNKNOWN, RR_IRREGULARITY_UNKNOWN
+    inside = [int(b) for b in beats if first_sample <= int(b) < first_sample + window]
+    rr = [b - a for a, b in zip(inside, inside[1:])]
+    if any(r <= 0 for r in rr):
+        raise ValueError(f"beats must increase strictly, got {inside}")
+    k = len(rr)
+    if k < 2:
+        return HR_UNKNOWN, RR_IRREGULARITY_UNKNOWN
+    m = sorted(rr)[(k - 1) // 2]
+    hr_x10 = min(max((600 * fs + m // 2) // m, 1), HR_X10_MAX)
+    diffs = sum(abs(b - a) for a, b in zip(rr, rr[1:]))
+    irregularity = min(1000 * k * diffs // ((k - 1) * sum(rr)), RR_IRREGULARITY_MAX)
+    return hr_x10, irregularity

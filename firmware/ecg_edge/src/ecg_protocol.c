@@ -10,6 +10,13 @@
 #if ECG_PROTO_MAX_FRAME != ECG_PROTO_HEADER_BYTES + ECG_PROTO_MAX_PAYLOAD + ECG_PROTO_CRC_BYTES
 #error "ECG_PROTO_MAX_FRAME does not match header, payload and CRC"
 #endif
+#if ECG_PROTO_RESULT_FIXED_BYTES != 17 || ECG_PROTO_RESULT_RHYTHM_BYTES != 4 || ECG_PROTO_BEATS_FIXED_BYTES != 1 || \
+    ECG_PROTO_BEAT_BYTES != 4
+#error "ecg_protocol.c lays out RESULT (17 bytes + logits, then hr_x10 u16 and rr_irregularity u16) and BEATS (count u8, u32 each)"
+#endif
+#if ECG_PROTO_BEATS_FIXED_BYTES + ECG_PROTO_BEAT_BYTES * ECG_PROTO_MAX_BEATS > ECG_PROTO_MAX_PAYLOAD || ECG_PROTO_MAX_BEATS > 255
+#error "ECG_PROTO_MAX_BEATS beats do not fit a payload or a count byte"
+#endif
 #if ECG_PROTO_MAX_FRAME > 0xFFFF
 #error "the reader indexes its buffer with uint16_t"
 #endif
@@ -49,6 +56,12 @@ uint16_t ecg_proto_pack_sample(uint16_t adc, int lead_off)
 uint16_t ecg_proto_sample_at(const ecg_proto_samples *s, unsigned i)
 {
     return (uint16_t)(s->raw[2u * i] | ((uint16_t)s->raw[2u * i + 1u] << 8));
+}
+
+uint32_t ecg_proto_beat_at(const ecg_proto_beats *b, unsigned i)
+{
+    const uint8_t *p = b->raw + 4u * i;
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
 static int hex_digit(char c)
@@ -123,6 +136,13 @@ static int valid_result(const ecg_proto_result *m)
 {
     return ECG_PROTO_STATUS_VALID(m->status) && (m->label == -1 || (m->label >= 0 && m->label < m->num_logits)) &&
            (m->num_logits == 0 || m->logits != NULL) && ECG_PROTO_TIME_VALID(m->time_unit) && ECG_PROTO_FROM_VALID(m->source);
+}
+
+/* hr_x10 and rr_irregularity: both unknown or neither; unknown in a LEAD_OFF window. */
+static int valid_rhythm(const ecg_proto_result *m)
+{
+    return (m->hr_x10 == ECG_PROTO_HR_UNKNOWN) == (m->rr_irregularity == ECG_PROTO_RR_IRREGULARITY_UNKNOWN) &&
+           (m->status != ECG_PROTO_STATUS_LEAD_OFF || m->hr_x10 == ECG_PROTO_HR_UNKNOWN);
 }
 
 static int valid_command(const ecg_proto_command *m)
@@ -276,10 +296,10 @@ size_t ecg_proto_encode_samples(ecg_proto_tx *tx, uint8_t *frame, uint32_t first
     return finish(tx, frame, ECG_PROTO_TYPE_SAMPLES, &w);
 }
 
-size_t ecg_proto_encode_result(ecg_proto_tx *tx, uint8_t *frame, const ecg_proto_result *m)
+static size_t encode_result(ecg_proto_tx *tx, uint8_t *frame, const ecg_proto_result *m, int rhythm)
 {
     writer w = writer_at(frame);
-    w.bad = !valid_result(m);
+    w.bad = !valid_result(m) || (rhythm && !valid_rhythm(m));
     put_le(&w, m->window_index, 4);
     put_le(&w, m->first_sample, 4);
     put_le(&w, m->status, 1);
@@ -289,7 +309,33 @@ size_t ecg_proto_encode_result(ecg_proto_tx *tx, uint8_t *frame, const ecg_proto
     put_le(&w, m->time, 4);
     put_le(&w, m->time_unit, 1);
     put_le(&w, m->source, 1);
+    if (rhythm) {
+        put_le(&w, m->hr_x10, 2);
+        put_le(&w, m->rr_irregularity, 2);
+    }
     return finish(tx, frame, ECG_PROTO_TYPE_RESULT, &w);
+}
+
+size_t ecg_proto_encode_result(ecg_proto_tx *tx, uint8_t *frame, const ecg_proto_result *m)
+{
+    return encode_result(tx, frame, m, 0);
+}
+
+size_t ecg_proto_encode_result_beats(ecg_proto_tx *tx, uint8_t *frame, const ecg_proto_result *m)
+{
+    return encode_result(tx, frame, m, 1);
+}
+
+size_t ecg_proto_encode_beats(ecg_proto_tx *tx, uint8_t *frame, const uint32_t *samples, unsigned count)
+{
+    writer w = writer_at(frame);
+    unsigned i;
+    w.bad = count < 1 || count > ECG_PROTO_MAX_BEATS || samples == NULL;
+    put_le(&w, count, 1);
+    for (i = 0; !w.bad && i < count; i++) {
+        put_le(&w, samples[i], 4);
+    }
+    return finish(tx, frame, ECG_PROTO_TYPE_BEATS, &w);
 }
 
 size_t ecg_proto_encode_ack(ecg_proto_tx *tx, uint8_t *frame, const ecg_proto_ack *m)
@@ -467,7 +513,7 @@ int ecg_proto_decode_replay_samples(const uint8_t *payload, size_t len, ecg_prot
     return verdict(&r, out->count <= ECG_PROTO_MAX_BATCH);
 }
 
-int ecg_proto_decode_result(const uint8_t *payload, size_t len, ecg_proto_result *out)
+int ecg_proto_decode_result(const uint8_t *payload, size_t len, const uint8_t *capabilities, ecg_proto_result *out)
 {
     reader r = reader_of(payload, len);
     out->window_index = get_le(&r, 4);
@@ -479,7 +525,26 @@ int ecg_proto_decode_result(const uint8_t *payload, size_t len, ecg_proto_result
     out->time = get_le(&r, 4);
     out->time_unit = (uint8_t)get_le(&r, 1);
     out->source = (uint8_t)get_le(&r, 1);
-    return verdict(&r, valid_result(out));
+    if (capabilities != NULL) {
+        out->has_rhythm = (*capabilities & ECG_PROTO_CAP_BEATS) != 0;
+    } else { /* the device is not known yet: the rhythm fields are there when bytes are left */
+        out->has_rhythm = !r.bad && r.pos < r.len;
+    }
+    out->hr_x10 = ECG_PROTO_HR_UNKNOWN;
+    out->rr_irregularity = ECG_PROTO_RR_IRREGULARITY_UNKNOWN;
+    if (out->has_rhythm) {
+        out->hr_x10 = (uint16_t)get_le(&r, 2);
+        out->rr_irregularity = (uint16_t)get_le(&r, 2);
+    }
+    return verdict(&r, valid_result(out) && (!out->has_rhythm || valid_rhythm(out)));
+}
+
+int ecg_proto_decode_beats(const uint8_t *payload, size_t len, ecg_proto_beats *out)
+{
+    reader r = reader_of(payload, len);
+    out->count = (uint8_t)get_le(&r, 1);
+    out->raw = get_bytes(&r, 4u * out->count);
+    return verdict(&r, out->count >= 1 && out->count <= ECG_PROTO_MAX_BEATS);
 }
 
 int ecg_proto_decode_ack(const uint8_t *payload, size_t len, ecg_proto_ack *out)

@@ -73,7 +73,19 @@ typedef struct {
     uint32_t time;
     uint8_t time_unit;     /* ECG_PROTO_TIME_* */
     uint8_t source;        /* ECG_PROTO_FROM_* */
+    /* Sent by a device with ECG_PROTO_CAP_BEATS only (ecg_proto_encode_result_beats; the other encoder
+     * does not read them): pipeline.signal.beats.window_rhythm's figures for the window, both unknown
+     * or neither, unknown when the status is LEAD_OFF. The decoder sets has_rhythm (0: both unknown). */
+    uint8_t has_rhythm;
+    uint16_t hr_x10;          /* heart rate, bpm x 10; ECG_PROTO_HR_UNKNOWN */
+    uint16_t rr_irregularity; /* mean |successive RR difference| / mean RR, per mille; ECG_PROTO_RR_IRREGULARITY_UNKNOWN */
 } ecg_proto_result;
+
+/* BEATS as decoded. */
+typedef struct {
+    uint8_t count;      /* 1..ECG_PROTO_MAX_BEATS */
+    const uint8_t *raw; /* count sample indices, u32 LE: use ecg_proto_beat_at() */
+} ecg_proto_beats;
 
 typedef struct {
     uint16_t seq;     /* the host frame acknowledged */
@@ -117,6 +129,8 @@ ecg_proto_str ecg_proto_cstr(const char *s);
 uint16_t ecg_proto_pack_sample(uint16_t adc, int lead_off);
 /* Packed sample i of a decoded SAMPLES / REPLAY_SAMPLES payload (i < count). */
 uint16_t ecg_proto_sample_at(const ecg_proto_samples *s, unsigned i);
+/* Sample index i of a decoded BEATS payload (i < count). */
+uint32_t ecg_proto_beat_at(const ecg_proto_beats *b, unsigned i);
 /* 2 * n hex digits (either case) into n bytes, e.g. ECG_MODEL_SHA256; 0 on success, -1 otherwise. */
 int ecg_proto_hex_bytes(const char *hex, uint8_t *out, size_t n);
 
@@ -133,7 +147,12 @@ size_t ecg_proto_finish(ecg_proto_tx *tx, uint8_t *frame, uint8_t type, size_t l
 size_t ecg_proto_encode_info(ecg_proto_tx *tx, uint8_t *frame, const ecg_proto_info *m);
 /* count <= ECG_PROTO_MAX_BATCH packed samples (ecg_proto_pack_sample). */
 size_t ecg_proto_encode_samples(ecg_proto_tx *tx, uint8_t *frame, uint32_t first_sample, const uint16_t *packed, unsigned count);
+/* RESULT of a device without ECG_PROTO_CAP_BEATS: the fields up to `source`. */
 size_t ecg_proto_encode_result(ecg_proto_tx *tx, uint8_t *frame, const ecg_proto_result *m);
+/* RESULT of a device with ECG_PROTO_CAP_BEATS: the same, then m->hr_x10 and m->rr_irregularity. */
+size_t ecg_proto_encode_result_beats(ecg_proto_tx *tx, uint8_t *frame, const ecg_proto_result *m);
+/* 1 <= count <= ECG_PROTO_MAX_BEATS sample indices (the SAMPLES counter) of beats the detector found. */
+size_t ecg_proto_encode_beats(ecg_proto_tx *tx, uint8_t *frame, const uint32_t *samples, unsigned count);
 size_t ecg_proto_encode_ack(ecg_proto_tx *tx, uint8_t *frame, const ecg_proto_ack *m);
 size_t ecg_proto_encode_error(ecg_proto_tx *tx, uint8_t *frame, const ecg_proto_error *m);
 size_t ecg_proto_encode_command(ecg_proto_tx *tx, uint8_t *frame, const ecg_proto_command *m);
@@ -145,7 +164,10 @@ size_t ecg_proto_encode_replay_window(ecg_proto_tx *tx, uint8_t *frame, const ec
 
 int ecg_proto_decode_info(const uint8_t *payload, size_t len, ecg_proto_info *out);
 int ecg_proto_decode_samples(const uint8_t *payload, size_t len, ecg_proto_samples *out);
-int ecg_proto_decode_result(const uint8_t *payload, size_t len, ecg_proto_result *out);
+/* `capabilities`: the sending device's (its INFO's); with ECG_PROTO_CAP_BEATS hr_x10 and
+ * rr_irregularity are required, without it refused; NULL (no INFO seen yet) takes either layout. */
+int ecg_proto_decode_result(const uint8_t *payload, size_t len, const uint8_t *capabilities, ecg_proto_result *out);
+int ecg_proto_decode_beats(const uint8_t *payload, size_t len, ecg_proto_beats *out);
 int ecg_proto_decode_ack(const uint8_t *payload, size_t len, ecg_proto_ack *out);
 int ecg_proto_decode_error(const uint8_t *payload, size_t len, ecg_proto_error *out);
 int ecg_proto_decode_command(const uint8_t *payload, size_t len, ecg_proto_command *out);
