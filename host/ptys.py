@@ -7,6 +7,7 @@ writes the master itself (`simulate --text`). A client opens the slave's path li
 from __future__ import annotations
 
 import os
+import threading
 import tty
 from pathlib import Path
 
@@ -54,3 +55,50 @@ def remove_link(link: Path | None) -> None:
     """Remove the symlink `link` if it is still there."""
     if link is not None and link.is_symlink():
         link.unlink()
+
+
+class PtyDevice:
+    """A device a thread plays on the master side of a new raw pty (`port`: the slave's path; `link`: an
+    optional symlink to it), from `_open` until `close()`; a context manager. Subclasses write `_run`,
+    which loops until `self._stop` is set."""
+
+    _master: int = -1
+    link: Path | None = None
+
+    def _open(self, link: str | Path | None = None) -> None:
+        self._stop = threading.Event()
+        link_path = check_link(link, ValueError)
+        self._master, self.port = pty_port()
+        os.set_blocking(self._master, False)
+        if link_path is not None:
+            try:
+                make_link(link_path, self.port, ValueError)
+            except ValueError:
+                os.close(self._master)
+                self._master = -1
+                raise
+            self.link = link_path
+        self._thread = threading.Thread(target=self._run, name=f"{type(self).__name__} {self.port}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> "PtyDevice":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self) -> None:
+        """Stop the thread, close the pty (a client sees its port go away), remove the link."""
+        self._stop.set()
+        self._thread.join(5)
+        if self._master >= 0:
+            os.close(self._master)
+            self._master = -1
+        remove_link(self.link)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import select
-import threading
 import time
 from dataclasses import replace
 from fractions import Fraction
@@ -28,7 +27,7 @@ from pipeline.signal.ad8232 import AD8232Config, Disturbances, frontend_sos, mv_
 from pipeline.data.labels import LABELS
 from pipeline.data.synthetic import sample_patient, simulate_ecg
 
-from .ptys import check_link, make_link, pty_port, remove_link
+from .ptys import PtyDevice
 
 WANDER_MV = 0.1  # respiration-like baseline wander, mV
 WANDER_HZ = 0.25
@@ -99,7 +98,7 @@ def format_lines(counts: np.ndarray, lead_off: np.ndarray) -> bytes:
     return b"".join(b"!\r\n" if off else b"%d\r\n" % v for v, off in zip(counts.tolist(), lead_off.tolist()))
 
 
-class TextDevice:
+class TextDevice(PtyDevice):
     """The virtual sketch on a new pseudo-terminal (`port`; `link`: an optional symlink to it), running
     from construction until close(); a context manager."""
 
@@ -111,43 +110,12 @@ class TextDevice:
         self.lines_dropped = 0
         self.link: Path | None = None
         self._tail = b""  # the rest of a line the pty took only part of
-        self._stop = threading.Event()
-        link_path = check_link(link, ValueError)
-        self._master, self.port = pty_port()
-        os.set_blocking(self._master, False)
-        if link_path is not None:
-            try:
-                make_link(link_path, self.port, ValueError)
-            except ValueError:
-                os.close(self._master)
-                raise
-            self.link = link_path
-        self._thread = threading.Thread(target=self._run, name=f"TextDevice {self.port}", daemon=True)
-        self._thread.start()
-
-    def __enter__(self) -> TextDevice:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
+        self._open(link)
 
     @property
     def samples(self) -> int:
         """Samples produced so far (written or dropped)."""
         return self.signal.index
-
-    def close(self) -> None:
-        """Stop printing and close the pty (a client sees its port go away), remove the link."""
-        self._stop.set()
-        self._thread.join(5)
-        if self._master >= 0:
-            os.close(self._master)
-            self._master = -1
-        remove_link(self.link)
 
     def _connected(self) -> bool:
         p = select.poll()

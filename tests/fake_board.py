@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import os
 import select
-import threading
 import time
 
 import numpy as np
 
 from export.protocol_defs import MAX_BEATS, SAMPLE_BATCH, Capability, CommandCode, ErrorCode, FrameType, ResultSource, TimeUnit, WindowStatus
 from host.protocol import Ack, Beats, Command, Encoder, Error, Info, ProtocolError, Reader, Result, Samples, decode_message
-from host.ptys import pty_port
+from host.ptys import PtyDevice
 from host.textsim import TextSignal
 from pipeline.signal.beats import detect_beats, window_rhythm
 
@@ -30,7 +29,7 @@ DECIDE = 60  # samples from a beat to its BEATS frame (the detector's reach and 
 LABELS = ("NORMAL", "MI", "ARRHYTHMIA")
 
 
-class FakeBoard:
+class FakeBoard(PtyDevice):
     """The fake on a new pty (`port`), running from construction until close(); a context manager."""
 
     def __init__(self, beats: bool = True, heart_rate: int = 75, seconds: int = 120, speed: float = 4.0,
@@ -45,24 +44,7 @@ class FakeBoard:
         self._decided = np.asarray(self.beats) + DECIDE
         self._enc = Encoder()
         self._reader = Reader()
-        self._stop = threading.Event()
-        self._master, self.port = pty_port()
-        os.set_blocking(self._master, False)
-        self._thread = threading.Thread(target=self._run, name=f"FakeBoard {self.port}", daemon=True)
-        self._thread.start()
-
-    def __enter__(self) -> FakeBoard:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        if self._master >= 0:
-            os.close(self._master)
-            self._master = -1
+        self._open()
 
     def result(self, k: int) -> Result:
         """The RESULT of window k."""
