@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pipeline.inference.device_path import ModelOutputs
-from pipeline.signal.preprocess import quantize_input, softmax
+from pipeline.signal.preprocess import output_probabilities, quantize_input
 from pipeline.signal.quality import Uncertainty, low_confidence_int8
 from pipeline.signal.spec import PreprocessSpec
 
@@ -57,7 +57,7 @@ class BundleModel:
         """int8 model inputs `(n, features)`."""
         logits = run_tflm_int8(self.tflite, q)
         low = low_confidence_int8(logits, self.out_q[0], self.uncertainty.confidence_threshold)
-        return ModelOutputs(softmax(self.dequantize(logits)), low, q, logits)
+        return ModelOutputs(output_probabilities(logits, *self.out_q), low, q, logits)
 
     def dequantize(self, logits: np.ndarray) -> np.ndarray:
         """int8 outputs as float64 logits."""

@@ -16,7 +16,6 @@ class StreamingBeats:
 
     def reset(self, start: int) -> None:
         """A new run begins at absolute sample `start`."""
-        c = self.cfg
         self.start, self.n = start, 0
         self.x_hist: list[int] = []
         self.lp1_hist: list[int] = []
@@ -33,7 +32,6 @@ class StreamingBeats:
         self.last: int | None = None
         self.last_slope = 0
         self.kept: tuple[int, int, int, int] | None = None  # (p, m, slope, beat sample)
-        del c
 
     def _sum_last(self, hist: list[int], k: int, before: int) -> int:
         vals = hist[-k:]

@@ -223,12 +223,6 @@ def detect_beats(counts: np.ndarray, lead_off: np.ndarray | None = None, cfg: Be
     return np.asarray(out, dtype=np.int64)
 
 
-def heart_rate_bpm(beats: np.ndarray, fs: int = DEFAULT_BEATS.fs) -> float | None:
-    """60 / median RR of consecutive beats (None with fewer than two intervals)."""
-    rr = np.diff(np.asarray(beats, dtype=np.int64))
-    return None if rr.size < 2 else 60.0 * fs / float(np.median(rr))
-
-
 def window_rhythm(beats: Iterable[int], first_sample: int, window: int, fs: int = DEFAULT_BEATS.fs,
                   status: int = WindowStatus.OK) -> tuple[int, int]:  # fmt: skip
     """(hr_x10, rr_irregularity) of the window [first_sample, first_sample + window), in integers.
