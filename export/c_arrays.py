@@ -17,7 +17,18 @@ import numpy as np
 from scipy import signal as sps
 
 from pipeline.util.atomic import write_text_atomic
-from pipeline.signal.beats import BUFFER as BEAT_BUFFER, DEFAULT_BEATS, TH_SHIFT as BEAT_TH_SHIFT, BeatConfig
+from pipeline.signal.beats import (
+    BEAT_LOG,
+    BUFFER as BEAT_BUFFER,
+    DEFAULT_BEATS,
+    HR_UNKNOWN,
+    HR_X10_MAX,
+    RR_IRREGULARITY_MAX,
+    RR_IRREGULARITY_UNKNOWN,
+    TH_SHIFT as BEAT_TH_SHIFT,
+    BeatConfig,
+    max_beats_in,
+)
 from pipeline.signal.device_rule import DEFAULT_RULE, DeviceRule, WindowStatus
 from pipeline.signal.quality import CONFIDENCE_BITS, DEFAULT_QUALITY, QualityStatus, Uncertainty, confidence_decay_q, threshold_q
 from pipeline.signal.spec import PreprocessSpec
@@ -233,6 +244,12 @@ def _beats_block(cfg: BeatConfig) -> str:
     out += _define("ECG_BEAT_DELAY", str(cfg.delay))
     out += _define("ECG_BEAT_HISTORY", str(cfg.history))
     out += _define("ECG_BEAT_LEARN_CANDIDATES", str(cfg.learn_candidates))
+    out += "/* Window rhythm (pipeline.signal.beats.window_rhythms): the last ECG_BEAT_LOG decided beats, the figures' limits. */\n"
+    out += _define("ECG_BEAT_LOG", str(BEAT_LOG))
+    out += _define("ECG_BEAT_HR_UNKNOWN", f"{HR_UNKNOWN}u")
+    out += _define("ECG_BEAT_HR_X10_MAX", f"{HR_X10_MAX}u")
+    out += _define("ECG_BEAT_RR_IRREGULARITY_UNKNOWN", f"{RR_IRREGULARITY_UNKNOWN}u")
+    out += _define("ECG_BEAT_RR_IRREGULARITY_MAX", f"{RR_IRREGULARITY_MAX}u")
     return out
 
 
@@ -268,6 +285,8 @@ def config_header(
         raise ValueError(f"model sha256 must be 64 lower-case hex digits, not {model_sha256!r}")
     if not labels or in_leads < 1:
         raise ValueError("need at least one label and one lead")
+    if max_beats_in(spec.window, beats) > BEAT_LOG:
+        raise ValueError(f"a {spec.window}-sample window can hold {max_beats_in(spec.window, beats)} beats, more than the device's beat log ({BEAT_LOG})")
     guard = _guard(CONFIG_HEADER)
     return (
         _banner(f"preprocessing spec {spec.fingerprint()}, model sha256 {model_sha256}")

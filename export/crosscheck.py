@@ -14,7 +14,9 @@ Builds the core for a target (host, host-asan, cortex-m4 under QEMU), then:
   against TFLM on the reference's quantized windows: logits and status;
 - beats: the same streams through the device's beat detector (`stream_runner -b`) against
   `pipeline.signal.beats.detect_beats`: `beats_identical_fraction` is the fraction of streams whose
-  beat lists (every sample index) are identical, and must be 1.0;
+  beat lists (every sample index) are identical, and must be 1.0; `rhythm_identical_fraction` (and
+  `raw_path_rhythm_identical_fraction`) the fraction of windows whose heart rate and RR irregularity are
+  the reference's (`pipeline.signal.beats.window_rhythms`), also 1.0;
 - cost: flash and RAM of the Cortex-M4 image, instructions per inference, per MAC and per sample.
 """
 
@@ -193,7 +195,8 @@ def _logit_bytes(n_labels: int) -> int:
 
 
 def _result_fields(n_labels: int) -> list[tuple[Any, ...]]:
-    return [("index", "<i4"), ("first", "<i4"), ("status", "<i4"), ("label", "<i4"), ("logits", "i1", _logit_bytes(n_labels))]
+    return [("index", "<i4"), ("first", "<i4"), ("status", "<i4"), ("label", "<i4"), ("hr_x10", "<u2"), ("rr_irregularity", "<u2"),
+            ("logits", "i1", _logit_bytes(n_labels))]  # fmt: skip
 
 
 def stream_dtype(window: int, n_labels: int) -> np.dtype:
@@ -220,6 +223,7 @@ class _Tally:
 
     windows: int = 0
     status_equal: int = 0
+    rhythm_equal: int = 0  # heart rate and RR irregularity both as the reference's
     status_counts: dict[str, int] = field(default_factory=lambda: {s.name: 0 for s in QualityStatus})
 
     def _pairs(self, name: str, program: str, ref: list[AnsweredWindow], recs: np.ndarray) -> list[tuple[AnsweredWindow, np.void]]:
@@ -227,8 +231,9 @@ class _Tally:
         if len(recs) != len(ref):
             raise ExportError(f"{name}: {program} emitted {len(recs)} windows, the reference {len(ref)}")
         self.windows += len(ref)
-        for w in ref:
+        for w, r in zip(ref, recs):
             self.status_counts[w.status.name] += 1
+            self.rhythm_equal += int(r["hr_x10"]) == w.hr_x10 and int(r["rr_irregularity"]) == w.rr_irregularity
         return list(zip(ref, recs))
 
 
@@ -446,6 +451,8 @@ def _report(target: str, tgt: Target, native: Any, info: dict, model: dict, tall
         "raw_path_status_identical_fraction": raw.status_equal / raw.windows if raw.windows else None,
         "raw_path_status_counts": raw.status_counts,
         "beats_identical_fraction": tgt.stats["beat_streams_identical"] / tgt.stats["beat_streams"] if tgt.stats.get("beat_streams") else None,
+        "rhythm_identical_fraction": tally.rhythm_equal / tally.windows if tally.windows else None,
+        "raw_path_rhythm_identical_fraction": raw.rhythm_equal / raw.windows if raw.windows else None,
         "stream_windows": tally.windows,
         "stream_ok_windows": tally.ok_windows,
         "stream_samples": tally.samples,
@@ -475,6 +482,8 @@ def failures(report: dict[str, Any], tol: Tolerances) -> list[str]:
         ("raw_path_status_identical_fraction", tol.status_identical, ">="),
         ("raw_path_identical_fraction", tol.raw_path_identical, ">="),
         ("beats_identical_fraction", tol.beats_identical, ">="),
+        ("rhythm_identical_fraction", tol.beats_identical, ">="),
+        ("raw_path_rhythm_identical_fraction", tol.beats_identical, ">="),
         ("preprocess_max_abs_diff", tol.preprocess_max_abs, "<="),
     ]
     out = [] if report.get("portable_identical", True) else ["portable and DSP kernels differ on the Cortex-M4"]
@@ -501,7 +510,8 @@ def summary(report: dict[str, Any]) -> str:
         f"raw device path == TFLM on the reference window: {report['raw_path_identical_fraction']:.2%} of {report['raw_path_windows']}, "
         f"statuses (with the confidence threshold) {report['raw_path_status_identical_fraction']:.2%}",
         "reference statuses: " + ", ".join(f"{k} {v}" for k, v in report["status_counts"].items()),
-        f"beats identical to pipeline.signal.beats on {report['beats_identical_fraction']:.2%} of the streams",
+        f"beats identical to pipeline.signal.beats on {report['beats_identical_fraction']:.2%} of the streams, "
+        f"window heart rate and RR irregularity on {report['rhythm_identical_fraction']:.2%} of the windows",
         f"native arena {report['native_arena_bytes']:,} B (TFLM {report['tflm_arena_bytes']:,} B), {report['macs']:,} MACs",
     ]
     if "flash_bytes" in report:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.signal.beats import BUFFER as BEAT_BUFFER, DEFAULT_BEATS, BeatConfig
+from pipeline.signal.beats import BEAT_LOG, BUFFER as BEAT_BUFFER, DEFAULT_BEATS, BeatConfig
 
 # ecg_app.h's default ECG_APP_RING_SAMPLES (2-byte entries); the app state below assumes it, and the
 # assert in ecg_app.c runs only with that ring.
@@ -23,8 +23,8 @@ APP_RING_SAMPLES = 256
 # bundle: counters, the protocol reader (a 522-byte frame), the 160-byte transmit buffer, the SAMPLES
 # batch, the quality sums' snapshots and the filter's bookkeeping. Measured with arm-none-eabi-gcc.
 APP_STATE_FIXED_BYTES = 1228
-# ecg_core's beat callback and its context (two pointers) beside the detector's state.
-CORE_BEAT_CALLBACK_BYTES = 8
+# ecg_core's beat log (BEAT_LOG u32 and two u32 positions), its beat callback and context (two pointers).
+CORE_BEAT_EXTRA_BYTES = 4 * BEAT_LOG + 8 + 8
 # nn_model (nn/nn_model.h) on a 32-bit target: header, 12 bytes per tensor slot, 116 per op slot.
 NN_MODEL_HEADER_BYTES = 44
 NN_TENSOR_BYTES = 12
@@ -41,6 +41,7 @@ class FirmwareRam:
 
     arena: int  # the native plan's tensor arena (ECG_NATIVE_ARENA_BYTES)
     app_state: int  # struct ecg_app: sample ring, filtered window, quality sums, beat detector, protocol buffers
+    beats: int  # the part of app_state a build without the beat detector (ECG_BEATS 0) does not have
     model_tables: int  # nn_model: the interpreter's op and tensor tables
     tflm_arena: int  # the tflm backend's arena instead of the native one (ECG_TFLM_ARENA_BYTES)
 
@@ -76,12 +77,17 @@ def beat_state_bytes(cfg: BeatConfig = DEFAULT_BEATS) -> int:
     return _round8(wide + words + halves + 6)  # 6 one-byte indices and flags
 
 
+def core_beats_bytes(beats: BeatConfig = DEFAULT_BEATS) -> int:
+    """What the beat detector adds to ecg_core (ECG_BEATS 1): its state, the beat log, the callback."""
+    return beat_state_bytes(beats) + CORE_BEAT_EXTRA_BYTES
+
+
 def app_state_bytes(window: int, filter_sections: int, ring_samples: int = APP_RING_SAMPLES, beats: BeatConfig = DEFAULT_BEATS) -> int:
     """sizeof(struct ecg_app) with a model on a 32-bit target: float32 window ring, its rail bits
     (one per sample), two double states per biquad section, 2-byte ring entries, the beat detector
-    and its callback, the fixed rest."""
-    return (4 * window + _round4((window + 7) // 8) + 16 * filter_sections + 2 * ring_samples + beat_state_bytes(beats)
-            + CORE_BEAT_CALLBACK_BYTES + APP_STATE_FIXED_BYTES)  # fmt: skip
+    with its log and callback, the fixed rest."""
+    return (4 * window + _round4((window + 7) // 8) + 16 * filter_sections + 2 * ring_samples + core_beats_bytes(beats)
+            + APP_STATE_FIXED_BYTES)  # fmt: skip
 
 
 def model_table_bytes(ops: int, tensors: int) -> int:
@@ -95,6 +101,7 @@ def firmware_ram(arena: int, window: int, filter_sections: int, ops: int, tensor
     return FirmwareRam(
         arena=_round4(arena),  # the arena is an int32-aligned union (ecg_infer_native.c)
         app_state=app_state_bytes(window, filter_sections, beats=beats),
+        beats=core_beats_bytes(beats),
         model_tables=model_table_bytes(ops, tensors),
         tflm_arena=tflm_arena,
     )
@@ -111,6 +118,8 @@ def ram_block(ram: FirmwareRam) -> str:
         f"#define ECG_RAM_APP_STATE_BYTES {ram.app_state}\n"
         f"#define ECG_RAM_MODEL_TABLE_BYTES {ram.model_tables}\n"
         f"#define ECG_RAM_RING_SAMPLES {APP_RING_SAMPLES}\n"
+        "/* The beat detector's part of the app state: a build with ECG_BEATS 0 needs this much less. */\n"
+        f"#define ECG_RAM_BEATS_BYTES {ram.beats}\n"
         f"#define ECG_MODEL_RAM_BYTES {ram.total}\n"
         "/* The same with the tflm backend: its arena (ECG_TFLM_ARENA_BYTES) and the app state, no nn_model. */\n"
         f"#define ECG_MODEL_RAM_BYTES_TFLM {ram.total_tflm}\n"
@@ -127,5 +136,6 @@ def ram_error_header(ram: FirmwareRam, banner: str) -> str:
         banner
         + "/* Included by ecg_board.h only when this bundle's model does not fit the board's RAM; no include guard. */\n"
         + f'#error "ecg-edge: this bundle\'s model needs {ram.total} B of static RAM: arena {ram.arena} + app state {ram.app_state}'
-        + f' + model tables {ram.model_tables} (with the tflm backend: {ram.total_tflm}); the next line gives the board\'s RAM"\n'
+        + f' + model tables {ram.model_tables} (with the tflm backend: {ram.total_tflm}; {ram.beats} B less each without'
+        + ' the beat detector, ECG_BEATS 0); the next line gives the board\'s RAM"\n'
     )

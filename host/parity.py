@@ -21,7 +21,7 @@ from tqdm import tqdm
 from export.bundle import read_manifest, verify_files
 from export.bundle_model import BundleModel
 from export.crosscheck import ADC, iter_streams, test_inputs
-from export.protocol_defs import TimeUnit
+from export.protocol_defs import Capability, TimeUnit
 from export.runtimes import run_litert, run_tflm_int8
 from pipeline.util.atomic import write_bytes_atomic
 from pipeline.data.dataset import load_dataset, write_json_atomic
@@ -36,6 +36,7 @@ from .link import DeviceLink, LinkError
 class Tolerances:
     int8_identical: float = 1.0
     raw_path_identical: float = 1.0
+    rhythm_identical: float = 1.0
 
 
 def check_identity(info: Any, bundle: Path, manifest: dict[str, Any], port: str) -> None:
@@ -110,7 +111,7 @@ def run_parity(
             r = link.replay_window(k, x.tobytes(), timeout)
             device[k] = np.asarray(r.logits, dtype=np.int8)
             times.append(r.time)
-        raw_equal = raw_total = 0
+        raw_equal = raw_total = rhythm_equal = rhythm_total = 0
         statuses = {st.name: 0 for st in QualityStatus}
         stream_list = list(iter_streams(ds, manifest["leads"][0], None, 0, 0.0, synthetic_seconds))
         if streams:
@@ -120,11 +121,15 @@ def run_parity(
             ref = device_answers(s.raw, s.lead_off, ds.spec, ADC.max_count, model)
             results = link.replay_stream(s.raw, s.lead_off, len(ref), timeout)
             expected = {w.index: (int(w.status), None if w.logits is None else tuple(int(v) for v in w.logits)) for w in ref}
+            rhythms = {w.index: (w.hr_x10, w.rr_irregularity) for w in ref}
             for r in results:
                 statuses[QualityStatus(int(r.status)).name] += 1
                 raw_total += 1
                 want = expected.get(r.window_index)
                 raw_equal += want is not None and want[0] == int(r.status) and (want[1] is None or want[1] == tuple(r.logits))
+                if r.hr_x10 is not None:  # a device with the beat detector
+                    rhythm_total += 1
+                    rhythm_equal += rhythms.get(r.window_index) == (r.hr_x10, r.rr_irregularity)
             raw_total += max(0, len(ref) - len(results))
         link.poll(0.2)
         stats = link.stats
@@ -139,6 +144,8 @@ def run_parity(
         "int8_max_lsb_diff": int(np.abs(device.astype(np.int32) - reference.astype(np.int32)).max()) if len(inputs) else 0,
         "raw_path_identical_fraction": raw_equal / raw_total if raw_total else None,
         "raw_path_windows": raw_total,
+        # heart rate and RR irregularity as pipeline.signal.beats.window_rhythms (None: no beat detector on the device)
+        "rhythm_identical_fraction": rhythm_equal / rhythm_total if rhythm_total else None,
         "status_counts": statuses,
         "top1_agreement_float": float((device.argmax(1) == float_logits.argmax(1)).mean()) if len(inputs) else None,
         "frames_dropped": stats.frames_dropped,
@@ -155,6 +162,8 @@ def run_parity(
         v = report[key]
         if v is None or v < bound:
             failed.append(f"{key} {v} < {bound}")
+    if info.capabilities & Capability.BEATS and (report["rhythm_identical_fraction"] or 0.0) < tol.rhythm_identical:
+        failed.append(f"rhythm_identical_fraction {report['rhythm_identical_fraction']} < {tol.rhythm_identical}")
     report["failures"] = failed
     if out is not None:
         write_json_atomic(Path(out), report)
@@ -169,7 +178,8 @@ def summary(report: dict[str, Any]) -> str:
         f"device: {d['firmware']} ({d['backend']}), model {d['model_sha256'][:16]}..., spec {d['spec_fingerprint']}",
         f"model alone: int8 outputs identical to TFLM on {report['int8_identical_fraction']:.2%} of {report['windows']} windows; "
         f"top-1 agrees with the float model on {report['top1_agreement_float']:.2%}",
-        f"whole device path: {report['raw_path_identical_fraction']:.2%} of {report['raw_path_windows']} windows identical to the reference",
+        f"whole device path: {report['raw_path_identical_fraction']:.2%} of {report['raw_path_windows']} windows identical to the reference"
+        + ("" if report.get("rhythm_identical_fraction") is None else f"; heart rate and RR irregularity on {report['rhythm_identical_fraction']:.2%}"),
         f"link: {report['frames_dropped']} frames dropped, {report['crc_errors']} CRC errors, {report['samples_lost']} samples lost; "
         f"slowest inference {report['max_inference_ms']:.1f} ms ({report['inference_time_basis']})",
     ])

@@ -12,6 +12,7 @@ class StreamingBeats:
         self.cfg = cfg
         self.size = cfg.history
         self.beats: list[int] = []
+        self.decided: list[int] = []  # the absolute sample whose push made each beat final
         self.reset(0)
 
     def reset(self, start: int) -> None:
@@ -117,6 +118,7 @@ class StreamingBeats:
         self.qrs = self.qrs[1:] + [value]
         self.last, self.last_slope, self.kept = p, slope, None
         self.beats.append(self.start + where)
+        self.decided.append(self.start + self.n - 1)  # the sample being pushed
 
     def _decide(self, p: int, value: int, slope: int, where: int) -> None:
         c = self.cfg

@@ -24,6 +24,7 @@ from pipeline.signal.beats import (
     BeatConfigError,
     candidates,
     detect_beats,
+    detect_beats_timed,
     window_rhythm,
 )
 from pipeline.signal.device_rule import WindowStatus
@@ -41,10 +42,14 @@ def _synthetic(hr: float, seconds: float, seed: int, dist: Disturbances = NOISY)
 
 
 def _streamed(counts: np.ndarray, off: np.ndarray | None = None) -> np.ndarray:
+    """The statement's beats, after checking that it made each final where detect_beats_timed says."""
     s = StreamingBeats(DEFAULT_BEATS)
     flags = np.zeros(counts.size, dtype=bool) if off is None else off
     for x, o in zip(counts, flags):
         s.push(int(x), bool(o))
+    beats, decided = detect_beats_timed(counts, flags)
+    if np.array_equal(beats, s.beats):
+        np.testing.assert_array_equal(np.asarray(s.decided, dtype=np.int64), decided)
     return np.asarray(s.beats, dtype=np.int64)
 
 

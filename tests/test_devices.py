@@ -29,7 +29,7 @@ from conftest import ecg_like, require_m4_toolchain, write_record
 from device_cli import foreground
 from export.bundle import read_manifest
 from export.bundle_model import BundleModel
-from export.protocol_defs import MAX_BATCH, CommandCode, ErrorCode, FrameType, ResultSource, SampleSource, TimeUnit
+from export.protocol_defs import CAPABILITIES_ALL, MAX_BATCH, CommandCode, ErrorCode, FrameType, ResultSource, SampleSource, TimeUnit
 from host.devices import Device, DeviceError, emulate, record_samples, simulate
 from host.protocol import (
     Ack,
@@ -222,7 +222,7 @@ def test_info_matches_bundle(pool: Callable[[str], Device], kind: str, demo_bund
     assert info.labels == tuple(manifest["labels"])
     spec = PreprocessSpec.from_dict(manifest["spec"])
     assert (info.rate_hz, info.window, info.hop, info.adc_bits) == (spec.fs, spec.window, spec.device_hop, 12)
-    assert info.backend == "native" and int(info.capabilities) == 7
+    assert info.backend == "native" and info.capabilities == CAPABILITIES_ALL  # model, both replays, beats
     assert info.input_zero_point == manifest["quantization"]["input"]["zero_point"]
     assert info.input_scale == pytest.approx(manifest["quantization"]["input"]["scale"], rel=1e-6)
     assert info.output_scale == pytest.approx(manifest["quantization"]["output"]["scale"], rel=1e-6)

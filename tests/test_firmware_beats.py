@@ -27,7 +27,16 @@ from export.firmware import generate_firmware
 from export.ram import beat_state_bytes
 from pipeline.data.synthetic import simulate_ecg
 from pipeline.signal.ad8232 import Disturbances, to_adc
-from pipeline.signal.beats import DEFAULT_BEATS, BeatConfig, detect_beats
+from pipeline.signal.beats import (
+    BEAT_LOG,
+    DEFAULT_BEATS,
+    HR_UNKNOWN,
+    HR_X10_MAX,
+    RR_IRREGULARITY_MAX,
+    RR_IRREGULARITY_UNKNOWN,
+    BeatConfig,
+    detect_beats,
+)
 from pipeline.signal.spec import DEFAULT_SPEC
 
 pytestmark = pytest.mark.slow
@@ -156,7 +165,9 @@ def test_header_carries_every_beat_parameter(gen):
     cfg = DEFAULT_BEATS
     expected = {f"ECG_BEAT_{f.name.upper()}": str(getattr(cfg, f.name)) for f in fields(BeatConfig)}
     expected |= {"ECG_BEAT_DELAY": str(cfg.delay), "ECG_BEAT_HISTORY": str(cfg.history), "ECG_BEAT_LEARN_CANDIDATES": str(cfg.learn_candidates),
-                 "ECG_BEAT_BUFFER": "8", "ECG_BEAT_TH_SHIFT": "4"}  # fmt: skip
+                 "ECG_BEAT_BUFFER": "8", "ECG_BEAT_TH_SHIFT": "4", "ECG_BEAT_LOG": str(BEAT_LOG),
+                 "ECG_BEAT_HR_UNKNOWN": f"{HR_UNKNOWN}u", "ECG_BEAT_HR_X10_MAX": f"{HR_X10_MAX}u",
+                 "ECG_BEAT_RR_IRREGULARITY_UNKNOWN": f"{RR_IRREGULARITY_UNKNOWN}u", "ECG_BEAT_RR_IRREGULARITY_MAX": f"{RR_IRREGULARITY_MAX}u"}  # fmt: skip
     assert defines == expected
     # the C takes its parameters from the header only
     for name in ("ecg_beats.c", "ecg_beats.h"):

@@ -4,8 +4,7 @@
  *
  *   device_image SAMPLES.bin RESULTS.bin ADC_MAX HOP
  *
- * SAMPLES.bin as stream_runner's; RESULTS.bin one record per window: int32 index, first sample,
- * status, label, then the int8 logits padded to 4 bytes.
+ * SAMPLES.bin as stream_runner's; RESULTS.bin one result record per window (harness_result.h).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,11 +12,10 @@
 #include "ecg_config.h"
 #include "ecg_core.h"
 #include "ecg_infer.h"
-#include "harness_util.h"
+#include "harness_result.h"
 #include "rt_io.h"
 
 #define CHUNK 64
-#define LOGIT_BYTES ((ECG_NUM_LABELS + 3) / 4 * 4)
 
 static ecg_core core;
 
@@ -29,7 +27,7 @@ static int fail(const char *what, const char *detail)
 int harness_main(int argc, char **argv)
 {
     uint32_t samples[CHUNK];
-    uint8_t rec[16 + LOGIT_BYTES];
+    uint8_t rec[HARNESS_RESULT_BYTES];
     rt_file *in, *out;
     size_t n, i;
     long adc_max, hop;
@@ -63,12 +61,7 @@ int harness_main(int argc, char **argv)
                 break;
             }
             if (got == 1) {
-                memset(rec, 0, sizeof rec);
-                harness_le32(rec, r.window_index);
-                harness_le32(rec + 4, r.first_sample);
-                harness_le32(rec + 8, (uint32_t)r.status);
-                harness_le32(rec + 12, (uint32_t)r.label);
-                memcpy(rec + 16, r.logits, ECG_NUM_LABELS);
+                harness_result_record(rec, &r);
                 bad = rt_write(out, rec, sizeof rec) != sizeof rec;
             }
         }

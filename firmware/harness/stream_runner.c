@@ -11,8 +11,8 @@
  * -c: the confidence test alone: LOGITS.bin holds rows of ECG_NUM_LABELS int8 model outputs; OUT.bin
  * gets one byte per row, 1 when ecg_low_confidence() says the row is LOW_CONFIDENCE.
  * SAMPLES.bin: one uint32 LE per sample, bits 0-15 the ADC count, bit 16 the lead-off flag.
- * OUT.bin, one record per window: int32 index, first sample, status, label; int8 logits padded
- * to 4 bytes; float32 z-scores and int8 model inputs (ECG_WINDOW_SAMPLES each; zero unless OK).
+ * OUT.bin, one record per window: the result (harness_result.h: index, first sample, status, label,
+ * heart rate and RR irregularity, logits); float32 z-scores and int8 model inputs (ECG_WINDOW_SAMPLES each; zero unless OK).
  * STATS.bin (uint64 LE): samples, windows, windows with status OK, instructions in ecg_pre_push,
  * instructions per OK window (ecg_core_classify: z-score + quantize + inference; with -n
  * ecg_pre_window: z-score + quantize) in total and at most, instructions in ecg_core_beats_push,
@@ -26,11 +26,10 @@
 #include "ecg_config.h"
 #include "ecg_core.h"
 #include "ecg_infer.h"
-#include "harness_util.h"
+#include "harness_result.h"
 #include "rt_io.h"
 
 #define CHUNK 1024
-#define LOGIT_BYTES ((ECG_NUM_LABELS + 3) / 4 * 4)
 
 static ecg_core core;
 static uint32_t samples[CHUNK];
@@ -46,14 +45,17 @@ static int close_beats(void)
     return f != NULL ? rt_close(f) : 0;
 }
 
-static void on_beat(void *ctx, uint32_t sample)
+static void on_beat(void *ctx, const uint32_t *beats, int count)
 {
     uint8_t le[4];
+    int i;
     (void)ctx;
-    beats_seen++;
-    harness_le32(le, sample);
-    if (beats_file != NULL && rt_write(beats_file, le, sizeof le) != sizeof le) {
-        beats_bad = 1;
+    for (i = 0; i < count; ++i) {
+        beats_seen++;
+        harness_le32(le, beats[i]);
+        if (beats_file != NULL && rt_write(beats_file, le, sizeof le) != sizeof le) {
+            beats_bad = 1;
+        }
     }
 }
 static float z[ECG_WINDOW_SAMPLES];
@@ -66,13 +68,8 @@ static int fail(const char *what, const char *detail)
 
 static int write_window(rt_file *out, const ecg_result *r)
 {
-    uint8_t head[16 + LOGIT_BYTES];
-    memset(head, 0, sizeof head);
-    harness_le32(head, r->window_index);
-    harness_le32(head + 4, r->first_sample);
-    harness_le32(head + 8, (uint32_t)r->status);
-    harness_le32(head + 12, (uint32_t)r->label);
-    memcpy(head + 16, r->logits, ECG_NUM_LABELS);
+    uint8_t head[HARNESS_RESULT_BYTES];
+    harness_result_record(head, r);
     if (r->status != ECG_STATUS_OK && r->status != ECG_STATUS_LOW_CONFIDENCE) {
         memset(q, 0, sizeof q);
         memset(z, 0, sizeof z);

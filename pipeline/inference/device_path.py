@@ -10,11 +10,12 @@ incremental `DeviceStream`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
 
+from pipeline.signal.beats import HR_UNKNOWN, RR_IRREGULARITY_UNKNOWN, detect_beats_timed, window_rhythms
 from pipeline.signal.device import device_windows
 from pipeline.signal.device_rule import WindowStatus
 from pipeline.signal.quality import QualityStatus, Uncertainty
@@ -63,6 +64,8 @@ class AnsweredWindow:
     probabilities: np.ndarray | None = None
     q: np.ndarray | None = None  # int8 model input (quantized models)
     logits: np.ndarray | None = None  # int8 model outputs (quantized models)
+    hr_x10: int = HR_UNKNOWN  # the window's rhythm as a device with the beat detector sends it (device_answers)
+    rr_irregularity: int = RR_IRREGULARITY_UNKNOWN
 
     @property
     def classified(self) -> bool:
@@ -111,6 +114,10 @@ def device_answers(
     raw: np.ndarray, lead_off: np.ndarray | None, spec: PreprocessSpec, adc_max: int, model: WindowModel, hop: int | None = None
 ) -> list[AnsweredWindow]:
     """Every window the device answers for this stream of ADC counts: `device_windows` with the model's
-    quality rule, the model on the OK ones, the model's confidence threshold."""
+    quality rule, the model on the OK ones, the model's confidence threshold, and each window's rhythm
+    figures from the device's beat detector (`pipeline.signal.beats.window_rhythms`)."""
     windows = device_windows(raw, lead_off, spec, adc_max, hop=hop, quality=model.uncertainty.quality)
-    return answer_windows(windows, model)
+    answers = answer_windows(windows, model)
+    beats, decided = detect_beats_timed(raw, lead_off)
+    rhythm = window_rhythms(beats, decided, [a.start for a in answers], spec.window, [a.status for a in answers])
+    return [replace(a, hr_x10=hr, rr_irregularity=irr) for a, (hr, irr) in zip(answers, rhythm)]

@@ -49,6 +49,7 @@ HR_UNKNOWN = 0  # window_rhythm's hr_x10 when the window has fewer than 2 RR int
 HR_X10_MAX = 0xFFFF  # hr_x10 is a u16 on the wire: known rates are clamped to 1..HR_X10_MAX
 RR_IRREGULARITY_UNKNOWN = 0xFFFF  # window_rhythm's irregularity when the heart rate is unknown
 RR_IRREGULARITY_MAX = 0xFFFE  # known irregularities are clamped to this (never reached: see window_rhythm)
+BEAT_LOG = 64  # the last decided beats a device keeps for window_rhythm (see window_rhythms; > max_beats_in)
 
 
 class BeatConfigError(ValueError):
@@ -153,6 +154,8 @@ class _Decider:
         self.last_slope = 0
         self.kept: tuple[int, int, int] | None = None  # (p, m, slope) of the largest noise peak since the last beat
         self.beats: list[int] = []
+        self.decided: list[int] = []  # the sample at which each beat became final
+        self.now = 0  # the sample of the latest decision: the state (last, kept, buffers) is as it left it
 
     def threshold(self) -> int:
         q, n = sum(self.qrs) // BUFFER, sum(self.noise) // BUFFER
@@ -165,12 +168,13 @@ class _Decider:
         lo = max(0, p - self.cfg.mwi_len)
         return max(0, lo + int(np.argmax(np.abs(self.h[lo : p + 1]))) - self.cfg.delay)
 
-    def _beat(self, p: int, value: int, slope: int) -> None:
+    def _beat(self, p: int, value: int, slope: int, at: int) -> None:
         if self.last is not None:
             self.rr = self.rr[1:] + [p - self.last]
         self.qrs = self.qrs[1:] + [value]
         self.last, self.last_slope, self.kept = p, slope, None
         self.beats.append(self._where(p))
+        self.decided.append(at)
 
     def search_back(self, now: int) -> None:
         """At sample `now`: the kept noise peak becomes a beat once the search-back interval has passed."""
@@ -178,49 +182,63 @@ class _Decider:
             return
         due = self.last + sum(self.rr) // BUFFER * self.cfg.sb_num // self.cfg.sb_den
         if now >= due and self.kept[1] > self.threshold() // 2:
-            self._beat(*self.kept)
+            # the device checks after every sample: it fired at the first sample past both `due` and
+            # the decision that left the state as it is
+            self._beat(*self.kept, at=max(due, self.now))
 
-    def decide(self, p: int) -> None:
+    def decide(self, p: int, at: int) -> None:
+        """Decide candidate p at sample `at` (p + reach, or the end of the learning span)."""
         cfg = self.cfg
+        self.now = at
         if self.last is not None and p - self.last <= cfg.refractory:
             return
         value, slope = int(self.m[p]), self._slope(p)
         if value > self.threshold() and not (self.last is not None and p - self.last < cfg.t_wave and 2 * slope < self.last_slope):
-            self._beat(p, value, slope)
+            self._beat(p, value, slope, at)
             return
         self.noise = self.noise[1:] + [value]
         if self.kept is None or value > self.kept[1]:
             self.kept = (p, value, slope)
 
 
-def _run_beats(x: np.ndarray, cfg: BeatConfig) -> list[int]:
-    """Beats of one run of good samples (indices within the run)."""
+def _run_beats(x: np.ndarray, cfg: BeatConfig) -> tuple[list[int], list[int]]:
+    """Beats of one run of good samples and the samples at which they became final (indices within the run)."""
     n = x.size
     if n < cfg.learn + cfg.reach:
-        return []
+        return [], []
     h, e, m = filter_chain(x, cfg)
     dec = _Decider(cfg, h, e, m)
     start = cfg.learn - 1 + cfg.reach  # the sample at which learning ends and decisions begin
     for p in candidates(m, cfg.reach):
         t = max(int(p) + cfg.reach, start)
         dec.search_back(t - 1)  # what the device checked after the samples before this decision
-        dec.decide(int(p))
+        dec.decide(int(p), t)
     dec.search_back(n - 1)
-    return dec.beats
+    return dec.beats, dec.decided
 
 
 def detect_beats(counts: np.ndarray, lead_off: np.ndarray | None = None, cfg: BeatConfig = DEFAULT_BEATS) -> np.ndarray:
     """Sample indices of the R peaks the device finds in a stream of ADC counts (int64, increasing)."""
+    return detect_beats_timed(counts, lead_off, cfg)[0]
+
+
+def detect_beats_timed(counts: np.ndarray, lead_off: np.ndarray | None = None,
+                       cfg: BeatConfig = DEFAULT_BEATS) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(beats, decided): the R peaks as `detect_beats` and the sample whose push made each final on the
+    device (a beat is reported by the push of sample decided[i], after its R peak; both increase)."""
     x = np.asarray(counts)
     if x.ndim != 1:
         raise ValueError(f"counts must be one channel, got shape {x.shape}")
     off = np.zeros(x.size, dtype=bool) if lead_off is None else np.asarray(lead_off, dtype=bool)
     if off.shape != x.shape:
         raise ValueError(f"lead-off flags {off.shape} do not match samples {x.shape}")
-    out: list[int] = []
+    beats: list[int] = []
+    decided: list[int] = []
     for a, b in good_runs(off):
-        out += [a + k for k in _run_beats(x[a:b].astype(np.int64), cfg)]
-    return np.asarray(out, dtype=np.int64)
+        run, at = _run_beats(x[a:b].astype(np.int64), cfg)
+        beats += [a + k for k in run]
+        decided += [a + k for k in at]
+    return np.asarray(beats, dtype=np.int64), np.asarray(decided, dtype=np.int64)
 
 
 def window_rhythm(beats: Iterable[int], first_sample: int, window: int, fs: int = DEFAULT_BEATS.fs,
@@ -255,3 +273,22 @@ def window_rhythm(beats: Iterable[int], first_sample: int, window: int, fs: int 
     diffs = sum(abs(b - a) for a, b in zip(rr, rr[1:]))
     irregularity = min(1000 * k * diffs // ((k - 1) * sum(rr)), RR_IRREGULARITY_MAX)
     return hr_x10, irregularity
+
+
+def max_beats_in(window: int, cfg: BeatConfig = DEFAULT_BEATS) -> int:
+    """Most beats one run can place in `window` samples: decided candidates are more than `refractory`
+    apart and a beat sits within mwi_len of its candidate, so n beats span at least
+    (n - 1)(refractory + 1) - mwi_len samples. (A lead-off restarts the run; such a window is LEAD_OFF.)"""
+    return (window - 1 + cfg.mwi_len) // (cfg.refractory + 1) + 1
+
+
+def window_rhythms(beats: np.ndarray, decided: np.ndarray, starts: Iterable[int], window: int, statuses: Iterable[int],
+                   fs: int = DEFAULT_BEATS.fs) -> list[tuple[int, int]]:  # fmt: skip
+    """The rhythm figures a device sends with each window's RESULT: `window_rhythm` over the last
+    BEAT_LOG beats it had decided when the window's last sample was pushed (`detect_beats_timed`)."""
+    beats, decided = np.asarray(beats, dtype=np.int64), np.asarray(decided, dtype=np.int64)
+    out = []
+    for start, status in zip(starts, statuses):
+        known = int(np.searchsorted(decided, start + window - 1, side="right"))
+        out.append(window_rhythm(beats[max(0, known - BEAT_LOG) : known].tolist(), start, window, fs, status))
+    return out

@@ -56,13 +56,24 @@ typedef uint16_t ring_index;
 
 /* Frames other than INFO: RESULT with every logit, a full batch of SAMPLES, ACK, ERROR. */
 #define FRAME_OVERHEAD (ECG_PROTO_HEADER_BYTES + ECG_PROTO_CRC_BYTES)
+#if !ECG_APP_NO_MODEL && ECG_BEATS
+#define APP_BEATS 1 /* the core's beat detector runs: BEATS frames, RESULTs with the rhythm figures */
+#define RESULT_FRAME_BYTES (FRAME_OVERHEAD + 17 + ECG_NUM_LABELS + ECG_PROTO_RESULT_RHYTHM_BYTES)
+#define BEATS_FRAME_BYTES (FRAME_OVERHEAD + ECG_PROTO_BEATS_FIXED_BYTES + ECG_PROTO_BEAT_BYTES * ECG_BEATS_MAX_PER_PUSH)
+#else
+#define APP_BEATS 0
 #define RESULT_FRAME_BYTES (FRAME_OVERHEAD + 17 + ECG_NUM_LABELS)
+#define BEATS_FRAME_BYTES 0
+#endif
 #define SAMPLES_FRAME_BYTES (FRAME_OVERHEAD + 5 + 2 * ECG_PROTO_SAMPLE_BATCH)
 #define ERROR_MESSAGE_MAX 40
 #define ERROR_FRAME_BYTES (FRAME_OVERHEAD + 4 + ERROR_MESSAGE_MAX)
 #if ECG_APP_TX_BYTES > ECG_PROTO_MAX_FRAME || ECG_APP_TX_BYTES < RESULT_FRAME_BYTES || \
-    ECG_APP_TX_BYTES < SAMPLES_FRAME_BYTES || ECG_APP_TX_BYTES < ERROR_FRAME_BYTES
-#error "ECG_APP_TX_BYTES cannot hold a RESULT, a batch of SAMPLES or an ERROR"
+    ECG_APP_TX_BYTES < SAMPLES_FRAME_BYTES || ECG_APP_TX_BYTES < ERROR_FRAME_BYTES || ECG_APP_TX_BYTES < BEATS_FRAME_BYTES
+#error "ECG_APP_TX_BYTES cannot hold a RESULT, a batch of SAMPLES, an ERROR or a BEATS frame"
+#endif
+#if APP_BEATS && ECG_BEATS_MAX_PER_PUSH > ECG_PROTO_MAX_BEATS
+#error "one sample can make more beats final than a BEATS frame carries"
 #endif
 #if ECG_APP_NO_MODEL && (ECG_APP_RX_BYTES < FRAME_OVERHEAD + 5 || ECG_APP_RX_BYTES > 255)
 #error "ECG_APP_RX_BYTES must hold a COMMAND frame (15 bytes) and stay below 256"
@@ -227,6 +238,9 @@ static void send_info(ecg_app *app)
 #else
     m.backend = ecg_proto_cstr(ecg_infer_backend());
     m.capabilities = ECG_PROTO_CAP_REPLAY_SAMPLES;
+#if APP_BEATS
+    m.capabilities |= ECG_PROTO_CAP_BEATS;
+#endif
     if (app->model_ready) {
         m.capabilities |= ECG_PROTO_CAP_MODEL | ECG_PROTO_CAP_REPLAY_WINDOW;
         (void)ecg_proto_hex_bytes(ECG_MODEL_SHA256, m.model_sha256, sizeof m.model_sha256);
@@ -277,8 +291,23 @@ static void send_result(ecg_app *app, const ecg_result *r, uint32_t time, uint8_
     m.time = r->label >= 0 ? time : 0;
     m.time_unit = app->pf.time_unit;
     m.source = source;
+#if APP_BEATS
+    m.hr_x10 = r->hr_x10;
+    m.rr_irregularity = r->rr_irregularity;
+    send(app, ecg_proto_encode_result_beats(&app->txs, app->tx, &m));
+#else
     send(app, ecg_proto_encode_result(&app->txs, app->tx, &m));
+#endif
 }
+
+#if APP_BEATS
+/* The core's beat callback: the beats one sample made final, in one BEATS frame. */
+static void send_beats(void *ctx, const uint32_t *samples, int count)
+{
+    ecg_app *app = (ecg_app *)ctx;
+    send(app, ecg_proto_encode_beats(&app->txs, app->tx, samples, (unsigned)count));
+}
+#endif
 
 /* The window the pipeline just completed: status, and inference when it is OK. */
 static void classify(ecg_app *app)
@@ -298,7 +327,7 @@ static void pipeline_push(ecg_app *app, uint16_t packed)
 {
     const uint16_t raw = (uint16_t)(packed & ECG_PROTO_ADC_MASK);
     const int lead_off = (packed & ECG_PROTO_LEAD_OFF_BIT) != 0;
-    (void)ecg_core_beats_push(&app->core, raw, lead_off); /* beats go to the core's callback (none yet) */
+    (void)ecg_core_beats_push(&app->core, raw, lead_off); /* beats go out through send_beats */
     if (ecg_pre_push(&app->core.pre, raw, lead_off)) {
         /* The quantized window goes into the model input, which a REPLAY_WINDOW being assembled
          * owns: an OK window waits for it (the ring keeps filling meanwhile). */
@@ -459,6 +488,8 @@ static void run_replayed_window(ecg_app *app, uint16_t seq)
     }
     r.window_index = app->wrx.window_id;
     r.first_sample = 0;
+    r.hr_x10 = ECG_BEAT_HR_UNKNOWN; /* a window on its own: no beats */
+    r.rr_irregularity = ECG_BEAT_RR_IRREGULARITY_UNKNOWN;
     r.label = ecg_argmax(r.logits, ECG_NUM_LABELS);
     r.status = ecg_low_confidence(r.logits, ECG_NUM_LABELS) ? ECG_STATUS_LOW_CONFIDENCE : ECG_STATUS_OK;
     app->st.replay_windows++;
@@ -728,6 +759,9 @@ int ecg_app_init(ecg_app *app, const ecg_app_platform *platform)
     app->quiet_since = app->pf.millis(app->pf.ctx);
 #if !ECG_APP_NO_MODEL
     app->model_ready = ecg_core_init(&app->core, app->adc_max, app->hop) == 0;
+#if APP_BEATS
+    ecg_core_on_beat(&app->core, send_beats, app);
+#endif
     if (app->model_ready) {
         ecg_proto_window_rx_init(&app->wrx, ecg_infer_input(), (uint16_t)(ECG_WINDOW_SAMPLES * ECG_IN_LEADS));
     } else {

@@ -314,3 +314,50 @@ int ecg_beats_push(ecg_beats *b, int32_t x, int lead_off, uint32_t *beats_out, i
     }
     return 0;
 }
+
+void ecg_beats_rhythm(const uint32_t *beat_log, uint32_t head, uint32_t n, uint32_t first, uint32_t window, int lead_off,
+                      uint16_t *hr_x10, uint16_t *rr_irregularity)
+{
+    uint32_t rr[ECG_BEAT_LOG];
+    uint32_t k = 0, i, at = head, prev = 0, have_prev = 0, sum = 0, m;
+    uint64_t diffs = 0, hr, irr;
+    *hr_x10 = ECG_BEAT_HR_UNKNOWN;
+    *rr_irregularity = ECG_BEAT_RR_IRREGULARITY_UNKNOWN;
+    if (lead_off || n > ECG_BEAT_LOG || head >= ECG_BEAT_LOG) {
+        return;
+    }
+    for (i = 0; i < n; ++i, at = at + 1u == ECG_BEAT_LOG ? 0u : at + 1u) {
+        const uint32_t sample = beat_log[at];
+        if (sample - first >= window) { /* modulo 2^32: before first or at first + window and later */
+            continue;
+        }
+        if (have_prev) {
+            rr[k] = sample - prev;
+            sum += rr[k];
+            if (k > 0) {
+                diffs += rr[k] > rr[k - 1] ? rr[k] - rr[k - 1] : rr[k - 1] - rr[k];
+            }
+            k++;
+        }
+        prev = sample;
+        have_prev = 1;
+    }
+    if (k < 2) {
+        return;
+    }
+    irr = 1000u * (uint64_t)k * diffs / ((uint64_t)(k - 1) * sum);
+    /* the lower median: insertion sort (k < ECG_BEAT_LOG), entry (k - 1) / 2 */
+    for (i = 1; i < k; ++i) {
+        const uint32_t v = rr[i];
+        uint32_t j = i;
+        while (j > 0 && rr[j - 1] > v) {
+            rr[j] = rr[j - 1];
+            j--;
+        }
+        rr[j] = v;
+    }
+    m = rr[(k - 1) / 2];
+    hr = (600u * (uint64_t)ECG_BEAT_FS + m / 2u) / m;
+    *hr_x10 = (uint16_t)(hr < 1u ? 1u : hr > ECG_BEAT_HR_X10_MAX ? ECG_BEAT_HR_X10_MAX : hr);
+    *rr_irregularity = (uint16_t)(irr > ECG_BEAT_RR_IRREGULARITY_MAX ? ECG_BEAT_RR_IRREGULARITY_MAX : irr);
+}

@@ -107,4 +107,13 @@ void ecg_beats_reset(ecg_beats *b, uint32_t start);
  * counted in b->dropped and lost. */
 int ecg_beats_push(ecg_beats *b, int32_t x, int lead_off, uint32_t *beats_out, int max_out);
 
+/* The rhythm figures of the window [first, first + window) (pipeline.signal.beats.window_rhythm): heart
+ * rate in bpm x 10 from the lower median RR, and the RR irregularity in per mille, over the RR intervals
+ * between consecutive beats inside the window among the n beats of the ring beat_log[ECG_BEAT_LOG] that start
+ * at beat_log[head] (increasing; n <= ECG_BEAT_LOG). Both
+ * unknown (ECG_BEAT_HR_UNKNOWN, ECG_BEAT_RR_IRREGULARITY_UNKNOWN) with fewer than 2 intervals or when
+ * lead_off (the window's status is LEAD_OFF). Integers only: 64-bit sums, no floating point. */
+void ecg_beats_rhythm(const uint32_t *beat_log, uint32_t head, uint32_t n, uint32_t first, uint32_t window, int lead_off,
+                      uint16_t *hr_x10, uint16_t *rr_irregularity);
+
 #endif /* ECG_BEATS_H */

@@ -10,6 +10,11 @@
  *   ECG_BACKEND_TFLM  0: the native int8 kernels (nn/). 1: TensorFlow Lite Micro with the bundle's
  *                     flatbuffer (install a TFLM Arduino library; see ecg_edge.ino). Set it here for
  *                     the Arduino IDE: every file that tests it includes this header first.
+ *   ECG_BEATS         1: the core runs the beat detector (ecg_beats.h): BEATS frames and every RESULT
+ *                     with the window's heart rate (INFO capability BEATS). 0: no detector (the host
+ *                     finds beats itself). 1 by default, except on the SAMD21 (0): its 2.2 KB (state
+ *                     and beat log, ECG_RAM_BEATS_BYTES) would push the mcu_tiny student over its RAM.
+ *                     Without a model (ECG_APP_NO_MODEL) there is no core and no detector.
  *   ECG_BOARD_RAM_BYTES, ECG_BOARD_RESERVE_BYTES, ECG_BOARD_NAME  the board's RAM (datasheet), what
  *                     its core, the sketch and the stacks take besides the firmware's budget, and a
  *                     name for messages; known for every board the sketch has a timer for (below).
@@ -59,6 +64,14 @@
 
 #if !defined(ECG_BACKEND_TFLM)
 #define ECG_BACKEND_TFLM 0
+#endif
+
+#if !defined(ECG_BEATS)
+#if defined(ARDUINO_ARCH_SAMD) && !defined(__SAMD51__)
+#define ECG_BEATS 0
+#else
+#define ECG_BEATS 1
+#endif
 #endif
 
 /* ---- each supported board's RAM (datasheet figures) --------------------------------------------
@@ -126,9 +139,14 @@
 #error "ecg-edge: src/generated/ecg_config.h has no RAM budget (ECG_MODEL_RAM_BYTES): it predates this sketch. Run again: ecg-export firmware --bundle <your bundle> --out firmware/ecg_edge/src/generated"
 #endif
 #if ECG_BACKEND_TFLM
-#define ECG_BOARD_MODEL_RAM ECG_MODEL_RAM_BYTES_TFLM
+#define ECG_BOARD_MODEL_RAM_ALL ECG_MODEL_RAM_BYTES_TFLM
 #else
-#define ECG_BOARD_MODEL_RAM ECG_MODEL_RAM_BYTES
+#define ECG_BOARD_MODEL_RAM_ALL ECG_MODEL_RAM_BYTES
+#endif
+#if ECG_BEATS
+#define ECG_BOARD_MODEL_RAM ECG_BOARD_MODEL_RAM_ALL
+#else
+#define ECG_BOARD_MODEL_RAM (ECG_BOARD_MODEL_RAM_ALL - ECG_RAM_BEATS_BYTES)
 #endif
 #if ECG_BOARD_MODEL_RAM + ECG_BOARD_RESERVE_BYTES > ECG_BOARD_RAM_BYTES
 /* #error does not expand macros, and the Arduino IDE stops at its preprocessing step, which does not

@@ -5,9 +5,13 @@
 int ecg_core_init(ecg_core *c, uint16_t adc_max, uint32_t hop)
 {
     const int pre_ok = ecg_pre_init(&c->pre, adc_max, hop) == 0;
+#if ECG_BEATS
     ecg_beats_init(&c->beats);
+    c->beat_log_n = 0;
+    c->beat_log_head = 0;
     c->on_beat = 0;
     c->beat_ctx = 0;
+#endif
     c->ready = pre_ok && ecg_infer_init() == 0;
     return c->ready ? 0 : -1;
 }
@@ -58,6 +62,7 @@ int ecg_core_push(ecg_core *c, uint16_t raw, int lead_off, ecg_result *r)
     return ecg_pre_push(&c->pre, raw, lead_off) ? ecg_core_classify(c, r) : 0;
 }
 
+#if ECG_BEATS
 void ecg_core_on_beat(ecg_core *c, ecg_beat_fn fn, void *ctx)
 {
     c->on_beat = fn;
@@ -69,10 +74,17 @@ int ecg_core_beats_push(ecg_core *c, uint16_t raw, int lead_off)
     uint32_t beats[ECG_BEATS_MAX_PER_PUSH];
     const int n = ecg_beats_push(&c->beats, (int32_t)raw, lead_off, beats, ECG_BEATS_MAX_PER_PUSH);
     int i;
-    if (c->on_beat != 0) {
-        for (i = 0; i < n; ++i) {
-            c->on_beat(c->beat_ctx, beats[i]);
+    for (i = 0; i < n; ++i) {
+        uint32_t at = c->beat_log_head + c->beat_log_n;
+        if (c->beat_log_n < ECG_BEAT_LOG) {
+            c->beat_log_n++;
+        } else {
+            c->beat_log_head = c->beat_log_head + 1u == ECG_BEAT_LOG ? 0u : c->beat_log_head + 1u;
         }
+        c->beat_log[at >= ECG_BEAT_LOG ? at - ECG_BEAT_LOG : at] = beats[i];
+    }
+    if (n > 0 && c->on_beat != 0) {
+        c->on_beat(c->beat_ctx, beats, n);
     }
     return n;
 }
@@ -80,7 +92,44 @@ int ecg_core_beats_push(ecg_core *c, uint16_t raw, int lead_off)
 void ecg_core_beats_restart(ecg_core *c)
 {
     ecg_beats_reset(&c->beats, 0);
+    c->beat_log_n = 0;
+    c->beat_log_head = 0;
 }
+
+/* The window's rhythm figures from the beat log (pipeline.signal.beats.window_rhythms). */
+static void window_rhythm(const ecg_core *c, ecg_result *r)
+{
+    ecg_beats_rhythm(c->beat_log, c->beat_log_head, c->beat_log_n, r->first_sample, ECG_WINDOW_SAMPLES, r->status == ECG_STATUS_LEAD_OFF, &r->hr_x10,
+                     &r->rr_irregularity);
+}
+#else
+void ecg_core_on_beat(ecg_core *c, ecg_beat_fn fn, void *ctx)
+{
+    (void)c;
+    (void)fn;
+    (void)ctx;
+}
+
+int ecg_core_beats_push(ecg_core *c, uint16_t raw, int lead_off)
+{
+    (void)c;
+    (void)raw;
+    (void)lead_off;
+    return 0;
+}
+
+void ecg_core_beats_restart(ecg_core *c)
+{
+    (void)c;
+}
+
+static void window_rhythm(const ecg_core *c, ecg_result *r)
+{
+    (void)c;
+    r->hr_x10 = ECG_BEAT_HR_UNKNOWN;
+    r->rr_irregularity = ECG_BEAT_RR_IRREGULARITY_UNKNOWN;
+}
+#endif
 
 void ecg_core_window_result(const ecg_core *c, ecg_result *r)
 {
@@ -92,6 +141,7 @@ void ecg_core_window_result(const ecg_core *c, ecg_result *r)
     for (i = 0; i < ECG_NUM_LABELS; ++i) {
         r->logits[i] = 0;
     }
+    window_rhythm(c, r);
 }
 
 int ecg_core_classify(ecg_core *c, ecg_result *r)

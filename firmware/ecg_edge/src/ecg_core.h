@@ -4,15 +4,21 @@
  * window whose top softmax probability is below ECG_CONFIDENCE_THRESHOLD becomes
  * ECG_STATUS_LOW_CONFIDENCE and keeps its logits and label ("uncertain, leaning to label").
  * The beat detector (ecg_beats.h) sees the same samples and lead-off flags (ecg_core_beats_push,
- * which ecg_core_push calls) and reports each beat it makes final to a callback.
+ * which ecg_core_push calls), reports each beat it makes final to a callback and keeps the last
+ * ECG_BEAT_LOG of them, from which every result gets its window's heart rate and RR irregularity
+ * (pipeline.signal.beats.window_rhythms). ECG_BEATS 0 (ecg_board.h) builds the core without the
+ * detector: no beats, both figures unknown.
  */
 #ifndef ECG_CORE_H
 #define ECG_CORE_H
 
 #include <stdint.h>
 
-#include "ecg_beats.h"
+#include "ecg_board.h"
 #include "ecg_generated.h"
+#if ECG_BEATS
+#include "ecg_beats.h"
+#endif
 #include "ecg_preprocess.h"
 
 typedef struct {
@@ -21,16 +27,23 @@ typedef struct {
     int32_t status;                 /* ECG_STATUS_* */
     int32_t label;                  /* argmax of logits (first on ties), -1 when not classified */
     int8_t logits[ECG_NUM_LABELS];  /* int8 model outputs; zero when not classified (status OK or LOW_CONFIDENCE: classified) */
+    uint16_t hr_x10;                /* the window's heart rate, bpm x 10; ECG_BEAT_HR_UNKNOWN */
+    uint16_t rr_irregularity;       /* its RR irregularity, per mille; ECG_BEAT_RR_IRREGULARITY_UNKNOWN */
 } ecg_result;
 
-/* A beat: its absolute sample index (samples pushed since init or the last ecg_core_beats_restart). */
-typedef void (*ecg_beat_fn)(void *ctx, uint32_t sample);
+/* The beats one sample made final (1 .. ECG_BEATS_MAX_PER_PUSH, increasing): absolute sample indices
+ * (samples pushed since init or the last ecg_core_beats_restart). */
+typedef void (*ecg_beat_fn)(void *ctx, const uint32_t *samples, int count);
 
 typedef struct {
     ecg_pre pre;
+#if ECG_BEATS
     ecg_beats beats;
+    uint32_t beat_log[ECG_BEAT_LOG]; /* the last decided beats, oldest first from beat_log_head */
+    uint32_t beat_log_n, beat_log_head;
     ecg_beat_fn on_beat; /* NULL: beats are found but not reported */
     void *beat_ctx;
+#endif
     int ready;
 } ecg_core;
 
@@ -44,7 +57,8 @@ const char *ecg_core_error(const ecg_core *c);
  * (classified or not), 0 otherwise, -1 when inference failed. */
 int ecg_core_push(ecg_core *c, uint16_t raw, int lead_off, ecg_result *r);
 
-/* Report beats to fn(ctx, sample) from now on (NULL: stop). ecg_core_init() sets none. */
+/* Report beats to fn(ctx, samples, count) from now on, once per sample that made any final (NULL:
+ * stop). ecg_core_init() sets none. */
 void ecg_core_on_beat(ecg_core *c, ecg_beat_fn fn, void *ctx);
 
 /* The beat detector's part of ecg_core_push(), for a caller that pushes with ecg_pre_push() itself:
@@ -59,7 +73,7 @@ void ecg_core_beats_restart(ecg_core *c);
  * status, quantized window into the model input, inference. Same return values. */
 int ecg_core_classify(ecg_core *c, ecg_result *r);
 
-/* Fill index, first sample and status of the window just completed; no logits, label -1. */
+/* Fill index, first sample, status and rhythm of the window just completed; no logits, label -1. */
 void ecg_core_window_result(const ecg_core *c, ecg_result *r);
 
 /* Index of the largest logit, the first one on ties (numpy.argmax). */
