@@ -22,10 +22,13 @@ from pipeline.signal.beats import (
     RR_IRREGULARITY_UNKNOWN,
     BeatConfig,
     BeatConfigError,
+    BEAT_LOG,
     candidates,
     detect_beats,
     detect_beats_timed,
+    max_beats_in,
     window_rhythm,
+    window_rhythms,
 )
 from pipeline.signal.device_rule import WindowStatus
 
@@ -125,6 +128,27 @@ def test_window_rhythm_by_hand():
     assert window_rhythm([0, 1500, 3000], 0, 5000, 1) == (1, 0)
     # the largest irregularity: 1000 * 3 * (999 + 999) // (2 * 1002) = 2991 (always below 4000)
     assert window_rhythm([0, 1, 1001, 1002], 0, 5000, 250) == (HR_X10_MAX, 2991)
+
+
+def test_window_rhythms_take_the_beats_decided_by_the_window_end():
+    """A RESULT's figures use the beats decided when the window's last sample was pushed, the last BEAT_LOG of them."""
+    ok, off = [WindowStatus.OK], [WindowStatus.LEAD_OFF]
+    beats = np.array([100, 300, 500, 700])
+    # the last beat is decided one sample after the window [0, 800) ends: 3 beats count
+    assert window_rhythms(beats, beats + 100, [0], 800, ok) == [window_rhythm([100, 300, 500], 0, 800)]
+    # decided at the window's last sample: it counts
+    assert window_rhythms(beats, np.array([200, 400, 600, 799]), [0], 800, ok) == [window_rhythm(beats, 0, 800)]
+    assert window_rhythms(beats, beats + 60, [0], 800, off) == [(HR_UNKNOWN, RR_IRREGULARITY_UNKNOWN)]
+    # the log: only the last BEAT_LOG decided beats are known (a window longer than any device's)
+    many = np.arange(BEAT_LOG + 10) * 100
+    assert window_rhythms(many, many + 60, [0], 10**6, ok) == [window_rhythm(many[-BEAT_LOG:], 0, 10**6)]
+    # the log always holds every beat a window can have
+    assert max_beats_in(2500) <= BEAT_LOG
+    cfg = DEFAULT_BEATS
+    # candidates refractory + 1 apart, the first beat mwi_len later in its candidate's span than the others
+    n, step = max_beats_in(2500), cfg.refractory + 1
+    densest = [0] + [step - cfg.mwi_len + j * step for j in range(n - 1)]
+    assert densest[-1] < 2500 <= densest[-1] + step  # the bound is tight
     with pytest.raises(ValueError, match="increase strictly"):
         window_rhythm([0, 200, 200, 400], 0, 2500, 250)
     with pytest.raises(ValueError, match="must be positive"):
