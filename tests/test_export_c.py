@@ -22,7 +22,16 @@ from scipy import signal as sps
 
 from export.budget import TFLM_BUILTINS, BudgetError, budget, op_names, tflm_arena_bytes, weight_bytes
 from export.c_arrays import GENERATED_MARK, config_header, flatbuffer_array, write_firmware_sources
-from pipeline.signal.beats import BUFFER as BEAT_BUFFER, DEFAULT_BEATS, TH_SHIFT as BEAT_TH_SHIFT
+from pipeline.signal.beats import (
+    BEAT_LOG,
+    BUFFER as BEAT_BUFFER,
+    DEFAULT_BEATS,
+    HR_UNKNOWN,
+    HR_X10_MAX,
+    RR_IRREGULARITY_MAX,
+    RR_IRREGULARITY_UNKNOWN,
+    TH_SHIFT as BEAT_TH_SHIFT,
+)
 from pipeline.signal.device_rule import DEFAULT_RULE, WindowStatus
 from pipeline.data.labels import LABELS, STAGE1_LABELS
 from pipeline.signal.quality import CONFIDENCE_BITS, DEFAULT_QUALITY, QualityStatus, confidence_decay_q
@@ -263,7 +272,8 @@ int main(void) {
     printf("beat_filters %d %d %d %d %d\n", ECG_BEAT_FS, ECG_BEAT_LP_LEN, ECG_BEAT_HP_LEN, ECG_BEAT_MWI_LEN, ECG_BEAT_E_SHIFT);
     printf("beat_times %d %d %d %d %d\n", ECG_BEAT_REACH, ECG_BEAT_REFRACTORY, ECG_BEAT_T_WAVE, ECG_BEAT_LEARN, ECG_BEAT_DEFAULT_RR);
     printf("beat_fractions %d %d %d %d %d\n", ECG_BEAT_TH_NUM, ECG_BEAT_TH_SHIFT, ECG_BEAT_SB_NUM, ECG_BEAT_SB_DEN, ECG_BEAT_BUFFER);
-    printf("beat_sizes %d %d %d\n", ECG_BEAT_DELAY, ECG_BEAT_HISTORY, ECG_BEAT_LEARN_CANDIDATES);
+    printf("beat_sizes %d %d %d %d\n", ECG_BEAT_DELAY, ECG_BEAT_HISTORY, ECG_BEAT_LEARN_CANDIDATES, ECG_BEAT_LOG);
+    printf("beat_rhythm %u %u %u %u\n", ECG_BEAT_HR_UNKNOWN, ECG_BEAT_HR_X10_MAX, ECG_BEAT_RR_IRREGULARITY_UNKNOWN, ECG_BEAT_RR_IRREGULARITY_MAX);
     return 0;
 }
 """
@@ -297,7 +307,8 @@ def _expected(spec: PreprocessSpec, labels: tuple[str, ...], in_q, out_q, sha: s
     out += [f"confidence_q {CONFIDENCE_BITS} {confidence_decay_q(out_q[0])}"]
     c = DEFAULT_BEATS
     out += [f"beat_filters {c.fs} {c.lp_len} {c.hp_len} {c.mwi_len} {c.e_shift}", f"beat_times {c.reach} {c.refractory} {c.t_wave} {c.learn} {c.default_rr}"]
-    out += [f"beat_fractions {c.th_num} {BEAT_TH_SHIFT} {c.sb_num} {c.sb_den} {BEAT_BUFFER}", f"beat_sizes {c.delay} {c.history} {c.learn_candidates}"]
+    out += [f"beat_fractions {c.th_num} {BEAT_TH_SHIFT} {c.sb_num} {c.sb_den} {BEAT_BUFFER}", f"beat_sizes {c.delay} {c.history} {c.learn_candidates} {BEAT_LOG}",
+            f"beat_rhythm {HR_UNKNOWN} {HR_X10_MAX} {RR_IRREGULARITY_UNKNOWN} {RR_IRREGULARITY_MAX}"]  # fmt: skip
     return out
 
 

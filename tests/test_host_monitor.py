@@ -276,6 +276,8 @@ def test_terminal_view_of_a_virtual_device(demo_bundle, heart_rate: int, tmp_pat
     # The signal model varies every RR by up to +-4 %, so the median of 10 s of beats wanders up to ~2 bpm
     # around its mean (seed 1: 70.3-73.2 at 72 bpm, 108.7-112.4 at 110 bpm); + 0.5 for the whole-bpm display.
     assert bpm is not None and abs(bpm - _model_rate(heart_rate)) <= 2.5, view
+    # the firmware's own beat detector: its heart rate and RR irregularity, its beats marked in the trace
+    assert re.search(r"HR \d+ bpm \(board\)  RR irregularity \d+\.\d %", view) and "▼ beats the board detected" in view, view
     assert "signal OK" in view
     # the device's latest RESULT: its label and the probabilities of every label
     m = re.search(r"window \d+: OK -> (\w+)", view)
@@ -298,7 +300,7 @@ def test_terminal_view_shows_lead_off(demo_bundle) -> None:
     assert _exit_code(screen) == 0, screen
     view = _view(screen)
     print(view)
-    assert re.search(r"HR -- bpm\s+LEAD OFF", view), view
+    assert re.search(r"HR -- bpm \(board\)  RR irregularity --\s+LEAD OFF", view), view
     trace = view.split("ECG, last 5 s")[1]
     assert "LEAD OFF" in trace and "░" in trace  # the stretch is marked in the trace itself
     assert re.search(r"[\u2801-\u28ff]", trace)  # and the signal before it is drawn
