@@ -1,4 +1,4 @@
-"""`ecg-host`: the serial host tool (ports, monitor, record, parity, simulate, emulate, demo)."""
+"""`ecg-host`: the serial host tool (ports, monitor, record, parity, soak, simulate, emulate, demo)."""
 
 from __future__ import annotations
 
@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .monitor import add_monitor_command
 
     add_monitor_command(sub)
+    from .cli_soak import add_soak_command
+
+    add_soak_command(sub)
     return parser
 
 

@@ -136,7 +136,7 @@ def build_device(bundle: Path, target: str, work: Path | None = None, *, no_mode
 
 
 # Lead names that stand for each other when a record lacks the bundle's (MIT-BIH calls lead II "MLII").
-_EQUIVALENT_LEADS = {"II": ("MLII",), "MLII": ("II",)}
+EQUIVALENT_LEADS = {"II": ("MLII",), "MLII": ("II",)}
 
 
 def record_samples(record: Path, bundle: Path, out: Path, lead: str | None = None) -> int:
@@ -158,7 +158,7 @@ def record_samples(record: Path, bundle: Path, out: Path, lead: str | None = Non
     if lead:
         leads = [lead]
     else:
-        leads = [name for first in manifest["leads"] for name in (first, *_EQUIVALENT_LEADS.get(first.upper(), ()))]
+        leads = [name for first in manifest["leads"] for name in (first, *EQUIVALENT_LEADS.get(first.upper(), ()))]
     rec = read_record(record, leads, fallback=lead is None, hash_files=False)
     raw = mv_to_counts(resample(rec.signal[0], rec.fs, spec.fs), AD8232Config())
     if raw.size == 0:
