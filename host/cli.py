@@ -20,9 +20,14 @@ def cmd_parity(args: argparse.Namespace) -> int:
         synthetic_seconds=args.synthetic_seconds, cpu_hz=args.cpu_mhz * 1e6, timeout=args.timeout, out=args.out,
         progress=not args.no_progress,
     )  # fmt: skip
-    print(summary(report))
-    if args.out:
-        print(f"-> {args.out}, {args.out.with_suffix('.png')}")
+    return print_outcome(summary(report), f"{args.out}, {args.out.with_suffix('.png')}" if args.out else None, failed)
+
+
+def print_outcome(summary: str, written: str | None, failed: list[str]) -> int:
+    """Print a check's summary, what it wrote and each failure; its exit status (1 on failures)."""
+    print(summary)
+    if written:
+        print(f"-> {written}")
     for f in failed:
         print(f"FAIL: {f}", file=sys.stderr)
     return 1 if failed else 0

@@ -4,7 +4,6 @@ optionally through a noisy line (`--faults`, host/faults.py). host/cli.py adds i
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +52,12 @@ def fault_spec(args: argparse.Namespace) -> FaultSpec | None:
 
 
 def cmd_soak(args: argparse.Namespace) -> int:
+    from .cli import print_outcome
     from .soak import run_soak, summary
 
     report, failed = run_soak(args.port, args.bundle, args.data, args.seconds, faults=fault_spec(args), baud=args.baud,
                               timeout=args.timeout, resend_s=args.resend_ms / 1e3, out=args.out, progress=not args.no_progress)  # fmt: skip
-    print(summary(report))
-    if args.out:
-        print(f"-> {args.out}")
-    for f in failed:
-        print(f"FAIL: {f}", file=sys.stderr)
-    return 1 if failed else 0
+    return print_outcome(summary(report), str(args.out) if args.out else None, failed)
 
 
 def add_soak_command(subparsers: Any) -> None:
