@@ -135,9 +135,11 @@ class Soaker:
 
     def _on_result(self, r: Result) -> None:
         cur, t = self.current, self.tally
-        if cur is None or r.source != ResultSource.REPLAY_SAMPLES or r.window_index not in cur.expected or r.window_index in cur.seen:
+        if cur is None:
+            return  # the live ADC's windows before the first SOURCE replay is ACKed, or after the soak
+        if r.source != ResultSource.REPLAY_SAMPLES or r.window_index not in cur.expected or r.window_index in cur.seen:
             t.unexpected_results += 1
-            t.note(f"unexpected RESULT window {r.window_index} source {int(r.source)} ({cur.stream.name if cur else 'no stream'})")
+            t.note(f"unexpected RESULT window {r.window_index} source {int(r.source)} ({cur.stream.name})")
             return
         cur.seen.add(r.window_index)
         t.results += 1
