@@ -243,10 +243,10 @@ def run_soak(
     rss_before: int | None = None
     try:
         with DeviceLink(proxy.port if proxy else port, baud) as link:
+            soaker = Soaker(link, tally, timeout, resend_s)
+            soaker._request_source(SampleSource.REPLAY)  # the live ADC stops first: on a slow noisy line INFO then gets through
             info = _first_info(link, timeout, resend_s)
             check_identity(info, bundle, manifest, port)
-            soaker = Soaker(link, tally, timeout, resend_s)
-            soaker._request_source(SampleSource.REPLAY)  # the live ADC stops
             link.poll(0.1)
             base = link.stats.as_dict()
             base_errors = len(link.stats.errors)
