@@ -13,7 +13,7 @@ from .ports import add_ports_command
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
-    from .parity import run_parity, summary
+    from .parity import print_outcome, run_parity, summary
 
     report, failed = run_parity(
         args.port, args.bundle, args.data, baud=args.baud, limit=args.limit, streams=args.streams,
@@ -21,16 +21,6 @@ def cmd_parity(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )  # fmt: skip
     return print_outcome(summary(report), f"{args.out}, {args.out.with_suffix('.png')}" if args.out else None, failed)
-
-
-def print_outcome(summary: str, written: str | None, failed: list[str]) -> int:
-    """Print a check's summary, what it wrote and each failure; its exit status (1 on failures)."""
-    print(summary)
-    if written:
-        print(f"-> {written}")
-    for f in failed:
-        print(f"FAIL: {f}", file=sys.stderr)
-    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -52,7 +52,7 @@ def fault_spec(args: argparse.Namespace) -> FaultSpec | None:
 
 
 def cmd_soak(args: argparse.Namespace) -> int:
-    from .cli import print_outcome
+    from .parity import print_outcome
     from .soak import run_soak, summary
 
     report, failed = run_soak(args.port, args.bundle, args.data, args.seconds, faults=fault_spec(args), baud=args.baud,
