@@ -1,4 +1,4 @@
-"""`ecg-host`: the serial host tool (ports, monitor, record, parity, simulate, emulate, demo)."""
+"""`ecg-host`: the serial host tool (ports, monitor, record, parity, soak, simulate, emulate, demo)."""
 
 from __future__ import annotations
 
@@ -13,19 +13,14 @@ from .ports import add_ports_command
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
-    from .parity import run_parity, summary
+    from .parity import print_outcome, run_parity, summary
 
     report, failed = run_parity(
         args.port, args.bundle, args.data, baud=args.baud, limit=args.limit, streams=args.streams,
         synthetic_seconds=args.synthetic_seconds, cpu_hz=args.cpu_mhz * 1e6, timeout=args.timeout, out=args.out,
         progress=not args.no_progress,
     )  # fmt: skip
-    print(summary(report))
-    if args.out:
-        print(f"-> {args.out}, {args.out.with_suffix('.png')}")
-    for f in failed:
-        print(f"FAIL: {f}", file=sys.stderr)
-    return 1 if failed else 0
+    return print_outcome(summary(report), f"{args.out}, {args.out.with_suffix('.png')}" if args.out else None, failed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .monitor import add_monitor_command
 
     add_monitor_command(sub)
+    from .cli_soak import add_soak_command
+
+    add_soak_command(sub)
     return parser
 
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .devices import DEFAULT_ICOUNT_SHIFT, Device, DeviceError, SignalOptions, emulate, info_summary, query_info, simulate
+from .devices import DEFAULT_ICOUNT_SHIFT, Device, DeviceError, SignalOptions, emulate, info_summary, query_info, simulate, speed_arg
 
 POLL_S = 0.5
 TEXT_RATE = 250
@@ -25,6 +25,8 @@ SIMULATE_EXAMPLES = """Examples:
       this firmware on a pty (binary protocol); then: ecg-host monitor --port /tmp/ttyECG
   ecg-host simulate --bundle runs/demo/bundle --record data/mitdb/100 --loop
       a WFDB record as the ADC input
+  ecg-host simulate --bundle runs/demo/bundle --speed 100 --link /tmp/ttyECG
+      the device's clock 100 times faster than real time (25000 samples/s; ecg-host soak uses it)
   ecg-host simulate --text --link /tmp/ttyAD8232
       a plain AD8232 sketch at 250 Hz, 10-bit values, 72 bpm
   ecg-host simulate --text --rate 500 --adc-bits 12 --heart-rate 90 --lead-off 30,5 --seed 3
@@ -40,6 +42,15 @@ def _lead_off(text: str) -> tuple[int, int]:
     if not 0 < length < every:
         raise argparse.ArgumentTypeError(f"{text!r}: need 0 < FOR_S < EVERY_S")
     return every, length
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+        speed_arg(value)
+    except (ValueError, DeviceError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}" if isinstance(exc, DeviceError) else f"{text!r}: not a number") from None
+    return value
 
 
 def _common(p: argparse.ArgumentParser, bundle_required: bool = True) -> None:
@@ -87,7 +98,9 @@ def _run(kind: str, start: Any, args: argparse.Namespace, **extra: Any) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with dev:
-        print(f"{kind} device on {dev.port}" + (f" (link {dev.link})" if dev.link else ""))
+        speed = extra.get("speed", 1.0)
+        print(f"{kind} device on {dev.port}" + (f" (link {dev.link})" if dev.link else "")
+              + (f", its clock {speed:g} x real time" if speed != 1.0 else ""))  # fmt: skip
         try:
             print(info_summary(query_info(dev.port)))
         except DeviceError as exc:
@@ -125,7 +138,8 @@ def _run_text(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     if args.text:
         wrong = [opt for opt, given in (("--bundle", args.bundle), ("--record", args.record), ("--synthetic", args.synthetic),
-                                        ("--lead", args.lead), ("--loop", args.loop), ("--work", args.work)) if given]  # fmt: skip
+                                        ("--lead", args.lead), ("--loop", args.loop), ("--work", args.work),
+                                        ("--speed", args.speed != 1.0)) if given]  # fmt: skip
         if wrong:
             args.parser.error(f"--text runs the plain-text sketch: {', '.join(wrong)} do not apply")
         return _run_text(args)
@@ -134,7 +148,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         args.parser.error(f"{', '.join(wrong)} only apply with --text")
     if args.bundle is None:
         args.parser.error("the following arguments are required: --bundle (or --text for the plain-text sketch)")
-    return _run("virtual", simulate, args)
+    return _run("virtual", simulate, args, speed=args.speed)
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
@@ -159,6 +173,9 @@ def add_device_commands(subparsers: Any) -> None:
     p.add_argument("--text", action="store_true", help="a plain AD8232 sketch printing one ADC value per line (as SparkFun's example)")
     p.add_argument("--rate", type=int, help="--text: lines per second (default 250)")
     p.add_argument("--adc-bits", type=int, choices=(10, 12), help="--text: ADC resolution (default 10, an Uno's)")
+    p.add_argument("--speed", type=_speed, default=1.0, metavar="N",
+                   help="the device's clock N times faster than real time (sample timer, idle flush, inference times; "
+                   "default 1; up to 1000)")  # fmt: skip
     p.set_defaults(func=cmd_simulate, parser=p)
     p = subparsers.add_parser("emulate", help="Cortex-M4 image under QEMU on a pseudo-terminal",
                               description="Run the firmware's Cortex-M4 image under qemu-system-arm (mps2-an386, "

@@ -50,6 +50,8 @@ STOP_TIMEOUT_S = 5.0
 BUILD_LOCK_TIMEOUT_S = 900.0
 CONSOLE_LINES = 400
 REPORT_S = 5  # emulate: seconds of samples between the firmware's counter lines
+MAX_SPEED = 1000.0  # simulate --speed: the fastest device clock, times real time
+SPEED_DECIMALS = 6  # what device_firmware's --speed parses
 _PTY_LINE = re.compile(r"char device redirected to (\S+) \(label (\S+)\)")
 _READY = "device: running"
 
@@ -134,7 +136,7 @@ def build_device(bundle: Path, target: str, work: Path | None = None, *, no_mode
 
 
 # Lead names that stand for each other when a record lacks the bundle's (MIT-BIH calls lead II "MLII").
-_EQUIVALENT_LEADS = {"II": ("MLII",), "MLII": ("II",)}
+EQUIVALENT_LEADS = {"II": ("MLII",), "MLII": ("II",)}
 
 
 def record_samples(record: Path, bundle: Path, out: Path, lead: str | None = None) -> int:
@@ -156,7 +158,7 @@ def record_samples(record: Path, bundle: Path, out: Path, lead: str | None = Non
     if lead:
         leads = [lead]
     else:
-        leads = [name for first in manifest["leads"] for name in (first, *_EQUIVALENT_LEADS.get(first.upper(), ()))]
+        leads = [name for first in manifest["leads"] for name in (first, *EQUIVALENT_LEADS.get(first.upper(), ()))]
     rec = read_record(record, leads, fallback=lead is None, hash_files=False)
     raw = mv_to_counts(resample(rec.signal[0], rec.fs, spec.fs), AD8232Config())
     if raw.size == 0:
@@ -178,6 +180,15 @@ class SignalOptions:
         if self.lead_off:
             out += ["--lead-off", f"{self.lead_off[0]},{self.lead_off[1]}"]
         return out
+
+
+def speed_arg(speed: float) -> str:
+    """`speed` as device_firmware's --speed decimal; DeviceError unless 10^-6 <= speed <= MAX_SPEED."""
+    import math
+
+    if not isinstance(speed, (int, float)) or not math.isfinite(speed) or not 10.0**-SPEED_DECIMALS <= speed <= MAX_SPEED:
+        raise DeviceError(f"speed {speed!r}: expected a number from {10.0**-SPEED_DECIMALS:g} to {MAX_SPEED:g} (times real time)")
+    return f"{speed:.{SPEED_DECIMALS}f}".rstrip("0").rstrip(".")
 
 
 def _adc_args(bundle: Path, record: Path | None, synthetic: bool, signal_opts: SignalOptions | None, loop: bool, lead: str | None, scratch: Path) -> list[str]:
@@ -346,9 +357,14 @@ def simulate(
     work: Path | None = None,
     no_model: bool = False,
     sanitize: bool = False,
+    speed: float = 1.0,
     extra_args: tuple[str, ...] = (),
 ) -> Device:
     """Start the virtual device (host build) on a new pseudo-terminal; returns it running.
+
+    `speed`: the device's clocks (sample timer, milliseconds, inference clock) run this many times
+    faster than real time: live SAMPLES come at speed x the rate, the idle flush and inference times
+    are in device time. REPLAY_SAMPLES are taken as fast as the credits allow at any speed.
 
     `record` (a WFDB path) replaces the signal model (`synthetic`); `loop` plays it again at its end
     (otherwise the electrodes come off there). `no_model` builds ECG_APP_NO_MODEL=1 (what an Uno
@@ -356,11 +372,12 @@ def simulate(
     ("--stall", "2,2500"): see firmware/harness/device_firmware.c).
     """
     target = "host-asan" if sanitize else "host"
+    clock = [] if speed == 1 else ["--speed", speed_arg(speed)]
     build, scratch, adc = _set_up("simulate", bundle, target, work, record, synthetic, signal_opts, loop, lead, no_model=no_model)
     with _removed_on_error(scratch):
         master, slave, port = open_pty()
     try:
-        command = [str(build.program), "--serial", f"fd:{master}", *adc, *extra_args]
+        command = [str(build.program), "--serial", f"fd:{master}", *adc, *clock, *extra_args]
         return _start("simulate", build, command, link, scratch, port, pass_fds=(master,))
     finally:
         # The device holds the master; nobody holds the slave until a client opens `port`.

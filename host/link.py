@@ -12,6 +12,7 @@ them), either layout before the first one.
 from __future__ import annotations
 
 import random
+import select
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -53,12 +54,24 @@ class LinkStats:
     dropped_bytes: int = 0
     crc_errors: int = 0
     frames_dropped: int = 0  # gaps in the device's sequence numbers
+    frames_sent: int = 0  # host frames written, resends included
+    frames_resent: int = 0  # host frames written again because no answer came (request(resend_s=...))
     samples_lost: int = 0  # gaps in the SAMPLES counter
     resets: int = 0  # the SAMPLES counter went back (the device restarted)
     errors: list[str] = field(default_factory=list)  # ERROR frames received
 
     def as_dict(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items()}
+
+
+def wait_readable(ser: serial.Serial, seconds: float) -> None:
+    """Sleep until the port has input or `seconds` passed (select where the port has a descriptor)."""
+    if seconds <= 0:
+        return
+    try:
+        select.select([ser.fileno()], [], [], seconds)
+    except (AttributeError, OSError, ValueError, serial.SerialException):
+        time.sleep(min(seconds, 0.002))
 
 
 def open_port(port: str, baud: int = DEFAULT_BAUD) -> serial.Serial:
@@ -175,40 +188,70 @@ class DeviceLink:
         self._inbox.clear()
         return out
 
-    def wait_for(self, match: Callable[[object], bool], timeout: float, what: str) -> object:
-        """The first message (received from now on) for which `match` is true, or a LinkError."""
+    def _next(self, match: Callable[[object], bool], timeout: float) -> object | None:
+        """The first message (received from now on) for which `match` is true, None after `timeout`."""
         end = time.monotonic() + timeout
         while True:
             while self._inbox:
                 msg = self._inbox.popleft()
                 if match(msg):
                     return msg
-            if time.monotonic() > end:
-                heard = "heard nothing" if self.stats.frames == 0 and self.stats.dropped_bytes == 0 else f"received {self.stats.frames} frames"
-                raise LinkError(f"port {self.port}: no {what} within {timeout:g} s ({heard}): is it running this firmware at this baud rate?")
+            now = time.monotonic()
+            if now > end:
+                return None
             if not self._read():
-                time.sleep(0.002)
+                wait_readable(self.ser, min(0.002, end - now))
+
+    def _silence(self, what: str, timeout: float) -> LinkError:
+        heard = "heard nothing" if self.stats.frames == 0 and self.stats.dropped_bytes == 0 else f"received {self.stats.frames} frames"
+        return LinkError(f"port {self.port}: no {what} within {timeout:g} s ({heard}): is it running this firmware at this baud rate?")
+
+    def wait_for(self, match: Callable[[object], bool], timeout: float, what: str) -> object:
+        """The first message (received from now on) for which `match` is true, or a LinkError."""
+        msg = self._next(match, timeout)
+        if msg is None:
+            raise self._silence(what, timeout)
+        return msg
 
     # ---- sending
+    def _write(self, data: bytes) -> None:
+        try:
+            self.ser.write(data)
+        except (serial.SerialException, OSError) as exc:
+            raise LinkError(f"port {self.port}: cannot write ({exc})") from None
+        self.stats.frames_sent += 1
+
     def send(self, message: object) -> int:
         """Send one host message; returns its sequence number."""
         seq = self.encoder.seq
-        try:
-            self.ser.write(self.encoder.encode(message))  # type: ignore[arg-type]
-        except (serial.SerialException, OSError) as exc:
-            raise LinkError(f"port {self.port}: cannot write ({exc})") from None
+        self._write(self.encoder.encode(message))  # type: ignore[arg-type]
         return seq
 
-    def request(self, message: object, timeout: float = 3.0) -> Ack:
-        """Send and wait for its ACK; an ERROR answer becomes a LinkError."""
-        seq = self.send(message)
-        answer = self.wait_for(lambda m: isinstance(m, (Ack, Error)) and getattr(m, "seq", getattr(m, "about_seq", None)) == seq, timeout, f"answer to frame {seq}")
+    def request(self, message: object, timeout: float = 3.0, resend_s: float | None = None) -> Ack:
+        """Send and wait for its ACK; an ERROR answer becomes a LinkError. With `resend_s`, the same
+        frame (same seq) is written again after each `resend_s` without an answer, until `timeout`:
+        the device ACKs a retransmission of the frame it accepted last without applying it again
+        (PROTOCOL.md, Conversation), so a frame or ACK lost on the line costs only time."""
+        seq = self.encoder.seq
+        data = self.encoder.encode(message)  # type: ignore[arg-type]
+        self._write(data)
+        end = time.monotonic() + timeout
+        match = lambda m: isinstance(m, (Ack, Error)) and getattr(m, "seq", getattr(m, "about_seq", None)) == seq  # noqa: E731
+        while True:
+            left = end - time.monotonic()
+            answer = self._next(match, left if resend_s is None else min(resend_s, max(0.0, left)))
+            if answer is not None:
+                break
+            if time.monotonic() >= end:
+                raise self._silence(f"answer to frame {seq}", timeout)
+            self._write(data)
+            self.stats.frames_resent += 1
         if isinstance(answer, Error):
             raise LinkError(f"port {self.port}: device refused frame {seq}: {answer.code.name} {answer.message}")
         return answer  # type: ignore[return-value]
 
-    def command(self, code: CommandCode, arg: int = 0, timeout: float = 3.0) -> Ack:
-        return self.request(Command(code, arg), timeout)
+    def command(self, code: CommandCode, arg: int = 0, timeout: float = 3.0, resend_s: float | None = None) -> Ack:
+        return self.request(Command(code, arg), timeout, resend_s)
 
     def get_info(self, timeout: float = 3.0) -> Info:
         """Ask the device who it is (also proves it speaks this protocol)."""
@@ -252,7 +295,7 @@ class DeviceLink:
             if time.monotonic() - last > timeout:
                 raise LinkError(f"port {self.port}: replay stalled after {i} of {n} samples and {len(results)} of {expected_windows} results")
             if not self._read():
-                time.sleep(0.001)
+                wait_readable(self.ser, 0.001)
             if credits.room == 0 and i < n and not credits.in_flight:
                 credits.sent(self.send(ReplaySamples((), ())), 0)
         self.command(CommandCode.SOURCE, SampleSource.ADC, timeout)

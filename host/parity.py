@@ -11,6 +11,7 @@ status, FLAT, NOISY and LOW_CONFIDENCE included, and the logits of classified wi
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,3 +184,13 @@ def summary(report: dict[str, Any]) -> str:
         f"link: {report['frames_dropped']} frames dropped, {report['crc_errors']} CRC errors, {report['samples_lost']} samples lost; "
         f"slowest inference {report['max_inference_ms']:.1f} ms ({report['inference_time_basis']})",
     ])
+
+
+def print_outcome(summary: str, written: str | None, failed: list[str]) -> int:
+    """Print a check's summary, what it wrote and each failure; its exit status (1 on failures)."""
+    print(summary)
+    if written:
+        print(f"-> {written}")
+    for f in failed:
+        print(f"FAIL: {f}", file=sys.stderr)
+    return 1 if failed else 0

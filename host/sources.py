@@ -24,7 +24,7 @@ import serial
 from scipy.stats import theilslopes
 
 from export.protocol_defs import ADC_MASK, Capability, CommandCode
-from host.link import DEFAULT_BAUD, GARBAGE_BYTES, DeviceLink, LinkError, open_port
+from host.link import DEFAULT_BAUD, GARBAGE_BYTES, DeviceLink, LinkError, open_port, wait_readable
 from host.protocol import Beats, Command, Encoder, Info, ProtocolError, Reader, Result, Samples, decode_message
 
 DETECT_S = 1.5  # after the first byte, this long to find a frame or text lines
@@ -69,16 +69,6 @@ def merge_blocks(blocks: list[Block]) -> list[Block]:
         if b is not None:
             run.append(b)
     return out
-
-
-def _wait_readable(ser: serial.Serial, seconds: float) -> None:
-    """Sleep until the port has input or `seconds` passed (select where the port has a descriptor)."""
-    if seconds <= 0:
-        return
-    try:
-        select.select([ser.fileno()], [], [], seconds)
-    except (AttributeError, OSError, ValueError, serial.SerialException):
-        time.sleep(min(seconds, 0.002))
 
 
 def _read_bytes(ser: serial.Serial, port: str) -> bytes:
@@ -133,7 +123,7 @@ class LiveSource:
             now = time.monotonic()
             if self._has_data() or now >= end:
                 break
-            _wait_readable(ser, min(end - now, WAIT_SLICE_S))
+            wait_readable(ser, min(end - now, WAIT_SLICE_S))
         if time.monotonic() - self._last_data > self.no_data_timeout:
             raise SourceError(f"port {self.port}: no data for {self.no_data_timeout:g} s ({silent})")
 
@@ -460,7 +450,7 @@ class TextSource(LiveSource):
             if not self._pump():
                 if time.monotonic() - self._last_data > self.no_data_timeout:
                     raise SourceError(f"port {self.port}: no data for {self.no_data_timeout:g} s while estimating the rate (--rate skips this)")
-                _wait_readable(self.ser, WAIT_SLICE_S)
+                wait_readable(self.ser, WAIT_SLICE_S)
 
     def _has_data(self) -> bool:
         return bool(self._pending)
@@ -543,7 +533,7 @@ def detect(ser: serial.Serial, port: str, timeout: float = 5.0, *, ask_info: boo
             except (serial.SerialException, OSError) as exc:
                 raise SourceError(f"port {port}: cannot write ({exc})") from None
             asked = now
-        _wait_readable(ser, WAIT_SLICE_S)
+        wait_readable(ser, WAIT_SLICE_S)
 
 
 MODES = ("auto", "binary", "text")
@@ -625,7 +615,7 @@ def probe_port(port: str, timeout: float = 2.0, baud: int = DEFAULT_BAUD) -> Pro
         end = max(deadline, time.monotonic() + 0.5)
         while time.monotonic() < end:  # a rough rate from what arrives within the probe time
             if not text._pump():
-                _wait_readable(ser, min(WAIT_SLICE_S, end - time.monotonic()))
+                wait_readable(ser, min(WAIT_SLICE_S, end - time.monotonic()))
         pts = text._points
         rate = ""
         if len(pts) >= 2 and pts[-1][0] > pts[0][0]:

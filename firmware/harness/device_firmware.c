@@ -5,7 +5,7 @@
  *
  *   device_firmware [--serial PATH|fd:N] [--samples FILE [--loop]] [--heart-rate BPM] [--seed N]
  *                   [--lead-off EVERY_S,FOR_S] [--adc-bits N] [--seconds S] [--report S]
- *                   [--stall AT_S,MS] [--busy-after-rx MS] [--late-sampler AT_S,MS]
+ *                   [--stall AT_S,MS] [--busy-after-rx MS] [--late-sampler AT_S,MS] [--speed N]
  *
  * --serial      host: the tty or pty to talk on ("fd:N": an inherited descriptor); the M4 uses UART0
  * --samples     raw ADC readings instead of the signal model: one uint32 LE per sample, bits 0-15 the
@@ -27,6 +27,9 @@
  *               (ecg_app_ticks_raise) and a sampler (here the main loop) takes the count and reads
  *               one sample (ecg_app_on_ticks); after AT_S seconds of samples the sampler is late by MS
  *               milliseconds, once: the ticks it missed must become lost samples (tests use it)
+ * --speed       host: the device's clocks (sample timer, milliseconds, inference clock) run N times
+ *               faster than real time (a decimal, e.g. 100 or 2.5; at most 6 decimals); the M4 refuses
+ *               any N but 1 (QEMU's virtual time is its clock)
  *
  * The console (stderr on the host, semihosting on the M4) gets "device: ..." lines: start-up, errors,
  * and the counters at the end.
@@ -39,7 +42,11 @@
 #include "rt_device.h"
 #include "rt_io.h"
 
+#if defined(__arm__)
 #define FILE_RING 256u  /* samples read ahead from the samples file (power of two; ~1 s) */
+#else
+#define FILE_RING 8192u /* host: ~33 s, so a --speed clock stays fed between the main loop's refills */
+#endif
 #define FILE_CHUNK 64u  /* samples per read */
 #define RX_CHUNK 64u
 
@@ -245,7 +252,7 @@ static int usage(const char *why)
     say(why, NULL);
     rt_log("usage: device_firmware [--serial PATH|fd:N] [--samples FILE [--loop]] [--heart-rate BPM] [--seed N] "
            "[--lead-off EVERY_S,FOR_S] [--adc-bits N] [--seconds S] [--report S] [--stall AT_S,MS] [--busy-after-rx MS] "
-           "[--late-sampler AT_S,MS]");
+           "[--late-sampler AT_S,MS] [--speed N]");
     return 2;
 }
 
@@ -266,6 +273,34 @@ static int number(const char *s, long lo, long hi, long *out)
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+/* A decimal "D[.D]" (at most 6 decimals) as num/den, num > 0 and below 2^32. */
+static int decimal(const char *s, uint32_t *num, uint32_t *den)
+{
+    uint32_t n = 0, d = 1;
+    int digits = 0, fraction = -1;
+    for (; *s != '\0'; s++) {
+        if (*s == '.' && fraction < 0) {
+            fraction = 0;
+            continue;
+        }
+        if (*s < '0' || *s > '9' || n > (0xFFFFFFFFu - 9u) / 10u || fraction >= 6) {
+            return -1;
+        }
+        n = n * 10u + (uint32_t)(*s - '0');
+        digits++;
+        if (fraction >= 0) {
+            fraction++;
+            d *= 10u;
+        }
+    }
+    if (digits == 0 || n == 0) {
+        return -1;
+    }
+    *num = n;
+    *den = d;
     return 0;
 }
 
@@ -345,6 +380,15 @@ int harness_main(int argc, char **argv)
             late_sampler = 1;
             late_at = (uint32_t)at * ECG_SAMPLE_RATE_HZ;
             late_ms = (uint32_t)ms;
+        } else if (strcmp(a, "--speed") == 0) {
+            uint32_t num, den;
+            if (decimal(next, &num, &den) != 0) {
+                return usage("--speed takes a decimal number above 0 (e.g. 100 or 2.5)");
+            }
+            if (rt_device_set_speed(num, den) != 0) {
+                say("--speed: ", rt_device_error());
+                return 2;
+            }
         } else if (strcmp(a, "--stall") == 0) {
             long at, ms;
             if (pair(next, &at, 1, 16000000L, &ms, 1, 600000L) != 0) {

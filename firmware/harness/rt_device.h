@@ -35,7 +35,12 @@ void rt_device_serial_write(const uint8_t *data, size_t n);
 /* Bytes dropped by rt_device_serial_write. */
 uint32_t rt_device_serial_dropped(void);
 
-/* Call `fn` from the timer interrupt `hz` times per second. 0 on success, -1 with rt_device_error(). */
+/* Run the device's clocks (the sample timer, rt_device_millis, rt_device_clock) num/den times faster
+ * than real time; call it before rt_device_timer_start. 0 on success, -1 with rt_device_error() where
+ * the platform cannot (the M4: its clock is QEMU's virtual time) or num/den is 0. */
+int rt_device_set_speed(uint32_t num, uint32_t den);
+
+/* Call `fn` from the timer interrupt `hz` times per second (of the device's clock). 0 on success, -1 with rt_device_error(). */
 int rt_device_timer_start(uint32_t hz, rt_device_tick_fn fn);
 void rt_device_timer_stop(void);
 /* Timer interrupts so far (wraps). */

@@ -18,6 +18,7 @@
 
 #define TIMER_SIGNAL SIGALRM
 #define WRITE_WAIT_MS 50
+#define MIN_TIMER_PERIOD_NS 500000L /* a faster clock takes several ticks per interrupt (at most 2 kHz of signals) */
 
 static int serial_fd = -1;
 static int serial_hangup;         /* the other side of a pty is closed */
@@ -30,6 +31,12 @@ static int timer_running;
 static rt_device_tick_fn tick_fn;
 static volatile uint32_t ticks;
 static volatile sig_atomic_t stop_requested;
+
+/* rt_device_set_speed: device time = start + speed * (real time - start). */
+static double speed = 1.0;
+static uint64_t speed_start_ns;
+static double ticks_per_expiry = 1.0; /* device ticks per timer expiry */
+static uint64_t expiries, ticks_done;
 
 static void set_error(const char *what, const char *detail)
 {
@@ -48,14 +55,39 @@ static uint64_t monotonic_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* The device's clock: real time, or scaled by rt_device_set_speed. */
+static uint64_t device_ns(void)
+{
+    const uint64_t now = monotonic_ns();
+    if (speed == 1.0 || now < speed_start_ns) {
+        return now;
+    }
+    return speed_start_ns + (uint64_t)((double)(now - speed_start_ns) * speed);
+}
+
+int rt_device_set_speed(uint32_t num, uint32_t den)
+{
+    if (num == 0u || den == 0u) {
+        set_error("bad speed", NULL);
+        return -1;
+    }
+    if (timer_running) {
+        set_error("the speed is set before the timer starts", NULL);
+        return -1;
+    }
+    speed = (double)num / (double)den;
+    speed_start_ns = monotonic_ns();
+    return 0;
+}
+
 uint32_t rt_device_millis(void)
 {
-    return (uint32_t)(monotonic_ns() / 1000000u);
+    return (uint32_t)(device_ns() / 1000000u);
 }
 
 uint32_t rt_device_clock(void)
 {
-    return (uint32_t)(monotonic_ns() / 1000u);
+    return (uint32_t)(device_ns() / 1000u);
 }
 
 uint8_t rt_device_clock_unit(void)
@@ -216,11 +248,15 @@ static void on_timer(int sig)
 {
     const int saved = errno;
     int runs = 1 + timer_getoverrun(timer_id); /* expiries while the signal was pending */
+    uint64_t due;
     (void)sig;
     if (runs < 1) {
         runs = 1;
     }
-    while (runs-- > 0) {
+    expiries += (uint64_t)runs;
+    due = (uint64_t)((double)expiries * ticks_per_expiry); /* 1 per expiry at speed 1 */
+    while (ticks_done < due) {
+        ticks_done++;
         ticks = ticks + 1u;
         if (tick_fn != NULL) {
             tick_fn();
@@ -240,8 +276,11 @@ int rt_device_timer_start(uint32_t hz, rt_device_tick_fn fn)
     struct sigaction sa;
     struct sigevent ev;
     struct itimerspec its;
-    const long period_ns = hz > 0 ? (long)(1000000000u / hz) : 0;
+    long period_ns = hz > 0 ? (long)(1000000000.0 / ((double)hz * speed) + 0.5) : 0;
 
+    if (period_ns < MIN_TIMER_PERIOD_NS && hz > 0) {
+        period_ns = MIN_TIMER_PERIOD_NS;
+    }
     if (period_ns <= 0) {
         set_error("bad timer rate", NULL);
         return -1;
@@ -270,6 +309,8 @@ int rt_device_timer_start(uint32_t hz, rt_device_tick_fn fn)
         set_error("timer_create", strerror(errno));
         return -1;
     }
+    ticks_per_expiry = (double)period_ns * speed * (double)hz / 1e9;
+    expiries = ticks_done = 0;
     /* Expiries at start + k * period on CLOCK_MONOTONIC: the rate never drifts. */
     its.it_interval.tv_sec = period_ns / 1000000000L;
     its.it_interval.tv_nsec = period_ns % 1000000000L;
