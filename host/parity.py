@@ -14,7 +14,7 @@ import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -26,11 +26,12 @@ from export.protocol_defs import Capability, TimeUnit
 from export.runtimes import run_litert, run_tflm_int8
 from pipeline.util.atomic import write_bytes_atomic
 from pipeline.data.dataset import load_dataset, write_json_atomic
-from pipeline.inference.device_path import device_answers
+from pipeline.inference.device_path import AnsweredWindow, device_answers
 from pipeline.signal.preprocess import softmax
 from pipeline.signal.quality import QualityStatus
 
 from .link import DeviceLink, LinkError
+from .protocol import Result
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,35 @@ class Tolerances:
     int8_identical: float = 1.0
     raw_path_identical: float = 1.0
     rhythm_identical: float = 1.0
+
+
+@dataclass(frozen=True)
+class ExpectedResult:
+    """What a device must answer for one window: the reference device path's status, int8 logits
+    (None when not classified) and rhythm figures (`pipeline.inference.device_path.device_answers`)."""
+
+    status: int
+    logits: tuple[int, ...] | None
+    hr_x10: int
+    rr_irregularity: int
+
+    def same_answer(self, r: Result) -> bool:
+        """Status and logits as the reference's."""
+        return self.status == int(r.status) and (self.logits is None or self.logits == tuple(r.logits))
+
+    def same_rhythm(self, r: Result) -> bool | None:
+        """Heart rate and RR irregularity as the reference's; None from a device without the beat detector."""
+        return None if r.hr_x10 is None else (self.hr_x10, self.rr_irregularity) == (r.hr_x10, r.rr_irregularity)
+
+    def matches(self, r: Result) -> bool:
+        """The whole RESULT as the reference's (the rhythm only where the device sends it)."""
+        return self.same_answer(r) and self.same_rhythm(r) is not False
+
+
+def expected_results(ref: Sequence[AnsweredWindow]) -> dict[int, ExpectedResult]:
+    """Window index -> what the device must answer, from `device_answers`."""
+    return {w.index: ExpectedResult(int(w.status), None if w.logits is None else tuple(int(v) for v in w.logits), w.hr_x10, w.rr_irregularity)
+            for w in ref}  # fmt: skip
 
 
 def check_identity(info: Any, bundle: Path, manifest: dict[str, Any], port: str) -> None:
@@ -121,16 +151,15 @@ def run_parity(
         for s in tqdm(stream_list, desc="replay streams", unit="stream", disable=None if progress else True):
             ref = device_answers(s.raw, s.lead_off, ds.spec, ADC.max_count, model)
             results = link.replay_stream(s.raw, s.lead_off, len(ref), timeout)
-            expected = {w.index: (int(w.status), None if w.logits is None else tuple(int(v) for v in w.logits)) for w in ref}
-            rhythms = {w.index: (w.hr_x10, w.rr_irregularity) for w in ref}
+            expected = expected_results(ref)
             for r in results:
                 statuses[QualityStatus(int(r.status)).name] += 1
                 raw_total += 1
                 want = expected.get(r.window_index)
-                raw_equal += want is not None and want[0] == int(r.status) and (want[1] is None or want[1] == tuple(r.logits))
+                raw_equal += want is not None and want.same_answer(r)
                 if r.hr_x10 is not None:  # a device with the beat detector
                     rhythm_total += 1
-                    rhythm_equal += rhythms.get(r.window_index) == (r.hr_x10, r.rr_irregularity)
+                    rhythm_equal += want is not None and bool(want.same_rhythm(r))
             raw_total += max(0, len(ref) - len(results))
         link.poll(0.2)
         stats = link.stats

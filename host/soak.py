@@ -37,7 +37,7 @@ from pipeline.signal.spec import PreprocessSpec
 from .devices import EQUIVALENT_LEADS
 from .faults import FaultProxy, FaultSpec
 from .link import DeviceLink, LinkError, wait_readable
-from .parity import check_identity, info_dict
+from .parity import ExpectedResult, check_identity, expected_results, info_dict
 from .protocol import Ack, Command, ReplaySamples, Result, Samples
 
 WARMUP_S = 60.0  # seconds of signal before the RSS baseline
@@ -118,7 +118,7 @@ class SoakTally:
 class _Current:
     """The stream being replayed: its reference answers and the samples, for the device's echo."""
 
-    def __init__(self, stream: Stream, expected: dict[int, tuple[int, tuple[int, ...] | None]]) -> None:
+    def __init__(self, stream: Stream, expected: dict[int, ExpectedResult]) -> None:
         self.stream, self.expected, self.seen = stream, expected, set()
         self.packed = stream.raw.astype(np.uint16) | (stream.lead_off.astype(np.uint16) << 15)
 
@@ -143,11 +143,12 @@ class Soaker:
             return
         cur.seen.add(r.window_index)
         t.results += 1
-        status, logits = cur.expected[r.window_index]
-        if status == int(r.status) and (logits is None or logits == tuple(r.logits)):
+        want = cur.expected[r.window_index]
+        if want.matches(r):
             t.identical += 1
         else:
-            t.note(f"{cur.stream.name} window {r.window_index}: device status {int(r.status)} logits {tuple(r.logits)}, reference {status} {logits}")
+            t.note(f"{cur.stream.name} window {r.window_index}: device status {int(r.status)} logits {tuple(r.logits)} rhythm "
+                   f"{(r.hr_x10, r.rr_irregularity)}, reference {want}")  # fmt: skip
 
     def _on_samples(self, m: Samples) -> None:
         cur = self.current
@@ -174,7 +175,7 @@ class Soaker:
             self.batch = min(MAX_BATCH, self.batch + BATCH_STEP)
         return ack
 
-    def replay(self, stream: Stream, expected: dict[int, tuple[int, tuple[int, ...] | None]], on_samples: Any = None) -> None:
+    def replay(self, stream: Stream, expected: dict[int, ExpectedResult], on_samples: Any = None) -> None:
         """Replay one stream (SOURCE replay resets the device's pipeline), wait until the device drained
         it, and count the windows whose RESULT did not come."""
         ring = self._request_source(SampleSource.REPLAY).credits
@@ -210,10 +211,9 @@ def _rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
-def expected_answers(stream: Stream, spec: PreprocessSpec, model: BundleModel) -> dict[int, tuple[int, tuple[int, ...] | None]]:
-    """Window index -> (status, int8 logits or None) of the reference device path (`host/parity.py`'s)."""
-    ref = device_answers(stream.raw, stream.lead_off, spec, ADC.max_count, model)
-    return {w.index: (int(w.status), None if w.logits is None else tuple(int(v) for v in w.logits)) for w in ref}
+def expected_answers(stream: Stream, spec: PreprocessSpec, model: BundleModel) -> dict[int, ExpectedResult]:
+    """Window index -> what the device must answer (`host/parity.py`'s reference device path)."""
+    return expected_results(device_answers(stream.raw, stream.lead_off, spec, ADC.max_count, model))
 
 
 def run_soak(
