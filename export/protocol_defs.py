@@ -68,6 +68,7 @@ class CommandCode(enum.IntEnum):
     RESET = 2  # arg 0; pipeline, sample and window counters back to 0
     SOURCE = 3  # arg SampleSource
     STREAM = 4  # arg 0 off, 1 on (SAMPLES frames)
+    TEXT = 5  # arg 0 frames, 1 text lines for the Arduino IDE's Serial Plotter (TEXT_* below)
 
 
 class SampleSource(enum.IntEnum):
@@ -78,7 +79,18 @@ class SampleSource(enum.IntEnum):
 
 
 # A command's argument must be below this.
-COMMAND_ARGS = {CommandCode.GET_INFO: 1, CommandCode.RESET: 1, CommandCode.SOURCE: len(SampleSource), CommandCode.STREAM: 2}
+COMMAND_ARGS = {CommandCode.GET_INFO: 1, CommandCode.RESET: 1, CommandCode.SOURCE: len(SampleSource), CommandCode.STREAM: 2,
+                CommandCode.TEXT: 2}  # fmt: skip
+
+# Text mode (COMMAND TEXT 1, or the firmware's ECG_APP_TEXT): lines the Arduino IDE's Serial Plotter
+# draws ("key:value" pairs) or ignores (every colon followed by a space, so no pair has a value).
+TEXT_SAMPLE = "ecg"  # one line per sample: ecg:<ADC counts>,hr:<bpm, one decimal; 0 unknown>,lead_off:<0|1>
+TEXT_HR = "hr"
+TEXT_LEAD_OFF = "lead_off"
+TEXT_RESULT = "result"  # result: window <index> <STATUS> [<LABEL> <top %>] hr <bpm> rr <per mille>
+TEXT_LOST = "lost"  # lost: <n> samples (the sample counter jumped by n)
+TEXT_HELLO = "ecg-edge"  # ecg-edge: <firmware> text mode <rate> Hz <bits>-bit ... research tool, not a medical device
+TEXT_STRINGS = {"SAMPLE": TEXT_SAMPLE, "HR": TEXT_HR, "LEAD_OFF": TEXT_LEAD_OFF, "RESULT": TEXT_RESULT, "LOST": TEXT_LOST, "HELLO": TEXT_HELLO}
 
 
 class ResultSource(enum.IntEnum):
@@ -185,4 +197,10 @@ def protocol_defs_header() -> str:
             out += _define(prefix + "VALID(x)", "(" + " || ".join(f"(x) == {prefix}{m.name}" for m in cls) + ")")
     out += "\n/* A command's argument must be below its _ARGS. */\n"
     out += "".join(_define(f"ECG_PROTO_CMD_{code.name}_ARGS", str(limit)) for code, limit in COMMAND_ARGS.items())
+    out += "\n/* Text mode: the keys and words of its lines (export/protocol_defs.py TEXT_*), the status names. */\n"
+    out += "".join(_define(f"ECG_PROTO_TEXT_{name}", f'"{value}"') for name, value in TEXT_STRINGS.items())
+    statuses = sorted(WindowStatus, key=int)
+    if [int(s) for s in statuses] != list(range(len(statuses))):
+        raise ValueError("status codes must run 0..n-1 to be a name table")
+    out += _define("ECG_PROTO_STATUS_NAMES", "{" + ", ".join(f'"{s.name}"' for s in statuses) + "}")
     return out + f"\n#endif /* {guard} */\n"

@@ -66,6 +66,9 @@ def _common(p: argparse.ArgumentParser, bundle_required: bool = True) -> None:
     p.add_argument("--lead-off", type=_lead_off, metavar="EVERY_S,FOR_S", help="signal model: electrodes off for FOR_S seconds every EVERY_S")
     p.add_argument("--link", type=Path, help="also make this symlink to the device's pty (like socat's link=)")
     p.add_argument("--work", type=Path, help="build cache (default $ECG_EDGE_CACHE/devices or ~/.cache/ecg-edge/devices)")
+    p.add_argument("--plotter", action="store_true",
+                   help="start in the Arduino Serial Plotter's text mode (as a sketch built with ECG_APP_TEXT 1); "
+                   "monitor and record read it like a plain-text sketch")  # fmt: skip
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -91,6 +94,8 @@ def _run(kind: str, start: Any, args: argparse.Namespace, **extra: Any) -> int:
     opts = SignalOptions(args.heart_rate, args.seed, args.lead_off)
     what = f"record {args.record}" if args.record else "the AD8232 signal model"
     print(f"building and starting the {kind} device ({what}) ...", flush=True)
+    if args.plotter:
+        extra["extra_args"] = ("--plotter",)
     try:
         dev: Device = start(args.bundle, record=args.record, synthetic=args.record is None, link=args.link,
                             signal_opts=opts, loop=args.loop, lead=args.lead, work=args.work, **extra)  # fmt: skip
@@ -139,7 +144,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.text:
         wrong = [opt for opt, given in (("--bundle", args.bundle), ("--record", args.record), ("--synthetic", args.synthetic),
                                         ("--lead", args.lead), ("--loop", args.loop), ("--work", args.work),
-                                        ("--speed", args.speed != 1.0)) if given]  # fmt: skip
+                                        ("--speed", args.speed != 1.0), ("--plotter", args.plotter)) if given]  # fmt: skip
         if wrong:
             args.parser.error(f"--text runs the plain-text sketch: {', '.join(wrong)} do not apply")
         return _run_text(args)
@@ -149,6 +154,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.bundle is None:
         args.parser.error("the following arguments are required: --bundle (or --text for the plain-text sketch)")
     return _run("virtual", simulate, args, speed=args.speed)
+
+
+def cmd_plotter(args: argparse.Namespace) -> int:
+    """Switch a running board (or virtual device) between frames and the Serial Plotter's text lines."""
+    from export.protocol_defs import CommandCode
+
+    from .link import DeviceLink
+
+    with DeviceLink(args.port, args.baud) as link:
+        link.command(CommandCode.TEXT, 0 if args.off else 1, args.timeout)
+    print(f"{args.port}: " + ("frames again (ecg-host monitor, record, parity)" if args.off else
+                              "text lines for the Arduino IDE's Serial Plotter (ecg-host monitor reads them too; --off switches back)"))  # fmt: skip
+    return 0
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
@@ -185,3 +203,11 @@ def add_device_commands(subparsers: Any) -> None:
     _common(p)
     p.add_argument("--icount-shift", type=int, default=DEFAULT_ICOUNT_SHIFT, help="QEMU -icount shift: 2^S ns per instruction (default 4)")
     p.set_defaults(func=cmd_emulate)
+    p = subparsers.add_parser("plotter", help="switch a board to the Arduino Serial Plotter's text lines (--off: back to frames)",
+                              description="Sends COMMAND TEXT: the board prints ecg:<counts>,hr:<bpm>,lead_off:<0|1> per sample "
+                              "and a line per result (firmware/PROTOCOL.md, Text mode) until --off or a power cycle.")  # fmt: skip
+    p.add_argument("--port", required=True, help="serial port of the board, or the pty of simulate/emulate")
+    p.add_argument("--off", action="store_true", help="back to binary frames")
+    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the board's ACK")
+    p.set_defaults(func=cmd_plotter)

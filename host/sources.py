@@ -11,6 +11,9 @@ Text input is what common AD8232 example sketches print (SparkFun's): `Serial.pr
 once per loop, and `!` while a lead is off (LO+ or LO- high), lines ending in \\r\\n or \\n. A `!`
 line is a sample at the ADC's high rail with lead_off set (what the AD8232 output does then). Such
 sketches rarely pace their loop, so without `--rate` the rate is estimated from line arrival times.
+This firmware's text mode for the Arduino IDE's Serial Plotter (COMMAND TEXT, firmware/PROTOCOL.md)
+is read the same way: `ecg:<counts>,hr:<bpm>,lead_off:<0|1>` is a sample (lead-off as `!`), its
+`result: ...` and `ecg-edge: ...` lines are skipped, and `lost: <n> samples` leaves a gap of n.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 import serial
 from scipy.stats import theilslopes
 
-from export.protocol_defs import ADC_MASK, Capability, CommandCode
+from export.protocol_defs import ADC_MASK, TEXT_HELLO, TEXT_LEAD_OFF, TEXT_LOST, TEXT_RESULT, TEXT_SAMPLE, Capability, CommandCode
 from host.link import DEFAULT_BAUD, GARBAGE_BYTES, DeviceLink, LinkError, open_port, wait_readable
 from host.protocol import Beats, Command, Encoder, Info, ProtocolError, Reader, Result, Samples, decode_message
 
@@ -272,15 +275,42 @@ class BinarySource(LiveSource):
 LEAD_OFF_LINE = b"!"
 
 
-def parse_line(line: bytes) -> int | None:
-    """An ADC value, -1 for a lead-off line (`!`), None for anything else."""
-    text = line.strip()
-    if text == LEAD_OFF_LINE:
-        return -1
+def _adc_value(text: bytes) -> int | None:
     if 0 < len(text) <= 5 and text.isdigit():
         value = int(text)
         return value if value <= ADC_MASK else None
     return None
+
+
+def parse_line(line: bytes) -> int | None:
+    """An ADC value, -1 for a lead-off line (`!`, or this firmware's text mode with lead_off:1), None for
+    anything else."""
+    text = line.strip()
+    if text == LEAD_OFF_LINE:
+        return -1
+    if text.startswith(TEXT_SAMPLE.encode() + b":"):
+        fields = dict(f.split(b":", 1) for f in text.split(b",") if b":" in f)
+        value = _adc_value(fields.get(TEXT_SAMPLE.encode(), b""))
+        off = fields.get(TEXT_LEAD_OFF.encode(), b"0")
+        if value is None or off not in (b"0", b"1"):
+            return None
+        return -1 if off == b"1" else value
+    return _adc_value(text)
+
+
+MESSAGE_KEYS = (TEXT_RESULT, TEXT_LOST, TEXT_HELLO)  # this firmware's text-mode lines for people
+
+
+def message_line(line: bytes) -> tuple[str, str] | None:
+    """(key, rest) of a text-mode line for people (`result: ...`, `lost: <n> samples`, `ecg-edge: ...`), else None."""
+    key, sep, rest = line.strip().decode("ascii", "replace").partition(": ")
+    return (key, rest) if sep and key in MESSAGE_KEYS else None
+
+
+def lost_samples(rest: str) -> int | None:
+    """n of a `lost: <n> samples` line's rest, None when it is not that."""
+    words = rest.split()
+    return int(words[0]) if len(words) == 2 and words[0].isdigit() and words[1] == "samples" else None
 
 
 @dataclass
@@ -385,6 +415,15 @@ class TextSource(LiveSource):
 
         good = False
         for line in lines:
+            message = message_line(line)
+            if message is not None:
+                gap = lost_samples(message[1]) if message[0] == TEXT_LOST else None
+                if gap and self._started:  # the board's own count of samples it lost
+                    cut()
+                    self._index += gap
+                    self._samples_lost += gap
+                    first = self._index
+                continue
             value = parse_line(line)
             if value is None or (self._fixed_bits and value > (1 << self._fixed_bits) - 1):
                 self._bad_lines += 1
@@ -515,6 +554,8 @@ def detect(ser: serial.Serial, port: str, timeout: float = 5.0, *, ask_info: boo
             if frames:
                 return Detection("binary", info, chunks, good, now - start)
             for line in lines.feed(data):
+                if message_line(line) is not None:
+                    continue
                 if parse_line(line) is None:
                     bad += 1
                 else:

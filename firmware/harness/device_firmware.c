@@ -335,7 +335,7 @@ int harness_main(int argc, char **argv)
     uint8_t rx[RX_CHUNK];
     long v, seconds = 0, adc_bits = 12;
     uint32_t next_report = 0;
-    int i;
+    int i, plotter = 0;
 
     ecg_signal_default_config(&sc, ECG_SAMPLE_RATE_HZ);
     for (i = 1; i < argc; i++) {
@@ -343,6 +343,10 @@ int harness_main(int argc, char **argv)
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--loop") == 0) {
             loop_file = 1;
+            continue;
+        }
+        if (strcmp(a, "--plotter") == 0) {
+            plotter = 1;
             continue;
         }
         if (next == NULL) {
@@ -430,6 +434,9 @@ int harness_main(int argc, char **argv)
     app = ecg_app_instance();
     if (ecg_app_init(app, &pf) != 0) {
         say("the model did not load: SAMPLES only, REPLAY_WINDOW answered with NO_MODEL", NULL);
+    }
+    if (plotter) {
+        ecg_app_set_text(app, 1);
     }
     if (rt_device_timer_start(ECG_SAMPLE_RATE_HZ, on_tick) != 0) {
         say("cannot start the sample timer: ", rt_device_error());

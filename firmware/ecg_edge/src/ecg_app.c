@@ -53,6 +53,9 @@ typedef uint16_t ring_index;
 #ifndef ECG_APP_WINDOW_WAIT_MS
 #define ECG_APP_WINDOW_WAIT_MS 1000u
 #endif
+#ifndef ECG_APP_TEXT
+#define ECG_APP_TEXT 0
+#endif
 
 /* Frames other than INFO: RESULT with every logit, a full batch of SAMPLES, ACK, ERROR. */
 #define FRAME_OVERHEAD (ECG_PROTO_HEADER_BYTES + ECG_PROTO_CRC_BYTES)
@@ -139,6 +142,10 @@ struct ecg_app {
     uint8_t batch_n;
     uint32_t batch_first;
     uint8_t streaming;
+    uint8_t text;         /* lines for the Serial Plotter instead of SAMPLES, RESULT and BEATS frames */
+#if APP_BEATS
+    uint16_t text_hr_x10; /* the last window's heart rate, for the sample lines */
+#endif
     uint8_t tx[ECG_APP_TX_BYTES];
     ecg_proto_tx txs;
     app_reader rd;
@@ -276,12 +283,135 @@ static void send_batch(ecg_app *app)
     }
 }
 
+/* ---- text mode: lines the Arduino IDE's Serial Plotter draws or ignores (PROTOCOL.md, Text mode) --- */
+
+typedef struct {
+    uint8_t *buf;
+    size_t n;
+} text_line;
+
+static text_line line_start(ecg_app *app)
+{
+    text_line t;
+    t.buf = app->tx;
+    t.n = 0;
+    return t;
+}
+
+static void put_text(text_line *t, const char *s)
+{
+    while (*s != '\0' && t->n < ECG_APP_TX_BYTES - 2u) { /* room for the line end */
+        t->buf[t->n++] = (uint8_t)*s++;
+    }
+}
+
+static void put_u32(text_line *t, uint32_t v)
+{
+    char digits[11];
+    unsigned k = sizeof digits - 1u;
+    digits[k] = '\0';
+    do {
+        digits[--k] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v != 0u);
+    put_text(t, digits + k);
+}
+
+#if APP_BEATS
+/* bpm x 10 as "72.5" */
+static void put_x10(text_line *t, uint16_t v)
+{
+    put_u32(t, v / 10u);
+    put_text(t, ".");
+    put_u32(t, v % 10u);
+}
+#endif
+
+static void send_line(ecg_app *app, text_line *t)
+{
+    t->buf[t->n++] = '\r';
+    t->buf[t->n++] = '\n';
+    app->pf.write(app->pf.ctx, t->buf, t->n);
+    app->st.tx_lines++;
+}
+
+/* The first line of text mode: what the board is, for people (the Plotter ignores it). */
+static void send_hello(ecg_app *app)
+{
+    text_line t = line_start(app);
+    put_text(&t, ECG_PROTO_TEXT_HELLO ": " ECG_FIRMWARE_VERSION " text mode, ");
+    put_u32(&t, ECG_SAMPLE_RATE_HZ);
+    put_text(&t, " Hz, ");
+    put_u32(&t, app->pf.adc_bits);
+    put_text(&t, "-bit ADC; research tool, not a medical device");
+    send_line(app, &t);
+}
+
+/* ecg:<counts>,hr:<bpm>,lead_off:<0|1> */
+static void send_sample_line(ecg_app *app, uint16_t packed)
+{
+    text_line t = line_start(app);
+    put_text(&t, ECG_PROTO_TEXT_SAMPLE ":");
+    put_u32(&t, packed & ECG_PROTO_ADC_MASK);
+#if APP_BEATS
+    put_text(&t, "," ECG_PROTO_TEXT_HR ":");
+    put_x10(&t, app->text_hr_x10);
+#endif
+    put_text(&t, "," ECG_PROTO_TEXT_LEAD_OFF ":");
+    put_text(&t, (packed & ECG_PROTO_LEAD_OFF_BIT) != 0 ? "1" : "0");
+    send_line(app, &t);
+}
+
+/* lost: <n> samples */
+static void send_lost_line(ecg_app *app, uint16_t n)
+{
+    text_line t = line_start(app);
+    put_text(&t, ECG_PROTO_TEXT_LOST ": ");
+    put_u32(&t, n);
+    put_text(&t, " samples");
+    send_line(app, &t);
+}
+
 /* ---- the pipeline ----------------------------------------------------------------------------- */
 
 #if !ECG_APP_NO_MODEL
+static const char *const status_names[] = ECG_PROTO_STATUS_NAMES;
+
+/* result: window <index> <STATUS> <LABEL or -> hr <bpm or --> rr <per mille or --> */
+static void send_result_line(ecg_app *app, const ecg_result *r)
+{
+    text_line t = line_start(app);
+    put_text(&t, ECG_PROTO_TEXT_RESULT ": window ");
+    put_u32(&t, r->window_index);
+    put_text(&t, " ");
+    put_text(&t, (uint32_t)r->status < sizeof status_names / sizeof status_names[0] ? status_names[r->status] : "?");
+    put_text(&t, " ");
+    put_text(&t, r->label >= 0 && r->label < ECG_NUM_LABELS ? labels[r->label] : "-");
+#if APP_BEATS
+    put_text(&t, " " ECG_PROTO_TEXT_HR " ");
+    if (r->hr_x10 != ECG_BEAT_HR_UNKNOWN) {
+        put_x10(&t, r->hr_x10);
+        put_text(&t, " bpm rr ");
+        put_u32(&t, r->rr_irregularity);
+    } else {
+        put_text(&t, "-- rr --");
+    }
+#endif
+    send_line(app, &t);
+}
+
 static void send_result(ecg_app *app, const ecg_result *r, uint32_t time, uint8_t source)
 {
     ecg_proto_result m;
+#if APP_BEATS
+    if (source != ECG_PROTO_FROM_REPLAY_WINDOW) {
+        app->text_hr_x10 = r->hr_x10;
+    }
+#endif
+    if (app->text) {
+        send_result_line(app, r);
+        return;
+    }
     m.window_index = r->window_index;
     m.first_sample = r->first_sample;
     m.status = (uint8_t)r->status;
@@ -305,7 +435,9 @@ static void send_result(ecg_app *app, const ecg_result *r, uint32_t time, uint8_
 static void send_beats(void *ctx, const uint32_t *samples, int count)
 {
     ecg_app *app = (ecg_app *)ctx;
-    send(app, ecg_proto_encode_beats(&app->txs, app->tx, samples, (unsigned)count));
+    if (!app->text) { /* text mode: the sample lines carry the heart rate instead */
+        send(app, ecg_proto_encode_beats(&app->txs, app->tx, samples, (unsigned)count));
+    }
 }
 #endif
 
@@ -343,7 +475,9 @@ static void pipeline_push(ecg_app *app, uint16_t packed)
 /* One sample for the pipeline: the counter, the SAMPLES batch, the device path. */
 static void consume(ecg_app *app, uint16_t packed)
 {
-    if (app->streaming) {
+    if (app->streaming && app->text) {
+        send_sample_line(app, packed);
+    } else if (app->streaming) {
         if (app->batch_n == 0) {
             app->batch_first = app->next_sample;
         }
@@ -362,6 +496,9 @@ static void consume(ecg_app *app, uint16_t packed)
 static void consume_gap(ecg_app *app, uint16_t n)
 {
     send_batch(app);
+    if (app->text) {
+        send_lost_line(app, n);
+    }
 #if ECG_APP_NO_MODEL
     app->next_sample += n;
 #else
@@ -443,6 +580,8 @@ static void on_command(ecg_app *app, const ecg_proto_frame *f, uint16_t crc)
     accept(app, f, crc);
     if (c.code == ECG_PROTO_CMD_GET_INFO) {
         send_info(app);
+    } else if (c.code == ECG_PROTO_CMD_TEXT) {
+        ecg_app_set_text(app, (int)c.arg); /* after the ACK: the host reads frames up to it */
     }
 }
 
@@ -768,9 +907,22 @@ int ecg_app_init(ecg_app *app, const ecg_app_platform *platform)
         rc = -1;
     }
 #endif
-    send_info(app);
+    if (ECG_APP_TEXT) {
+        ecg_app_set_text(app, 1);
+    } else {
+        send_info(app);
+    }
     app->running = 1;
     return rc;
+}
+
+void ecg_app_set_text(ecg_app *app, int on)
+{
+    send_batch(app); /* the samples so far go out as a frame */
+    app->text = (uint8_t)(on != 0);
+    if (app->text) {
+        send_hello(app);
+    }
 }
 
 /* One reading into the ring, after `missed` ticks nobody sampled (lost like samples of a full ring). */

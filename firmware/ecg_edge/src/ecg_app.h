@@ -95,6 +95,8 @@ uint32_t ecg_app_lost_samples(const ecg_app *app);
  *                         INFO is the longest frame; RESULT, SAMPLES, ACK and ERROR are shorter.
  *   ECG_APP_RX_BYTES      without a model only: bytes of a host frame kept (default 16; a COMMAND
  *                         frame is 15). Longer frames are checked (CRC) and answered but not kept.
+ *   ECG_APP_TEXT          1: start in text mode (the Arduino IDE's Serial Plotter draws the samples;
+ *                         PROTOCOL.md, Text mode); COMMAND TEXT switches at run time. Default 0: frames.
  *   ECG_APP_WINDOW_WAIT_MS  with a model: how long a live window due for inference waits for a
  *                         REPLAY_WINDOW being assembled in the model input (default 1000 ms);
  *                         the unfinished replayed window is dropped after that. */
@@ -122,6 +124,7 @@ typedef struct {
     uint32_t rx_dropped_bytes, rx_crc_errors, rx_header_errors; /* the reader's counters */
     uint32_t errors_sent;    /* ERROR frames sent */
     uint32_t tx_frames;      /* frames sent */
+    uint32_t tx_lines;       /* text-mode lines sent */
     uint8_t source;          /* ECG_PROTO_SOURCE_* */
     uint8_t streaming;       /* SAMPLES frames on */
     uint8_t model_ready;     /* the model loaded */
@@ -129,6 +132,10 @@ typedef struct {
 
 /* Counters and state, for a device's console and for tests (main-loop context). */
 void ecg_app_get_stats(const ecg_app *app, ecg_app_stats *out);
+
+/* Text mode on (1: lines for the Arduino IDE's Serial Plotter, starting with a hello line) or off (0:
+ * frames), as COMMAND TEXT does; main-loop context (a sketch's button, a test). */
+void ecg_app_set_text(ecg_app *app, int on);
 
 #ifdef __cplusplus
 }

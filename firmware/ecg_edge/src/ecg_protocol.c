@@ -156,6 +156,8 @@ static int valid_command(const ecg_proto_command *m)
         return m->arg < ECG_PROTO_CMD_SOURCE_ARGS;
     case ECG_PROTO_CMD_STREAM:
         return m->arg < ECG_PROTO_CMD_STREAM_ARGS;
+    case ECG_PROTO_CMD_TEXT:
+        return m->arg < ECG_PROTO_CMD_TEXT_ARGS;
     default:
         return 0;
     }
