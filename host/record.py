@@ -10,7 +10,8 @@ Files (PATH given without extension):
   output reference vref / 2, the source's ADC bits; all overridable), units mV, sig_name = the lead
   (default II, the model's lead for `ecg-pipeline predict`). So `rdrecord(PATH).p_signal` is mV at the
   electrodes. Comments (`key: value`) give port, source kind, firmware INFO, start time, rate and
-  whether it was estimated, samples lost.
+  whether it was estimated, samples lost, and the link's counters (`link: frames=N frames_dropped=N
+  samples_lost=N crc_errors=N dropped_bytes=N bad_lines=N resets=N`, text input also `lines=N`).
 - PATH.ecg (`ANN_EXT`), read with `wfdb.rdann(PATH, "ecg")`:
   * lead-off: WFDB signal-quality annotations `~` (NOISE): subtype 0x11 (signal 0 noisy and
     unreadable) with aux_note `lead_off` at the first lead-off sample, subtype 0 with aux_note
@@ -335,6 +336,7 @@ def _comments(source: Any, args: Any, fs: float, adc: AD8232Config, start: dt.da
         f"adc: {adc.adc_bits} bits, gain {adc.gain:g} V/V, vref {adc.vref:g} V, 0 mV at {adc.offset_counts:g} counts",
         f"samples_lost: {rec.lost} (stored as invalid samples, NaN in p_signal; annotated 'lost N' in .{ANN_EXT})",
         f"lead_off_samples: {rec.lead_off_samples}",
+        "link: " + " ".join(f"{k}={v}" for k, v in source.stats.items()),
         f"annotations: .{ANN_EXT} (~ lead_off/lead_on; \" result ... at the window's last sample; \" lost N)",
     ] + ([f"beats: .{BEAT_EXT} ({BEAT_SYMBOL} at each beat the board detected: {len(rec.beats)})"] if getattr(source, "board_beats", False) else []) + (
         [f"label: {args.label}", f"patient: {args.patient or Path(args.out).name}"] if args.label else [])  # fmt: skip
