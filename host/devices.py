@@ -12,6 +12,12 @@ sources, with its serial link on a pseudo-terminal that any serial client opens 
   `wfi` idling keeps virtual time with the wall clock), UART0 on a QEMU pty; inference times in
   instructions.
 
+On a busy desktop nothing is lost silently: the sample timer catches up the ticks a descheduled device
+missed (timer_getoverrun), the firmware's ring holds 256 samples (about 1 s; the worst wake-up delay
+measured beside two CPU-bound processes and a memory toucher was 20 ms), the pty holds about 16.9 KB
+(some 20 s of the stream) for a reader that falls behind, and whatever is lost anyway shows as a jump
+of the SAMPLES counter equal to the firmware's `lost` counter (tests/test_live_load.py).
+
 The ADC reads the firmware's AD8232 signal model (`synthetic`) or a WFDB record converted here to
 ADC counts (resampled to the bundle's rate, `pipeline.signal.ad8232.mv_to_counts`). Builds are cached per
 bundle under `work` (default `$ECG_EDGE_CACHE` or `~/.cache/ecg-edge/devices`).

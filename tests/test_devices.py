@@ -504,7 +504,7 @@ def test_stream_on_again_loses_nothing(pool: Callable[[str], Device], kind: str)
 
 
 def test_lost_samples_leave_a_gap(demo_bundle: tuple[Path, Path], device_cache: Path) -> None:
-    """A main loop stalled longer than the ring (2 s) loses samples: the counter jumps by exactly the
+    """A main loop stalled longer than the ring (256 samples, about 1 s) loses samples: the counter jumps by exactly the
     number lost, the windows over the gap are LEAD_OFF (not classified), the next ones OK again."""
     dev = simulate(demo_bundle[1], work=device_cache, extra_args=("--stall", "2,2600"))
     samples: list[Samples] = []
