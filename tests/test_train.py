@@ -271,9 +271,10 @@ def test_threads_are_honoured(small, tmp_path, threads):
 
 
 def test_threads_default_and_policy_before_torch(monkeypatch):
-    """Without --threads: every core the process may use (a torchrun's ranks share them); the wait
-    policy is set before torch loads (importing pipeline.cli does not load it), a user's own wins."""
-    from pipeline.util.threads import available_cores, use_threads
+    """Without --threads: every core the process may use but one, at least 1 (a torchrun's ranks share
+    them); the wait policy is set before torch loads (importing pipeline.cli does not load it), a user's
+    own wins."""
+    from pipeline.util.threads import default_threads, use_threads
 
     probe = "import sys, pipeline.cli; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
@@ -282,10 +283,11 @@ def test_threads_default_and_policy_before_torch(monkeypatch):
     assert subprocess.run([sys.executable, "-c", mine], capture_output=True, text=True, env=env).stdout.strip().endswith("ACTIVE")
     before = torch.get_num_threads()
     try:
+        cores = len(os.sched_getaffinity(0))
         monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
-        assert use_threads(None) == available_cores() == len(os.sched_getaffinity(0))
-        monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * len(os.sched_getaffinity(0))))
-        assert available_cores() == 1
+        assert use_threads(None) == default_threads() == max(1, cores - 1)
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * cores))
+        assert default_threads() == 1
     finally:
         torch.set_num_threads(before)
 
