@@ -281,7 +281,7 @@ class WfdbRecording:
     def salvage(self, fs: float, adc: AD8232Config, comments: Callable[[], list[str]], start: dt.datetime) -> str | None:
         """After a failed write: the whole samples that reached PATH.dat become the record (the file cut
         to them, the counters recounted, header and annotations rewritten). Returns why the header could
-        not be rewritten (then the last one stays: `on_disk` samples), None when it was."""
+        not be rewritten (then the last one stays, and the record is its `on_disk` samples), None when it was."""
         dat = Path(f"{self.path}.dat")
         if self._dat is not None:
             self._dat.close()
@@ -298,6 +298,8 @@ class WfdbRecording:
         try:
             self.flush(fs, adc, comments(), start)
         except RecordWriteError as exc:
+            self.n = self.on_disk
+            self._recount()
             return str(exc)
         return None
 
@@ -496,8 +498,7 @@ def record(args: Any, *, out: TextIO | None = None, err: TextIO | None = None) -
         if write_error is not None:
             stale = rec.salvage(fs, adc, lambda: _comments(source, args, fs, adc, start, rec), start)
             if stale is not None:
-                error += f"; then {stale}: the header on disk describes the first {rec.on_disk} samples"
-                rec.n = rec.on_disk
+                error = f"{write_error}; then {stale}: the header on disk describes the first {rec.on_disk} samples"
             if rec.n == 0:
                 print(f"nothing could be written: no record at {rec.path}", file=out)
                 print(f"error: {error}", file=err)
