@@ -236,10 +236,12 @@ class Device:
     def counters(self) -> dict[str, int]:
         """The firmware's latest counters ("device: counters ..."): simulate prints them when it stops
         (after close()), emulate every REPORT_S seconds."""
-        for line in reversed(self._console):
-            if line.startswith("device: counters"):
-                return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
-        return {}
+        history = self.counter_history()
+        return history[-1] if history else {}
+
+    def counter_history(self) -> list[dict[str, int]]:
+        """Every counters line the firmware printed so far (of the console's last CONSOLE_LINES), oldest first."""
+        return [{k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)} for line in self._console if line.startswith("device: counters")]
 
     def check(self) -> None:
         """Raise DeviceError (with the console's end) when the device is no longer running."""

@@ -27,7 +27,7 @@ import pytest
 import wfdb
 
 from conftest import REPO, require_m4_toolchain, shared_root
-from host.devices import Device, emulate, simulate
+from host.devices import emulate, simulate
 from load import Load, busy_machine
 
 pytestmark = [pytest.mark.slow, pytest.mark.load]
@@ -60,11 +60,6 @@ def _numbers(text: str) -> dict[str, int]:
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", text)}
 
 
-def _snapshots(dev: Device) -> list[dict[str, int]]:
-    """Every counters line the device printed so far, in order."""
-    return [_numbers(line) for line in dev.console().splitlines() if line.startswith("device: counters")]
-
-
 def test_simulate_under_load(demo_bundle: tuple[Path, Path], device_cache: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     out = tmp_path / "busy_sim"
     with simulate(demo_bundle[1], work=device_cache) as dev:
@@ -95,10 +90,10 @@ def test_emulate_under_load(demo_bundle: tuple[Path, Path], device_cache: Path, 
         first = int(c["first_sample"].split()[0])
         end = first + SECONDS * RATE
         deadline = time.monotonic() + 20
-        while not any(s["samples"] >= end for s in _snapshots(dev)):  # the first count after the recording
+        while not any(s["samples"] >= end for s in dev.counter_history()):  # the first count after the recording
             assert time.monotonic() < deadline, f"no counters past sample {end}:\n{dev.console()[-1000:]}"
             time.sleep(0.2)
-        snaps = _snapshots(dev)
+        snaps = dev.counter_history()
     assert load_cpu >= MIN_LOAD_CPU_S, f"the load got only {load_cpu:.0f} CPU s: not a busy machine"
     start = {"lost": 0, "tx_dropped_bytes": 0}  # the counters start at 0: no line yet before the recording began
     before = ([s for s in snaps if s["samples"] <= first] or [start])[-1]
