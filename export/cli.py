@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from pipeline.util.console import DISCLAIMER, run
+from pipeline.util.threads import prepare_openmp
 from pipeline.data.dataset import load_dataset, write_json_atomic
 from pipeline.data.labels import LABELS
 from pipeline.signal.spec import DEFAULT_SPEC
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    prepare_openmp()  # before torch loads (the imports below and build_parser)
     from pipeline.models.checkpoint import CheckpointError
 
     from .onnx_export import ExportError

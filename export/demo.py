@@ -26,6 +26,9 @@ def demo_paths(out: Path) -> dict[str, Path]:
 # A few epochs on synthetic data: the default recipe's weight average (EMA 0.99) would still sit near the
 # initial weights, so the demo trains plainly.
 SHORT_RUN = ["--lr", "1e-3", "--weight-decay", "0", "--ema", "0"]
+# torch's sums depend on its thread count: the demo trains with a fixed one, so that its figures (and the
+# tests' demo bundle, whose int8 parity a flipped window fails) repeat on any machine, busy or not.
+DEMO_THREADS = 2
 
 
 def export_steps(out: Path, epochs: int, patients: int, progress: bool) -> None:
@@ -41,8 +44,9 @@ def export_steps(out: Path, epochs: int, patients: int, progress: bool) -> None:
     steps = [
         ["demo", "--out-dir", str(out), "--patients-per-class", str(patients), *quiet],
         ["train", "--data", str(data), "--out-dir", str(run), "--model", "mcu", "--epochs", str(epochs), "--patience", "0",
-         "--augment", "--balanced-sampler", "--scheduler", "cosine", *SHORT_RUN, *quiet],
-        ["evaluate", "--checkpoint", str(run / "checkpoint.pt"), "--data", str(data), "--out-dir", str(paths["metrics"].parent), "--bootstrap", "200"],
+         "--augment", "--balanced-sampler", "--scheduler", "cosine", "--threads", str(DEMO_THREADS), *SHORT_RUN, *quiet],
+        ["evaluate", "--checkpoint", str(run / "checkpoint.pt"), "--data", str(data), "--out-dir", str(paths["metrics"].parent), "--bootstrap", "200",
+         "--threads", str(DEMO_THREADS)],
     ]  # fmt: skip
     for argv in steps:
         if pipeline_main(argv) != 0:

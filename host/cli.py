@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from pipeline.util.console import DISCLAIMER, run
+from pipeline.util.threads import prepare_openmp
 
 from .ports import add_ports_command
 
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    prepare_openmp()  # before torch loads (demo and parity train and run models)
     from .link import LinkError
 
     return run(build_parser(), argv, (OSError, ValueError, LinkError))

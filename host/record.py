@@ -10,7 +10,8 @@ Files (PATH given without extension):
   output reference vref / 2, the source's ADC bits; all overridable), units mV, sig_name = the lead
   (default II, the model's lead for `ecg-pipeline predict`). So `rdrecord(PATH).p_signal` is mV at the
   electrodes. Comments (`key: value`) give port, source kind, firmware INFO, start time, rate and
-  whether it was estimated, samples lost.
+  whether it was estimated, samples lost, and the link's counters (`link: frames=N frames_dropped=N
+  samples_lost=N crc_errors=N dropped_bytes=N bad_lines=N resets=N`, text input also `lines=N`).
 - PATH.ecg (`ANN_EXT`), read with `wfdb.rdann(PATH, "ecg")`:
   * lead-off: WFDB signal-quality annotations `~` (NOISE): subtype 0x11 (signal 0 noisy and
     unreadable) with aux_note `lead_off` at the first lead-off sample, subtype 0 with aux_note
@@ -29,6 +30,10 @@ Files (PATH given without extension):
 
 The header and the annotations are rewritten atomically (temp file + rename) about once a second, after
 the samples they describe are in PATH.dat, so that even a killed process leaves a readable record.
+PATH.dat is written unbuffered, so the bytes that reached it are known: when a write fails (a full disk,
+a file that cannot be written) the recording stops with an error naming the file, PATH.dat is cut to its
+whole samples and the header rewritten for them; if even that fails, the last header stays, describing
+the samples written before it.
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ import signal
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable, Iterator, TextIO
 
 import numpy as np
 
@@ -63,6 +69,19 @@ READ_S = 0.25
 
 class RecordingError(ValueError):
     """A recording that cannot be started (existing files, bad settings)."""
+
+
+class RecordWriteError(RuntimeError):
+    """A file of the recording could not be written (a full disk, no permission); the message names it."""
+
+
+@contextmanager
+def _writing(path: str | Path) -> Iterator[None]:
+    """An OSError inside the block becomes a RecordWriteError naming `path`."""
+    try:
+        yield
+    except OSError as exc:
+        raise RecordWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def adc_config(adc_bits: int, gain: float | None = None, vref: float | None = None) -> AD8232Config:
@@ -111,6 +130,8 @@ class WfdbRecording:
     _origin: int | None = None  # source sample index of record sample 0
     _next: int | None = None  # source sample index expected next
     _off_open: bool = False
+    _dat_bytes: int = 0  # bytes that reached PATH.dat
+    on_disk: int = 0  # samples the header on disk describes
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -129,16 +150,28 @@ class WfdbRecording:
         return self._origin
 
     # ---- data
+    def _open_dat(self) -> BinaryIO:
+        """PATH.dat, unbuffered: a write returns how many bytes reached the file."""
+        return open(f"{self.path}.dat", "wb", buffering=0)
+
     def _write(self, digital: np.ndarray) -> None:
-        if self._dat is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            for p in record_files(self.path):  # only there with --force
-                p.unlink(missing_ok=True)
-            self._dat = open(f"{self.path}.dat", "wb")
-        d = np.asarray(digital, dtype="<i2")
+        dat = f"{self.path}.dat"
+        with _writing(dat):
+            if self._dat is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                for p in record_files(self.path):  # only there with --force
+                    p.unlink(missing_ok=True)
+                self._dat = self._open_dat()
+            d = np.asarray(digital, dtype="<i2")
+            view = memoryview(d.tobytes())
+            while view:
+                k = self._dat.write(view)
+                if not k:
+                    raise OSError(f"wrote nothing of {len(view)} bytes")
+                self._dat_bytes += k
+                view = view[k:]
         if self.n == 0 and d.size:
             self._first_value = int(d[0])
-        self._dat.write(d.tobytes())
         self._checksum = (self._checksum + int(d.astype(np.int64).sum())) % 65536
         self.n += d.size
 
@@ -234,15 +267,56 @@ class WfdbRecording:
         return "\n".join(lines + [f"# {c}" for c in comments]) + "\n"
 
     def flush(self, fs: float, adc: AD8232Config, comments: list[str], start: dt.datetime) -> None:
-        """Samples to the file first, then header and annotations, each replaced atomically."""
-        if self._dat is None or self.n == 0:
+        """Header and annotations of the samples in PATH.dat (written unbuffered), each replaced atomically."""
+        if self.n == 0:
             return
-        self._dat.flush()
-        write_text_atomic(f"{self.path}.hea", self.header_text(fs, adc, comments, start))
+        with _writing(f"{self.path}.hea"):
+            write_text_atomic(f"{self.path}.hea", self.header_text(fs, adc, comments, start))
+        self.on_disk = self.n
         anns = sorted((a for a in self.annotations if a.sample < self.n), key=lambda a: a.sample)
         self._write_annotation_file(ANN_EXT, anns, fs)
-        beats = np.unique(np.asarray(self.beats, dtype=np.int64))
+        beats = np.unique(np.asarray([b for b in self.beats if b < self.n], dtype=np.int64))
         self._write_annotation_file(BEAT_EXT, [Annotation(int(b), BEAT_SYMBOL, 0, "") for b in beats], fs)
+
+    def salvage(self, fs: float, adc: AD8232Config, comments: Callable[[], list[str]], start: dt.datetime) -> str | None:
+        """After a failed write: the whole samples that reached PATH.dat become the record (the file cut
+        to them, the counters recounted, header and annotations rewritten). Returns why the header could
+        not be rewritten (then the last one stays, and the record is its `on_disk` samples), None when it was."""
+        dat = Path(f"{self.path}.dat")
+        if self._dat is not None:
+            self._dat.close()
+            self._dat = None
+        self.n = self._dat_bytes // 2  # a block cut short keeps its whole samples that got there
+        self._recount()
+        if self.n == 0:
+            return None
+        with _writing(dat):
+            os.truncate(dat, self.n * 2)  # a sample cut in half goes; truncating needs no space
+            kept = np.fromfile(dat, dtype="<i2")
+        self._first_value = int(kept[0])
+        self._checksum = int(kept.astype(np.int64).sum()) % 65536
+        try:
+            self.flush(fs, adc, comments(), start)
+        except RecordWriteError as exc:
+            self.n = self.on_disk
+            self._recount()
+            return str(exc)
+        return None
+
+    def _recount(self) -> None:
+        """`lost`, `lead_off_samples`, `results` and `beats` of the first `n` samples, from their annotations."""
+        self.annotations = [a for a in self.annotations if a.sample < self.n]
+        self.beats = [b for b in self.beats if b < self.n]
+        self.results = sum(a.aux.startswith("result ") for a in self.annotations)
+        self.lost = sum(min(int(a.aux.split()[1]), self.n - a.sample) for a in self.annotations if a.aux.startswith("lost "))
+        off = 0
+        since: int | None = None
+        for a in sorted(self.annotations, key=lambda a: a.sample):
+            if a.aux == "lead_off":
+                since = a.sample
+            elif a.aux == "lead_on" and since is not None:
+                off, since = off + a.sample - since, None
+        self.lead_off_samples = off + (self.n - since if since is not None else 0)
 
     def _write_annotation_file(self, ext: str, anns: list[Annotation], fs: float) -> None:
         """PATH.`ext` replaced atomically by `anns` (sorted by sample); removed when there are none."""
@@ -256,10 +330,11 @@ class WfdbRecording:
         tmp = self.path.parent / f"{tmp_name}.{ext}"
         aux = [a.aux for a in anns] if any(a.aux for a in anns) else None
         try:
-            wfdb.wrann(tmp_name, ext, np.array([a.sample for a in anns]), symbol=[a.symbol for a in anns],
-                       subtype=np.array([a.subtype for a in anns]), aux_note=aux, fs=fs,
-                       write_dir=str(self.path.parent))  # fmt: skip
-            os.replace(tmp, target)
+            with _writing(target):
+                wfdb.wrann(tmp_name, ext, np.array([a.sample for a in anns]), symbol=[a.symbol for a in anns],
+                           subtype=np.array([a.subtype for a in anns]), aux_note=aux, fs=fs,
+                           write_dir=str(self.path.parent))  # fmt: skip
+                os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -335,6 +410,7 @@ def _comments(source: Any, args: Any, fs: float, adc: AD8232Config, start: dt.da
         f"adc: {adc.adc_bits} bits, gain {adc.gain:g} V/V, vref {adc.vref:g} V, 0 mV at {adc.offset_counts:g} counts",
         f"samples_lost: {rec.lost} (stored as invalid samples, NaN in p_signal; annotated 'lost N' in .{ANN_EXT})",
         f"lead_off_samples: {rec.lead_off_samples}",
+        "link: " + " ".join(f"{k}={v}" for k, v in source.stats.items()),
         f"annotations: .{ANN_EXT} (~ lead_off/lead_on; \" result ... at the window's last sample; \" lost N)",
     ] + ([f"beats: .{BEAT_EXT} ({BEAT_SYMBOL} at each beat the board detected: {len(rec.beats)})"] if getattr(source, "board_beats", False) else []) + (
         [f"label: {args.label}", f"patient: {args.patient or Path(args.out).name}"] if args.label else [])  # fmt: skip
@@ -344,9 +420,11 @@ def _record_rate(source: Any) -> float:
     return float(round(source.rate_hz)) if getattr(source, "rate_estimated", False) else float(source.rate_hz)
 
 
-def record(args: Any, *, out=sys.stdout, err=sys.stderr) -> int:
-    """Run `ecg-host record` with parsed arguments; the exit status."""
+def record(args: Any, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run `ecg-host record` with parsed arguments; the exit status. `out`, `err`: default sys.stdout, sys.stderr."""
     from .sources import SourceError, open_source
+
+    out, err = out or sys.stdout, err or sys.stderr
 
     if args.seconds < 0:
         raise RecordingError(f"--seconds {args.seconds}: must be >= 0 (0: until Ctrl-C)")
@@ -364,6 +442,7 @@ def record(args: Any, *, out=sys.stdout, err=sys.stderr) -> int:
         signal.signal(signal.SIGTERM, old_term)
     start = dt.datetime.now().astimezone()
     error: str | None = None
+    write_error: str | None = None  # a file of the record could not be written: what it holds is kept
     with source, _Stop() as stop:
         print(f"recording {source.kind} input from {source.port} to {rec.path}.hea/.dat"
               + (f" for {args.seconds:g} s" if args.seconds else " until Ctrl-C"), file=out, flush=True)  # fmt: skip
@@ -400,19 +479,35 @@ def record(args: Any, *, out=sys.stdout, err=sys.stderr) -> int:
                     break
         except SourceError as exc:
             error = str(exc)
+        except RecordWriteError as exc:
+            error = write_error = str(exc)
         if tty:
             print(file=err)
         fs, adc = settings()
-        if rec.n == 0:
+        if rec.n == 0 and write_error is None:
             rec.discard()
             print(f"no samples received from {source.port}: no record written", file=out)
             if error:
                 print(f"error: {error}", file=err)
             return 1 if error else 0
-        rec.flush(fs, adc, _comments(source, args, fs, adc, start, rec), start)
+        if write_error is None:
+            try:
+                rec.flush(fs, adc, _comments(source, args, fs, adc, start, rec), start)
+            except RecordWriteError as exc:
+                error = write_error = str(exc)
+        if write_error is not None:
+            stale = rec.salvage(fs, adc, lambda: _comments(source, args, fs, adc, start, rec), start)
+            if stale is not None:
+                error = f"{write_error}; then {stale}: the header on disk describes the first {rec.on_disk} samples"
+            if rec.n == 0:
+                print(f"nothing could be written: no record at {rec.path}", file=out)
+                print(f"error: {error}", file=err)
+                return 1
         rec.close()
     why = {None: "", signal.SIGINT: " (interrupted)", signal.SIGTERM: " (terminated)"}.get(stop.signal, "")
-    if error:
+    if write_error is not None:
+        why = " (writing failed)"
+    elif error:
         why = " (the source failed)"
     print(f"kept {rec.n / fs:.2f} s{why}: {rec.n} samples at {fs:g} Hz in {rec.path}.hea/.dat; "
           f"{rec.lead_off_samples} lead-off samples, {rec.lost} samples lost, {rec.results} device results"

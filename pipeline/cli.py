@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 
 from pipeline.sources.build import SOURCES, BuildConfig, BuildError, build, ptbxl_dirs_plan
 from pipeline.util.console import DISCLAIMER, run
+from pipeline.util.threads import prepare_openmp
 from pipeline.data.dataset import DatasetError, load_dataset, write_json_atomic
 from pipeline.data.records import ALL_LEADS, RecordError
 from pipeline.data.summary import plot_examples, print_summary
@@ -400,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    prepare_openmp()  # before torch loads (the imports below and build_parser)
     from pipeline.models.checkpoint import CheckpointError
 
     from pipeline.training.recipe import RecipeError

@@ -12,6 +12,7 @@ from pipeline.models.checkpoint import load_checkpoint
 from pipeline.data.dataset import load_dataset, write_json_atomic
 from pipeline.inference.classifiers import Classifier, Single, TwoStage
 from pipeline.training.train import TrainConfig, train
+from pipeline.util.threads import add_threads_option, use_threads
 
 AddFn = Callable[..., argparse.ArgumentParser]
 SUBGROUPS_PRINTED = 15  # per label; metrics.json holds them all
@@ -36,12 +37,14 @@ def _config(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    use_threads(args.threads)
     path = train(_config(args), args.data, args.out_dir, resume=args.resume, progress=not args.no_progress)
     print(f"best checkpoint: {path}")
     return 0
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
+    use_threads(args.threads)
     path = train(_config(args), args.data, args.out_dir, teacher=args.teacher, resume=args.resume, progress=not args.no_progress)
     print(f"best student checkpoint: {path}")
     return 0
@@ -58,6 +61,7 @@ def classifier_from_args(args: argparse.Namespace) -> Classifier:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pipeline.evaluation.evaluate import evaluate
 
+    use_threads(args.threads)
     report = evaluate(
         classifier_from_args(args), load_dataset(args.data), Path(args.out_dir), args.split, args.bootstrap, args.seed, quality=not args.no_quality,
         input_lead=args.lead, partial_labels=args.partial_labels, subgroups=args.subgroups, record_level=args.record_level,
@@ -109,6 +113,7 @@ def print_source_classes(report: dict) -> None:
 def cmd_learning_curve(args: argparse.Namespace) -> int:
     from pipeline.training.learning_curve import CURVE_FILE, CURVE_PLOT, learning_curve
 
+    use_threads(args.threads)
     r = learning_curve(_config(args), args.data, args.eval_data or args.data, args.out_dir, args.fractions, args.eval_lead,
                        args.predict_at, args.bootstrap, progress=not args.no_progress)  # fmt: skip
     for p in r["points"]:
@@ -210,6 +215,7 @@ def _train_options(p: argparse.ArgumentParser, teacher: bool) -> None:
                    help="fine-tune: start from this checkpoint's weights (same model, labels, preprocessing and lead count), "
                         "e.g. a PTB-XL model on your own recordings (prepare recordings)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt")
+    add_threads_option(p)
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -263,6 +269,7 @@ def add_model_commands(add: AddFn) -> None:
                    help="also per record: the mean window probability over all its windows (short recordings, e.g. CinC 2017)")
     p.add_argument("--partial-labels", action="store_true",
                    help="external checks: the split may lack some labels (e.g. MIT-BIH: NORMAL and ARRHYTHMIA only); recall of those present")  # fmt: skip
+    add_threads_option(p)
 
     p = add("predict", cmd_predict, "label every window of a CSV, NPY or WFDB signal")
     _classifier_options(p)

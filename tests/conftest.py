@@ -10,6 +10,10 @@ import numpy as np
 import pytest
 import wfdb
 
+from pipeline.util.threads import prepare_openmp
+
+prepare_openmp()  # before a test module loads torch: the two pytest-xdist workers' OpenMP threads sleep while they wait
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_ENV = "ECG_EDGE_SHARED_DATA"
 

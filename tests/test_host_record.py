@@ -11,7 +11,9 @@ pipeline read back; without the capability there is no such file.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import signal
 import subprocess
@@ -19,7 +21,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -329,3 +331,68 @@ def test_board_beats_wait_for_their_samples(tmp_path: Path) -> None:
     assert rec.beats_outside == 3
     ann = wfdb.rdann(str(tmp_path / "b"), BEAT_EXT)
     assert ann.sample.tolist() == [20, 60] and ann.symbol == ["N", "N"]
+
+
+class _FillingFile:
+    """A raw file on a disk that fills up after `room` bytes: a write takes what fits, then ENOSPC."""
+
+    def __init__(self, real: Any, room: int, full: list[bool]) -> None:
+        self.real, self.room, self.full = real, room, full
+
+    def write(self, data: bytes) -> int:
+        if self.room <= 0:
+            self.full[0] = True
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        k = self.real.write(bytes(data[: self.room]))
+        self.room -= k
+        return k
+
+    def close(self) -> None:
+        self.real.close()
+
+
+@pytest.mark.parametrize("what", ["file", "disk"])
+def test_write_failure_keeps_a_readable_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], what: str) -> None:
+    """PATH.dat stops taking bytes 1501 bytes in (half a sample over 750): the recording ends with an error
+    naming PATH.dat, and what was written stays a record wfdb reads. `file`: only PATH.dat fails, so the
+    header is rewritten for the 750 whole samples (the half one cut off). `disk`: the disk is full, so
+    the header cannot be rewritten either and the last one written (about a second earlier) stays:
+    the record is as long as that header says, its samples the sketch's."""
+    import host.record as record_module
+    from host.cli import main as host_main
+
+    out = tmp_path / "full01"
+    room = 1501
+    full = [False]
+    headers: list[int] = []  # the sample count of every header that reached the disk
+    real_open_dat = WfdbRecording._open_dat
+    monkeypatch.setattr(WfdbRecording, "_open_dat", lambda self: _FillingFile(real_open_dat(self), room, full))
+    real_header = record_module.write_text_atomic
+
+    def header(path: str | Path, text: str) -> Path:
+        if what == "disk" and full[0]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written = real_header(path, text)
+        headers.append(int(text.split()[3]))
+        return written
+
+    monkeypatch.setattr(record_module, "write_text_atomic", header)
+    lead_off = (2, 1)
+    with TextDevice(rate=RATE, seed=4, lead_off=lead_off, adc_bits=10) as dev:
+        code = host_main(["record", "--port", dev.port, "--out", str(out), "--seconds", "20", "--text", "--rate", str(RATE)])
+    stdout, stderr = capsys.readouterr()
+    assert code == 1 and f"cannot write {out}.dat: No space left on device" in stderr, (stdout, stderr)
+    n = _kept_samples(stdout)
+    rec = wfdb.rdrecord(str(out))
+    assert rec.sig_len == n == headers[-1] and n > 0
+    if what == "file":
+        assert n == room // 2 and (out.parent / f"{out.name}.dat").stat().st_size == 2 * n
+    else:
+        assert n <= room // 2 and f"the header on disk describes the first {n} samples" in stderr, stderr
+    counts = np.fromfile(f"{out}.dat", dtype="<i2").astype(np.int64)[:n]
+    known, known_off = TextSignal(RATE, 72, 4, lead_off, 10).next(n + 40 * RATE)
+    s = next(i for i in range(known.size - n + 1) if np.array_equal(known[i : i + 50], counts[:50]))
+    assert np.array_equal(counts, known[s : s + n]) and not np.isnan(rec.p_signal).any()
+    offs = [(a, b) for a, b in _lead_off_annotations(out)]
+    assert offs and all(a < n and (b is None or b < n) for a, b in offs)
+    assert not list(tmp_path.glob(".*tmp*")) and not list(tmp_path.glob("*_tmp*")), list(tmp_path.iterdir())

@@ -254,3 +254,49 @@ def test_predict_reads_wfdb_and_npy(trained, tmp_path):
     np.save(tmp_path / "x.npy", sig[:, 1])
     assert main(["predict", "--checkpoint", str(trained / "checkpoint.pt"), "--input", str(tmp_path / "x.npy"), "--input-rate", "500", "--out", str(out)]) == 0
     assert [w["label"] for w in json.loads(out.read_text())["windows"]] == [w["label"] for w in result["windows"]]
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_threads_are_honoured(small, tmp_path, threads):
+    """`train --threads N`: torch computes with N threads in the training process (history.json says how
+    many it had), more than the cores too; the console script makes waiting OpenMP threads sleep."""
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = ("import os, sys; from pipeline.cli import main; code = main(sys.argv[1:]); "
+            "assert os.environ['OMP_WAIT_POLICY'] == 'PASSIVE', os.environ.get('OMP_WAIT_POLICY'); sys.exit(code)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code, "train", "--data", str(small), "--out-dir", str(out), "--lead", "II", "--threads", str(threads),
+                           *TINY[:-5], "--epochs", "1", "--patience", "0", "--no-progress"], capture_output=True, text=True, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert [h["threads"] for h in json.loads((out / "history.json").read_text())] == [threads]
+
+
+def test_threads_default_and_policy_before_torch(monkeypatch):
+    """Without --threads: every core the process may use but one, at least 1 (a torchrun's ranks share
+    them); the wait policy is set before torch loads (importing pipeline.cli does not load it), a user's
+    own wins."""
+    from pipeline.util.threads import default_threads, use_threads
+
+    probe = "import sys, pipeline.cli; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
+    mine = "import os; from pipeline.cli import main; main(['models']); print(os.environ['OMP_WAIT_POLICY'])"
+    env = {**os.environ, "OMP_WAIT_POLICY": "ACTIVE"}
+    assert subprocess.run([sys.executable, "-c", mine], capture_output=True, text=True, env=env).stdout.strip().endswith("ACTIVE")
+    before = torch.get_num_threads()
+    try:
+        cores = len(os.sched_getaffinity(0))
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+        assert use_threads(None) == default_threads() == max(1, cores - 1)
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * cores))
+        assert default_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_bad_threads_are_refused(small, tmp_path, capsys, command, value):
+    what = ["--out-dir", str(tmp_path)] + (["--checkpoint", str(tmp_path / "none.pt")] if command == "evaluate" else [])
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--data", str(small), *what, "--threads", value])
+    assert exc.value.code == 2
+    assert f"argument --threads: a whole number of threads >= 1, not '{value}'" in capsys.readouterr().err

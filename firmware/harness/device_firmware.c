@@ -19,7 +19,7 @@
  *               for ever on the M4) and print the counters
  * --report      also print the counters every S seconds of samples (QEMU ends without a last word)
  * --stall       after AT_S seconds of samples the main loop stops for MS milliseconds, once: a board
- *               too slow for a moment (more than the ring's 2 s loses samples; tests use it)
+ *               too slow for a moment (longer than the ring, 256 samples or about 1 s, loses samples; tests use it)
  * --busy-after-rx  the main loop stays busy MS milliseconds after handing bytes to the app (an
  *               inference in the middle of a read on a slow board: the app must not take that for an
  *               idle line; tests use it)

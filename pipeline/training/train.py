@@ -521,7 +521,8 @@ class Trainer:
             train_loss = self._train_epoch(epoch)
             stop = False
             if self.info.main:
-                row = {"epoch": epoch, "train_loss": train_loss, **self._validate(), "lr": self.opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+                row = {"epoch": epoch, "train_loss": train_loss, **self._validate(), "lr": self.opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
+                       "threads": torch.get_num_threads()}
                 st.history.append(row)
                 st.epoch = epoch
                 if row["val_balanced_accuracy"] > st.best:

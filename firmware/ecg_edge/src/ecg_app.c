@@ -571,8 +571,10 @@ static void on_command(ecg_app *app, const ecg_proto_frame *f, uint16_t crc)
         set_source(app, (uint8_t)c.arg);
         break;
     case ECG_PROTO_CMD_STREAM:
+        /* The batch in progress goes out first: STREAM 1 while streaming (a new client's first
+         * command) must not drop the samples batched so far, which no counter would show. */
+        send_batch(app);
         app->streaming = (uint8_t)c.arg;
-        app->batch_n = 0;
         break;
     default: /* GET_INFO */
         break;
