@@ -39,7 +39,7 @@ ESTIMATE_EVERY_S = 1.0  # text: refine the estimate this often
 ESTIMATE_POINTS = 400  # text: arrival points kept for the estimate (decimated beyond)
 COMMON_RATES = (100.0, 125.0, 128.0, 200.0, 250.0, 256.0, 360.0, 500.0, 512.0, 1000.0)
 SNAP_TOLERANCE = 0.01  # an estimate within 1 % of a common rate is taken as that rate
-MAX_LINE = 32  # bytes; a longer "line" is not one ADC value
+MAX_LINE = 128  # bytes; a longer "line" is neither an ADC value nor a text-mode line of this firmware
 WAIT_SLICE_S = 0.05
 
 

@@ -87,9 +87,12 @@ def arduino_builder(ino: Path, build: Path, sketch_flags: str = "") -> subproces
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
-def _uno_build(bundle: Path, root: Path, sketch_flags: str = "") -> tuple[Path, str]:
+def _uno_build(bundle: Path, root: Path, sketch_flags: str = "", app_config: str = "") -> tuple[Path, str]:
+    """`app_config`: the text of src/ecg_app_config.h (the Arduino IDE user's settings for the core)."""
     ino = _sketch_copy(root)
     generate_firmware(bundle, ino.parent / "src" / "generated")
+    if app_config:
+        (ino.parent / "src" / "ecg_app_config.h").write_text(app_config)
     proc = arduino_builder(ino, root / "build", sketch_flags)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
@@ -108,6 +111,7 @@ def test_uno_build_fits(uno_build):
     ram = re.search(r"Global variables use (\d+) bytes", out)
     assert flash and ram, out[-3000:]
     assert int(flash.group(1)) <= FLASH_MAX, out[-3000:]
+    print(f"Uno: {flash.group(0)}, {ram.group(0)}")
     # Static RAM must leave the stack its room; test_uno_under_simavr measures the stack itself.
     assert int(ram.group(1)) <= RAM_MAX - 256, out[-3000:]
     assert elf.is_file()
@@ -341,3 +345,26 @@ def test_uno_signal_model_source_under_simavr(avr_toolchain, uno_sim, demo_bundl
     assert max(values) - median >= 150
     assert 2 <= len(peaks) <= 5, peaks
     assert min_sp - _bss_end(elf) >= STACK_MARGIN
+
+
+def test_uno_text_mode_for_the_serial_plotter(avr_toolchain, uno_sim, demo_bundle, tmp_path):
+    """Built with ECG_APP_TEXT 1 (src/ecg_app_config.h, as an IDE user sets it) the Uno starts with a hello line (no INFO frame) and prints one
+    `ecg:<counts>,lead_off:<0|1>` line per sample (no heart rate without the model); COMMAND TEXT 0
+    is ACKed and brings the frames back. What the Arduino IDE's Serial Monitor and Plotter show."""
+    elf, out = _uno_build(demo_bundle[1], tmp_path, app_config="#define ECG_APP_TEXT 1\n")
+    frames_again = Encoder(seq=9).encode(Command(CommandCode.TEXT, 0))
+    data, min_sp = _simulate(uno_sim, elf, tmp_path, 1.3, 2500, "0.5:lo+=1", "0.7:lo+=0", "1.0:rx=" + frames_again.hex())
+    text, _, rest = data.partition(b"\xa5\x5a")  # up to the first frame (the ACK)
+    lines = text.decode("ascii").split("\r\n")
+    assert lines[0].startswith("ecg-edge: ") and "text mode, 250 Hz, 10-bit ADC" in lines[0] and "not a medical device" in lines[0]
+    samples = [ln for ln in lines[1:] if ln]
+    assert all(re.fullmatch(r"ecg:511,lead_off:[01]", ln) for ln in samples[:-1]), samples[:5]
+    assert abs(len(samples) - 250) <= 15  # 1.0 s at 250 Hz, less what is still in the ring
+    flagged = [i for i, ln in enumerate(samples) if ln.endswith("lead_off:1")]
+    assert abs(len(flagged) - 50) <= 1 and flagged == list(range(flagged[0], flagged[0] + len(flagged)))
+    messages = [decode_message(f) for f in Reader().feed(b"\xa5\x5a" + rest)]
+    assert isinstance(messages[0], Ack) and messages[0].seq == 9
+    assert any(isinstance(m, Samples) for m in messages[1:])
+    assert min_sp - _bss_end(elf) >= STACK_MARGIN
+    ram = re.search(r"Global variables use (\d+) bytes", out)
+    print(f"Uno with ECG_APP_TEXT 1: {ram.group(0) if ram else out[-500:]}")

@@ -25,6 +25,10 @@
 // not fit the board's RAM (a SAMD21's 32 KB with today's students) the build stops with the numbers
 // and the ways out; samples-only there: a file src/ecg_app_config.h holding #define ECG_APP_NO_MODEL 1.
 // Serial port: the native USB port (ECG_SERIAL below): on the Arduino Zero its "Native USB" port.
+// The Arduino IDE's Serial Monitor and Plotter: the board speaks binary frames (ecg-host reads them).
+// For the Serial Plotter put #define ECG_APP_TEXT 1 in src/ecg_app_config.h, or run
+// `ecg-host plotter --port <port>` on a running board: then it prints ecg:<counts>,hr:<bpm>,lead_off:<0|1>
+// per sample and a line per result (firmware/PROTOCOL.md, Text mode).
 //
 // Boards with a 250 Hz sample timer here: ESP32 family (Arduino-ESP32 1.x/2.x and 3.x timer APIs),
 // mbed cores (Nano 33 BLE / nRF52840, Nano RP2040 Connect), AVR (Timer1), SAMD21 (TC3),
