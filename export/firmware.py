@@ -105,7 +105,7 @@ def generate_firmware(bundle: Path, out: Path) -> dict[str, Any]:
             "native": {"arena_bytes": native.arena_bytes, "blob_bytes": len(native.blob), "macs": native.macs, "ops": native.ops},
             "tflm_arena_bytes": int(manifest["budget"]["arena_bytes"]),
             "ram": {"arena": ram.arena, "app_state": ram.app_state, "model_tables": ram.model_tables, "model_ram_bytes": ram.total,
-                    "model_ram_bytes_tflm": ram.total_tflm},  # fmt: skip
+                    "model_ram_bytes_tflm": ram.total_tflm, "beats": ram.beats},  # fmt: skip
             "files": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(tmp.iterdir())},
         }
         write_json_atomic(tmp / "generated.json", info)

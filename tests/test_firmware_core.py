@@ -64,11 +64,11 @@ def test_sketch_stops_without_generated_sources(tmp_path):
     assert proc.returncode != 0 and "ecg-export firmware --bundle" in proc.stderr
 
 
-def _compile_app(gen, tmp_path, *defines: str) -> subprocess.CompletedProcess[str]:
-    """ecg_app.c compiled on the host as the sketch's core is, with defines that pretend a board."""
+def _compile_app(gen, tmp_path, *defines: str, source: str = "ecg_app.c") -> subprocess.CompletedProcess[str]:
+    """ecg_app.c (or another core file) compiled on the host as the sketch's core is, with defines that pretend a board."""
     src = FIRMWARE_DIR / "ecg_edge" / "src"
     cmd = ["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c", f"-I{src}", f"-I{src / 'nn'}", f"-I{gen}", *defines,
-           str(src / "ecg_app.c"), "-o", str(tmp_path / "app.o")]  # fmt: skip
+           str(src / source), "-o", str(tmp_path / "app.o")]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "LC_ALL": "C"})
 
 
@@ -99,6 +99,24 @@ def test_model_too_large_for_the_board_stops_the_build(demo_bundle, tmp_path):
     assert _compile_app(gen, tmp_path, "-DARDUINO_ARCH_SAMD", "-DECG_APP_NO_MODEL=1").returncode == 0
     proc = _compile_app(gen, tmp_path, "-DNRF52840_XXAA")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_beat_detector_stays_out_where_it_does_not_fit(demo_bundle, tmp_path):
+    """ECG_BEATS 0 leaves the beat detector out of the core and its RAM out of the fit check: a board
+    with room for the model but not the detector stops the default build and takes ECG_BEATS 0; the
+    SAMD21 defaults to it."""
+    gen = tmp_path / "generated"
+    ram = generate_firmware(demo_bundle[1], gen)["ram"]
+    assert 1500 < ram["beats"] < ram["app_state"]
+    board = f"-DECG_BOARD_RAM_BYTES={ram['model_ram_bytes'] - ram['beats'] + 4096}"  # the default reserve: 4096 B
+    proc = _compile_app(gen, tmp_path, board)
+    assert proc.returncode != 0 and f"{ram['beats']} B less each without the beat detector, ECG_BEATS 0" in proc.stderr, proc.stderr
+    for source in ("ecg_app.c", "ecg_core.c"):
+        proc = _compile_app(gen, tmp_path, board, "-DECG_BEATS=0", source=source)
+        assert proc.returncode == 0, proc.stderr
+    probe = tmp_path / "probe.c"
+    probe.write_text('#include "ecg_board.h"\ntypedef char beats_off_on_samd21[ECG_BEATS == 0 ? 1 : -1];\n')
+    assert _compile_app(gen, tmp_path, "-DARDUINO_ARCH_SAMD", "-DECG_APP_NO_MODEL=1", source=str(probe)).returncode == 0
 
 
 def test_ram_budget_holds_the_structs_on_a_32_bit_target(demo_bundle, tmp_path):
