@@ -31,6 +31,8 @@ from host.devices import Device, SignalOptions, simulate
 from host.record import ANN_EXT, BEAT_EXT, INVALID, WfdbRecording
 from host.textsim import TextDevice, TextSignal
 from pipeline.signal.ad8232 import AD8232Config, adc_to_mv
+from pipeline.signal.beats import DEFAULT_BEATS, detect_beats_timed
+from pipeline.signal.device_rule import good_runs
 
 REPO = Path(__file__).resolve().parents[1]
 LEAD_OFF = (6, 2)  # the virtual device: electrodes off for the last 2 s of every 6 s
@@ -116,6 +118,20 @@ def test_record_virtual_device(device: Device, demo_bundle: tuple[Path, Path], t
         k = int(f["window"])
         assert int(f["first"]) == k * 625 - origin and s == int(f["first"]) + 2499
         assert f["status"] == "LEAD_OFF" and f["label"] == "-"  # a 10 s window always holds 2 s of lead-off
+    # the firmware's beats (BEATS frames) as beat annotations: in a run of good samples that starts inside
+    # the record the detector starts with it, so its beats are detect_beats' on the recorded counts (those
+    # decided before the recording stopped)
+    board = wfdb.rdann(str(out), BEAT_EXT).sample
+    ref, decided = detect_beats_timed(counts, expected)
+    inner = [(a, b) for a, b in good_runs(expected) if a > 0]
+    assert any(b - a >= DEFAULT_BEATS.learn + DEFAULT_BEATS.reach for a, b in inner)
+
+    def within(beats: np.ndarray, keep: np.ndarray) -> list[int]:
+        return [int(x) for x, k in zip(beats, keep) if k and any(a <= x < b for a, b in inner)]
+
+    want = within(ref, decided < n - RATE)  # a BEATS frame may still be on its way at the end
+    got = within(board, np.ones(board.size, dtype=bool))
+    assert len(want) >= 3 and got[: len(want)] == want and len(got) - len(want) <= 2, (got, want)
 
     # the recording feeds back into the pipeline
     ckpt = demo_bundle[1].parent / "train" / "checkpoint.pt"
