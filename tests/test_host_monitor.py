@@ -252,8 +252,11 @@ def test_piped_output_is_one_plain_line_a_second(tmp_path: Path) -> None:
     lines = out.splitlines()
     assert lines[0] == DISCLAIMER
     status = [line for line in lines if line.startswith("t=")]
-    assert 8 <= len(status) <= 10, out  # t=0 .. t=8, and the final one
-    assert [int(re.match(r"t=(\d+)s", s).group(1)) for s in status[:8]] == list(range(8))
+    assert 7 <= len(status) <= 10, out  # t=0 .. t=8, and the final one
+    # a line each second; on a busy machine (CI runs the load tests beside this one) the monitor may wake
+    # up late and its line then carries the next second: never the same second twice, never two missed
+    seconds = [int(re.match(r"t=(\d+)s", s).group(1)) for s in status[:-1]]
+    assert seconds[0] == 0 and seconds[-1] >= 7 and all(0 < b - a <= 2 for a, b in zip(seconds, seconds[1:])), seconds
     assert all("no model: pass --model CHECKPOINT_OR_BUNDLE to classify" in s for s in status)
     assert lines[-1].startswith("monitor: ") and len(lines) == len(status) + 2
     bpm = int(re.search(r"HR (\d+) bpm", status[-1]).group(1))
