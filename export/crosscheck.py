@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.signal.ad8232 import AD8232Config, Disturbances, mv_to_counts, to_adc
-from pipeline.signal.beats import detect_beats
+from pipeline.signal.beats import detect_beats_timed
 from pipeline.data.dataset import Dataset, load_dataset, write_json_atomic
 from pipeline.inference.classifiers import select_leads
 from pipeline.inference.device_path import AnsweredWindow, device_answers
@@ -393,10 +393,11 @@ def crosscheck(
             tgt.stats["window_instructions"] = tgt.stats.get("window_instructions", 0) + int(st[4])
             tgt.stats["ok_windows"] = tgt.stats.get("ok_windows", 0) + int(st[2])
             tgt.stats["beat_instructions"] = tgt.stats.get("beat_instructions", 0) + int(st[6])
-            same_beats = np.array_equal(np.fromfile(work / "beats.bin", dtype="<u4").astype(np.int64), detect_beats(s.raw, s.lead_off))
+            beats = detect_beats_timed(s.raw, s.lead_off)  # the reference's beats, for the beat check and the rhythm
+            same_beats = np.array_equal(np.fromfile(work / "beats.bin", dtype="<u4").astype(np.int64), beats[0])
             tgt.stats["beat_streams"] = tgt.stats.get("beat_streams", 0) + 1
             tgt.stats["beat_streams_identical"] = tgt.stats.get("beat_streams_identical", 0) + int(same_beats)
-            ref = device_answers(s.raw, s.lead_off, ds.spec, ADC.max_count, reference)
+            ref = device_answers(s.raw, s.lead_off, ds.spec, ADC.max_count, reference, beats=beats)
             tally.add(s.name, ref, dev)
             if raw.classified >= raw_path_windows:
                 continue

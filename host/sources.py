@@ -413,25 +413,27 @@ class TextSource(LiveSource):
                 values.clear()
                 flags.clear()
 
+        def gap(n: int) -> None:
+            """n samples missing before the next line's: the block so far ends, the index jumps, counted lost."""
+            nonlocal first
+            cut()
+            self._index += n
+            self._samples_lost += n
+            first = self._index
+
         good = False
         for line in lines:
             message = message_line(line)
             if message is not None:
-                gap = lost_samples(message[1]) if message[0] == TEXT_LOST else None
-                if gap and self._started:  # the board's own count of samples it lost
-                    cut()
-                    self._index += gap
-                    self._samples_lost += gap
-                    first = self._index
+                lost = lost_samples(message[1]) if message[0] == TEXT_LOST else None
+                if lost and self._started:  # the board's own count of samples it lost
+                    gap(lost)
                 continue
             value = parse_line(line)
             if value is None or (self._fixed_bits and value > (1 << self._fixed_bits) - 1):
                 self._bad_lines += 1
                 if self._started:
-                    cut()
-                    self._index += 1
-                    self._samples_lost += 1
-                    first = self._index
+                    gap(1)
                 continue
             self._started = good = True
             if value >= 0:

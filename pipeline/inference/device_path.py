@@ -111,13 +111,15 @@ def answer_windows(windows: Sequence[JudgedWindow], model: WindowModel) -> list[
 
 
 def device_answers(
-    raw: np.ndarray, lead_off: np.ndarray | None, spec: PreprocessSpec, adc_max: int, model: WindowModel, hop: int | None = None
+    raw: np.ndarray, lead_off: np.ndarray | None, spec: PreprocessSpec, adc_max: int, model: WindowModel, hop: int | None = None,
+    beats: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[AnsweredWindow]:
     """Every window the device answers for this stream of ADC counts: `device_windows` with the model's
     quality rule, the model on the OK ones, the model's confidence threshold, and each window's rhythm
-    figures from the device's beat detector (`pipeline.signal.beats.window_rhythms`)."""
+    figures from the device's beat detector (`pipeline.signal.beats.window_rhythms`). `beats`: the
+    stream's `detect_beats_timed`, when the caller has it already."""
     windows = device_windows(raw, lead_off, spec, adc_max, hop=hop, quality=model.uncertainty.quality)
     answers = answer_windows(windows, model)
-    beats, decided = detect_beats_timed(raw, lead_off)
+    beats, decided = detect_beats_timed(raw, lead_off) if beats is None else beats
     rhythm = window_rhythms(beats, decided, [a.start for a in answers], spec.window, [a.status for a in answers])
     return [replace(a, hr_x10=hr, rr_irregularity=irr) for a, (hr, irr) in zip(answers, rhythm)]
