@@ -53,7 +53,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     m = read_manifest(out)
     b = m["budget"]
     print(f"bundle -> {out}")
-    print(f"int8 flatbuffer {b['flatbuffer_bytes']} B, weights {b['weight_bytes']} B, TFLM arena {b['arena_bytes']} B, {b['macs']:,} MACs, ops {', '.join(b['ops'])}")
+    print(f"int8 flatbuffer {b['flatbuffer_bytes']} B, weights {b['weight_bytes']} B, TFLM arena {b['arena_bytes']} B (tflite-micro Python runtime, 64-bit host), {b['macs']:,} MACs, ops {', '.join(b['ops'])}")
     return _print_parity(json.loads((out / "parity.json").read_text()), failed)
 
 

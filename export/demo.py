@@ -94,7 +94,7 @@ def report_lines(r: dict[str, Any]) -> list[str]:
     return [
         f"synthetic test split: balanced accuracy {r['float_test_balanced_accuracy']:.3f} ({recall})",
         f"int8 vs float top-1 agreement {r['int8_top1_agreement']:.2%}; TFLM == LiteRT reference on {r['tflm_identical_fraction']:.0%} of windows",
-        f"int8 model {r['flatbuffer_bytes']:,} B, TFLM arena {r['arena_bytes']:,} B, {r['macs']:,} MACs per window",
+        f"int8 model {r['flatbuffer_bytes']:,} B, TFLM arena {r['arena_bytes']:,} B (tflite-micro Python runtime, 64-bit host), {r['macs']:,} MACs per window",
     ]
 
 
