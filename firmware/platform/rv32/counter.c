@@ -9,16 +9,28 @@ void rv32_counter_start(void);
 
 static int icount_shift;
 
+static inline uint32_t minstret_lo(void)
+{
+    uint32_t v = 0u;
+    __asm__ volatile("csrr %0, minstret" : "=r"(v));
+    return v;
+}
+
+static inline uint32_t minstret_hi(void)
+{
+    uint32_t v = 0u;
+    __asm__ volatile("csrr %0, minstreth" : "=r"(v));
+    return v;
+}
+
 uint64_t rv32_instret(void)
 {
     uint32_t hi;
     uint32_t lo;
-    uint32_t again;
     do {
-        __asm__ volatile("csrr %0, minstreth" : "=r"(hi));
-        __asm__ volatile("csrr %0, minstret" : "=r"(lo));
-        __asm__ volatile("csrr %0, minstreth" : "=r"(again));
-    } while (hi != again);
+        hi = minstret_hi();
+        lo = minstret_lo();
+    } while (hi != minstret_hi());
     return ((uint64_t)hi << 32) | lo;
 }
 
