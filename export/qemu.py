@@ -28,6 +28,7 @@ from pathlib import Path
 CMDLINE_BYTES = 1023  # firmware/platform/semihost/semihost.c
 MAX_ARGS = 32
 DEFAULT_TIMEOUT = 600.0
+APT_LOCK_TIMEOUT_S = 600
 FAULT_STATUS = 250  # SH_FAULT_STATUS in firmware/platform/semihost/semihost.h
 
 
@@ -177,9 +178,11 @@ def ensure_toolchain(target: str = "cortex-m4") -> None:
     if getattr(os, "geteuid", lambda: -1)() != 0:
         raise ToolchainMissing(f"missing {', '.join(missing)}; install them with: sudo {t.apt_command}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", *t.apt_packages]
+    # Two test workers may install two targets' packages at once: wait for the other's dpkg lock.
+    wait = ["-o", f"DPkg::Lock::Timeout={APT_LOCK_TIMEOUT_S}"]
+    install = ["apt-get", *wait, "install", "-y", "--no-install-recommends", *t.apt_packages]
     if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True)
+        subprocess.run(["apt-get", *wait, "update"], env=env, capture_output=True)
         proc = subprocess.run(install, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             raise ToolchainMissing(f"'{' '.join(install)}' failed:\n{proc.stderr[-2000:]}")

@@ -10,6 +10,7 @@ done, and under CI=true they fail instead.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -198,6 +199,30 @@ def test_every_harness_program_and_the_device(demo_bundle: tuple[Path, Path], tm
             assert r.logits == tuple(int(v) for v in ref["logits"][: len(r.logits)])
             assert r.time_unit.name == "INSTRUCTIONS" and r.time > 1_000_000
     assert classified > 0
+
+
+def test_the_device_answers_over_its_uart(demo_bundle: tuple[Path, Path], tmp_path: Path) -> None:
+    """The receive interrupt (PLIC, UART0) on a pseudo-terminal: the host's GET_INFO gets the bundle's INFO."""
+    require_rv32_toolchain()
+    from export.firmware import generate_firmware
+    from host.devices import query_info
+
+    data, bundle = demo_bundle
+    generate_firmware(bundle, tmp_path / "gen")
+    elf = _make(tmp_path / "build", tmp_path / "gen", "device_firmware")[0]
+    cmd = qemu.qemu_command(elf, [], target=TARGET)
+    cmd[cmd.index("-serial") : cmd.index("-serial") + 2] = ["-chardev", "pty,id=uart0", "-serial", "chardev:uart0"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        pty = re.search(r"char device redirected to (\S+) \(label uart0\)", line)
+        assert pty, line
+        info = query_info(pty.group(1), timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert info.model_sha256 == hashlib.sha256((bundle / "model_int8.tflite").read_bytes()).digest()
+    assert info.time_unit.name == "INSTRUCTIONS"
 
 
 def test_soft_float_gives_the_host_bits(demo_bundle: tuple[Path, Path], tmp_path: Path) -> None:
