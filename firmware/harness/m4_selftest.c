@@ -24,7 +24,7 @@
 #define SELFTEST_SHIFT() m4_icount_shift()
 #define SELFTEST_STACK_USED() m4_stack_high_water()
 #define SELFTEST_STACK_SIZE() m4_stack_size()
-#elif defined(__riscv)
+#elif defined(RT_PLATFORM_RV32)
 #include "rv32_platform.h"
 #define SELFTEST_TICKS() rv32_instret()
 #define SELFTEST_SHIFT() rv32_icount_shift()
@@ -99,7 +99,7 @@ static void spin(uint32_t n)
                      : "+r"(n)
                      :
                      : "cc");
-#elif defined(__riscv)
+#elif defined(RT_PLATFORM_RV32)
     __asm__ volatile("1:\n\t"
                      "addi %0, %0, -1\n\t"
                      "bnez %0, 1b\n\t"
@@ -168,7 +168,7 @@ static void fault(void)
 {
 #if defined(__arm__)
     __asm__ volatile("udf #0");
-#elif defined(__riscv)
+#elif defined(RT_PLATFORM_RV32)
     __asm__ volatile("unimp");
 #endif
     abort();

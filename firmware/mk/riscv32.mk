@@ -11,8 +11,9 @@ SEMIHOST_DIR := $(FW)/platform/semihost
 CC := riscv64-unknown-elf-gcc
 # ISA spec 2.2: the CSR instructions (the counter, the trap set-up) are part of I, as on the ESP32-C3.
 RV32_ARCH := -march=rv32imc -mabi=ilp32 -misa-spec=2.2
+# RT_PLATFORM_RV32: the harnesses' switch for this platform (__riscv alone would also take a RISC-V Linux host).
 TARGET_CFLAGS := $(RV32_ARCH) -O2 -g --specs=picolibc.specs -ffunction-sections -fdata-sections \
-  -fno-asynchronous-unwind-tables -I$(RV32_DIR) -I$(SEMIHOST_DIR)
+  -fno-asynchronous-unwind-tables -I$(RV32_DIR) -I$(SEMIHOST_DIR) -DRT_PLATFORM_RV32=1
 TARGET_LDFLAGS = -nostartfiles -T $(RV32_DIR)/virt.ld -Wl,--defsym=RV32_STACK_BYTES=$(RV32_STACK_BYTES) \
   -Wl,--gc-sections -lm -lc -lgcc
 PLATFORM_SRCS := $(wildcard $(RV32_DIR)/*.c $(SEMIHOST_DIR)/*.c)
