@@ -34,7 +34,7 @@ enum {
 /* The first words of a fatal console line. */
 #define SH_FATAL SH_PLATFORM_NAME " fatal: "
 
-/* The console: QEMU prints it on its stdout. */
+/* The console: QEMU prints it on stdout with `-serial stdio`, on stderr otherwise. */
 void sh_write0(const char *text);
 /* An unsigned number in `base` (no printf on the fault path). */
 void sh_write_uint(uint32_t value, unsigned base);
