@@ -14,6 +14,8 @@ from pipeline.data.dataset import load_dataset, write_json_atomic
 from pipeline.data.labels import LABELS
 from pipeline.signal.spec import DEFAULT_SPEC
 
+from .qemu import TARGETS as QEMU_TARGETS
+
 
 def cmd_spec(args: argparse.Namespace) -> int:
     """Write (or print) the PreprocessSpec with its SOS coefficients, from a data set or the default."""
@@ -138,13 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "crosscheck",
         help="build the C core for a target and compare it with the Python reference and TFLM",
-        description="Builds the firmware core (host, host-asan, or cortex-m4 under QEMU), streams records through it "
+        description="Builds the firmware core (host, host-asan, or cortex-m4 / riscv32 under QEMU), streams records through it "
         "and runs the test windows through its native int8 kernels; exits 1 past tolerance. "
         "Example: ecg-export crosscheck --bundle runs/demo/bundle --data runs/demo/dataset --target cortex-m4 --out r.json",
     )
     p.add_argument("--bundle", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True, help="data set: its test windows and test records")
-    p.add_argument("--target", choices=("host", "host-asan", "cortex-m4"), default="host")
+    p.add_argument("--target", choices=("host", "host-asan", *QEMU_TARGETS), default="host", help="host builds, or QEMU: cortex-m4 (mps2-an386), riscv32 (RV32IMC, virt)")
     p.add_argument("--out", type=Path, help="write the report (JSON) here")
     p.add_argument("--mitdb", type=Path, help="MIT-BIH Arrhythmia directory: also stream its records (MLII, else the next lead the pipeline prefers)")
     p.add_argument("--mitdb-records", type=int, default=0, help="only the first N MIT-BIH records (0: all)")

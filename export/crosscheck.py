@@ -1,6 +1,6 @@
 """`ecg-export crosscheck`: the C firmware core against the Python reference and TFLM, offline.
 
-Builds the core for a target (host, host-asan, cortex-m4 under QEMU), then:
+Builds the core for a target (host, host-asan; cortex-m4 and riscv32 under QEMU, see export/qemu.py), then:
 - model: the data set's test windows, quantized, through the native backend (`nn_runner`) and
   through TFLM's Python runtime on the same int8 input: int8 outputs must be identical;
 - preprocessing: whole records streamed sample by sample at 250 Hz as ADC counts (the test split's
@@ -17,7 +17,9 @@ Builds the core for a target (host, host-asan, cortex-m4 under QEMU), then:
   beat lists (every sample index) are identical, and must be 1.0; `rhythm_identical_fraction` (and
   `raw_path_rhythm_identical_fraction`) the fraction of windows whose heart rate and RR irregularity are
   the reference's (`pipeline.signal.beats.window_rhythms`), also 1.0;
-- cost: flash and RAM of the Cortex-M4 image, instructions per inference, per MAC and per sample.
+- cost (the QEMU targets): flash and RAM of the device image, instructions per inference, per MAC
+  and per sample (QEMU -icount; export/qemu.py says how each target counts), and the portable
+  kernels (NN_FORCE_PORTABLE) against the optimized ones: their instructions and identical outputs.
 """
 
 from __future__ import annotations
@@ -47,13 +49,15 @@ from .bundle import quantization, read_manifest
 from .bundle_model import BundleModel
 from .firmware import generate_firmware
 from .onnx_export import ExportError
+from .qemu import TARGETS as QEMU_TARGET_TABLE
 from .runtimes import run_tflm_int8
 
 FIRMWARE_DIR = Path(__file__).resolve().parents[1] / "firmware"
-TARGETS = ("host", "host-asan", "cortex-m4")
+QEMU_TARGETS = tuple(QEMU_TARGET_TABLE)
+TARGETS = ("host", "host-asan", *QEMU_TARGETS)
 ADC = AD8232Config()
 PORTABLE_WINDOWS = 4
-CLOCKS_HZ = {"nano33ble_64mhz": 64e6, "esp32_240mhz": 240e6}
+CLOCKS_HZ = {"nano33ble_64mhz": 64e6, "esp32_240mhz": 240e6, "esp32c3_160mhz": 160e6}
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ class Stream:
 
 @dataclass
 class Target:
-    """A built target: runs its programs (natively, or under QEMU for the Cortex-M4)."""
+    """A built target: runs its programs (natively, or under QEMU for the QEMU targets)."""
 
     name: str
     build: Path
@@ -85,14 +89,18 @@ class Target:
     stats: dict[str, Any] = field(default_factory=dict)
 
     def program(self, name: str) -> Path:
-        return self.build / (f"{name}.elf" if self.name == "cortex-m4" else name)
+        return self.build / f"{name}{_exe(self.name)}"
+
+
+def _exe(target: str) -> str:
+    """The programs' file name suffix (the Makefile's EXE)."""
+    return ".elf" if target in QEMU_TARGETS else ""
 
 
 def make(target: str, gen: Path, build: Path, programs: list[str], extra_cflags: str = "") -> None:
     """Build harness programs of the firmware for `target`; the compiler's output goes into the error."""
     cmd = ["make", "-s", "-C", str(FIRMWARE_DIR), f"TARGET={target}", f"GEN={gen}", f"BUILD={build}", f"EXTRA_CFLAGS={extra_cflags}"]
-    exe = ".elf" if target == "cortex-m4" else ""
-    cmd += [str(build / f"{p}{exe}") for p in programs]
+    cmd += [str(build / f"{p}{_exe(target)}") for p in programs]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ExportError(f"firmware build for {target} failed:\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}")
@@ -101,15 +109,15 @@ def make(target: str, gen: Path, build: Path, programs: list[str], extra_cflags:
 def program_runner(target: str, build: Path) -> Callable[[str, list[str], Path], None]:
     """run(program, args, cwd): a harness program built for `target` in `build`, natively or under QEMU;
     an ExportError with its output when it fails."""
-    if target == "cortex-m4":
+    if target in QEMU_TARGETS:
         from .qemu import run_elf
 
-        def run_m4(program: str, args: list[str], cwd: Path) -> None:
+        def run_qemu(program: str, args: list[str], cwd: Path) -> None:
             res = run_elf(build / f"{program}.elf", args, cwd=cwd)
             if res.returncode != 0:
-                raise ExportError(f"{program} on the Cortex-M4 failed (exit {res.returncode}): {res.console[-1500:]}")
+                raise ExportError(f"{program} on {target} failed (exit {res.returncode}): {res.console[-1500:]}")
 
-        return run_m4
+        return run_qemu
 
     def run_host(program: str, args: list[str], cwd: Path) -> None:
         proc = subprocess.run([str(build / program), *args], cwd=cwd, capture_output=True, text=True)
@@ -122,10 +130,10 @@ def program_runner(target: str, build: Path) -> Callable[[str, list[str], Path],
 def build_target(target: str, gen: Path, work: Path) -> Target:
     if target not in TARGETS:
         raise ExportError(f"unknown target {target!r}; expected one of {TARGETS}")
-    if target == "cortex-m4":
+    if target in QEMU_TARGETS:
         from .qemu import ensure_toolchain
 
-        ensure_toolchain()
+        ensure_toolchain(target)
     build = work / f"build-{target}"
     make(target, gen, build, ["nn_runner", "stream_runner", "device_image"])
     return Target(target, build, program_runner(target, build))
@@ -315,10 +323,11 @@ def model_check(target: Target, blob: Path, tflite: Path, inputs: np.ndarray, wo
 
 
 def portable_check(tgt: Target, gen: Path, work: Path, blob: Path, inputs: np.ndarray, optimized: np.ndarray) -> None:
-    """The portable kernels on the Cortex-M4: their instruction count, and outputs equal to the DSP path's."""
-    build = work / "build-cortex-m4-portable"
-    make("cortex-m4", gen, build, ["nn_runner"], "-DNN_FORCE_PORTABLE=1")
-    portable = Target("cortex-m4", build, program_runner("cortex-m4", build))
+    """The portable kernels (NN_FORCE_PORTABLE) on a QEMU target: their instruction count, and outputs equal
+    to the optimized path's (the Cortex-M4's DSP kernels; elsewhere the same im2col / lookup-table kernels in C)."""
+    build = work / f"build-{tgt.name}-portable"
+    make(tgt.name, gen, build, ["nn_runner"], "-DNN_FORCE_PORTABLE=1")
+    portable = Target(tgt.name, build, program_runner(tgt.name, build))
     inputs.astype(np.int8).tofile(work / "portable_inputs.bin")
     portable.run("nn_runner", [str(blob), "portable_inputs.bin", "portable_outputs.bin", "portable_stats.bin"], work)
     out = np.fromfile(work / "portable_outputs.bin", dtype=np.int8).reshape(len(inputs), -1)
@@ -375,7 +384,7 @@ def crosscheck(
         lead = manifest["leads"][0]
         _, inputs = test_inputs(ds, manifest, limit)
         model = model_check(tgt, blob, bundle / "model_int8.tflite", inputs, work)
-        if target == "cortex-m4" and len(inputs):
+        if target in QEMU_TARGETS and len(inputs):
             portable_check(tgt, gen, work, blob, inputs[:PORTABLE_WINDOWS], model["native"][:PORTABLE_WINDOWS])
 
         # preprocessing and raw path: whole streams
@@ -412,7 +421,7 @@ def crosscheck(
 
 
 def _cost(target: Target, native: Any, model: dict[str, Any], tally: PreprocessTally) -> dict[str, Any]:
-    if target.name != "cortex-m4" or not model["instructions"]:
+    if target.name not in QEMU_TARGETS or not model["instructions"]:
         return {}
     from .qemu import elf_size
 
@@ -487,7 +496,7 @@ def failures(report: dict[str, Any], tol: Tolerances) -> list[str]:
         ("raw_path_rhythm_identical_fraction", tol.beats_identical, ">="),
         ("preprocess_max_abs_diff", tol.preprocess_max_abs, "<="),
     ]
-    out = [] if report.get("portable_identical", True) else ["portable and DSP kernels differ on the Cortex-M4"]
+    out = [] if report.get("portable_identical", True) else [f"portable and optimized kernels differ on {report['target']}"]
     for key, bound, op in checks:
         value = report.get(key)
         if value is None:
@@ -516,13 +525,14 @@ def summary(report: dict[str, Any]) -> str:
         f"native arena {report['native_arena_bytes']:,} B (TFLM {report['tflm_arena_bytes']:,} B), {report['macs']:,} MACs",
     ]
     if "flash_bytes" in report:
-        lines.append(f"Cortex-M4 image: flash {report['flash_bytes']:,} B, RAM {report['ram_bytes']:,} B")
+        lines.append(f"{report['target']} image: flash {report['flash_bytes']:,} B, RAM {report['ram_bytes']:,} B")
         lines.append(
             f"{report['instructions_per_inference']:,} instructions per inference ({report['instructions_per_mac']:.3f} per MAC); "
             f"preprocessing {report['preprocess_instructions_per_sample']:.0f} per sample + {report['preprocess_instructions_per_window']:,.0f} per window"
         )
         lines.append(
             f"at 1 instruction/cycle: {report['inference_ms_nano33ble_64mhz']:.1f} ms at 64 MHz ({report['hop_share_nano33ble_64mhz']:.1%} of a hop), "
+            f"{report['inference_ms_esp32c3_160mhz']:.1f} ms at 160 MHz ({report['hop_share_esp32c3_160mhz']:.1%}), "
             f"{report['inference_ms_esp32_240mhz']:.1f} ms at 240 MHz ({report['hop_share_esp32_240mhz']:.1%})"
         )
     return "\n".join(lines)

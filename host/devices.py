@@ -394,7 +394,7 @@ def simulate(
 
 
 def semihosting_config(argv: list[str]) -> str:
-    """`-semihosting-config` with `argv` as the program's command line (firmware/platform/m4/semihost.c splits it)."""
+    """`-semihosting-config` with `argv` as the program's command line (firmware/platform/semihost/semihost.c splits it)."""
     quoted = []
     for a in argv:
         if a == "" or any(c in a for c in ' \t"\\'):

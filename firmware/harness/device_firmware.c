@@ -42,7 +42,7 @@
 #include "rt_device.h"
 #include "rt_io.h"
 
-#if defined(__arm__)
+#if defined(__arm__) || defined(RT_PLATFORM_RV32)
 #define FILE_RING 256u  /* samples read ahead from the samples file (power of two; ~1 s) */
 #else
 #define FILE_RING 8192u /* host: ~33 s, so a --speed clock stays fed between the main loop's refills */

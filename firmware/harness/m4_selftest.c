@@ -6,10 +6,11 @@
  * Echoes every argument as "arg I [TEXT]". --copy copies IN to OUT through rt_read/rt_write
  * ("copy bytes=N"). --loop runs a loop of exactly 2*N instructions between two rt_instructions()
  * reads ("loop expected=2N measured=M overhead=O", O being two reads back to back; on the M4 also
- * "ticks=T shift=S"; or "loop counter unavailable"). --stack uses at least BYTES of stack
- * ("stack depth=D sum=S"). --sqrt prints round(1e6 * sqrtf(X)) ("sqrt micro=V"; on the M4 the
- * FPU at work). --fault takes an undefined instruction (abort() on the host); --hang never
- * returns. On the Cortex-M4 it ends with "stack used=U size=S". Returns STATUS (default 0).
+ * "ticks=T shift=S", SysTick ticks, on RISC-V "ticks=T shift=S", minstret counts; or "loop counter
+ * unavailable"). --stack uses at least BYTES of stack ("stack depth=D sum=S"). --sqrt prints
+ * round(1e6 * sqrtf(X)) ("sqrt micro=V"; on the M4 the FPU at work, on RV32IMC soft float).
+ * --fault takes an undefined instruction (abort() on the host); --hang never returns. On the
+ * Cortex-M4 and RISC-V it ends with "stack used=U size=S". Returns STATUS (default 0).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -19,6 +20,16 @@
 
 #if defined(__arm__)
 #include "m4_platform.h"
+#define SELFTEST_TICKS() m4_ticks()
+#define SELFTEST_SHIFT() m4_icount_shift()
+#define SELFTEST_STACK_USED() m4_stack_high_water()
+#define SELFTEST_STACK_SIZE() m4_stack_size()
+#elif defined(RT_PLATFORM_RV32)
+#include "rv32_platform.h"
+#define SELFTEST_TICKS() rv32_instret()
+#define SELFTEST_SHIFT() rv32_icount_shift()
+#define SELFTEST_STACK_USED() rv32_stack_high_water()
+#define SELFTEST_STACK_SIZE() rv32_stack_size()
 #endif
 
 static unsigned char copy_buf[3000]; /* not a power of two: exercises partial blocks */
@@ -78,7 +89,7 @@ static int copy_file(const char *in_path, const char *out_path)
     return ok;
 }
 
-/* Exactly 2 * n instructions (n >= 1) on the Cortex-M4: subs + bne per iteration. */
+/* Exactly 2 * n instructions (n >= 1) on the Cortex-M4 (subs + bne per iteration) and RISC-V (addi + bnez). */
 static void spin(uint32_t n)
 {
 #if defined(__arm__)
@@ -88,6 +99,11 @@ static void spin(uint32_t n)
                      : "+r"(n)
                      :
                      : "cc");
+#elif defined(RT_PLATFORM_RV32)
+    __asm__ volatile("1:\n\t"
+                     "addi %0, %0, -1\n\t"
+                     "bnez %0, 1b\n\t"
+                     : "+r"(n));
 #else
     volatile uint32_t i = n;
     while (i != 0u) {
@@ -101,8 +117,8 @@ static void run_loop(uint32_t n)
     uint64_t start;
     uint64_t stop;
     uint64_t overhead;
-#if defined(__arm__)
-    uint64_t ticks = m4_ticks();
+#if defined(SELFTEST_TICKS)
+    uint64_t ticks = SELFTEST_TICKS();
 #endif
 
     if (!rt_counter_available()) {
@@ -123,12 +139,12 @@ static void run_loop(uint32_t n)
     append_u64(stop - start);
     append(" overhead=");
     append_u64(overhead);
-#if defined(__arm__)
-    ticks = m4_ticks() - ticks;
+#if defined(SELFTEST_TICKS)
+    ticks = SELFTEST_TICKS() - ticks;
     append(" ticks=");
     append_u64(ticks);
     append(" shift=");
-    append_u64((uint64_t)m4_icount_shift());
+    append_u64((uint64_t)SELFTEST_SHIFT());
 #endif
     rt_log(line);
 }
@@ -152,6 +168,8 @@ static void fault(void)
 {
 #if defined(__arm__)
     __asm__ volatile("udf #0");
+#elif defined(RT_PLATFORM_RV32)
+    __asm__ volatile("unimp");
 #endif
     abort();
 }
@@ -213,12 +231,12 @@ int harness_main(int argc, char **argv)
             hang();
         }
     }
-#if defined(__arm__)
+#if defined(SELFTEST_STACK_USED)
     line[0] = '\0';
     append("stack used=");
-    append_u64(m4_stack_high_water());
+    append_u64(SELFTEST_STACK_USED());
     append(" size=");
-    append_u64(m4_stack_size());
+    append_u64(SELFTEST_STACK_SIZE());
     rt_log(line);
 #endif
     return status;

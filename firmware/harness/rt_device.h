@@ -8,6 +8,9 @@
  *   platform/m4/rt_device_m4.c      QEMU mps2-an386: UART0 (receive interrupt into a ring, polled
  *                                   transmit), CMSDK timer 0 interrupt, idle in `wfi`; clock in
  *                                   instructions (rt_instructions(), exact under -icount).
+ *   platform/rv32/rt_device_rv32.c  QEMU virt (RV32): NS16550A UART0 (receive interrupt through the
+ *                                   PLIC into a ring, polled transmit), CLINT machine timer, idle in
+ *                                   `wfi`; clock in instructions (minstret, exact under -icount).
  *
  * The tick function runs in interrupt context (a signal handler on the host): it may only touch
  * data shared with the main loop the single-producer/single-consumer way.

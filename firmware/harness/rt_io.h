@@ -1,8 +1,9 @@
 /* Platform services for the test harnesses (not used by the firmware itself).
  *
- * A harness program defines harness_main(); each platform (platform/host, platform/m4) provides
- * main() or the reset handler, the command line, file access and an instruction counter.
- * On the host these are stdio; on the Cortex-M4 under QEMU they are semihosting calls.
+ * A harness program defines harness_main(); each platform (platform/host, platform/m4,
+ * platform/rv32) provides main() or the reset handler, the command line, file access and an
+ * instruction counter.
+ * On the host these are stdio; on the Cortex-M4 and RV32 under QEMU they are semihosting calls.
  */
 #ifndef RT_IO_H
 #define RT_IO_H
@@ -23,11 +24,11 @@ size_t rt_read(rt_file *f, void *buf, size_t n);
 size_t rt_write(rt_file *f, const void *buf, size_t n);
 /* 0 on success. */
 int rt_close(rt_file *f);
-/* One line of text to the console (stderr on the host, the semihosting console on the M4). */
+/* One line of text to the console (stderr on the host, the semihosting console under QEMU). */
 void rt_log(const char *line);
 
 /* Instruction counter: non-zero when rt_instructions() counts executed instructions
- * (Cortex-M4 under QEMU -icount shift=0); 0 on the host, where it returns 0. */
+ * (Cortex-M4 and RV32 under QEMU -icount); 0 on the host, where it returns 0. */
 int rt_counter_available(void);
 /* Instructions executed since an arbitrary origin (64-bit, never wraps in practice). */
 uint64_t rt_instructions(void);

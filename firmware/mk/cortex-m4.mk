@@ -6,12 +6,13 @@ M4_STACK_BYTES ?= 4096
 M4_DEVICE_STACK_BYTES ?= 3072
 $(BUILD)/device_firmware.elf: M4_STACK_BYTES = $(M4_DEVICE_STACK_BYTES)
 M4_DIR := $(FW)/platform/m4
+SEMIHOST_DIR := $(FW)/platform/semihost
 CC := arm-none-eabi-gcc
 M4_ARCH := -mcpu=cortex-m4 -mthumb -mfpu=fpv4-sp-d16 -mfloat-abi=hard
-TARGET_CFLAGS := $(M4_ARCH) -O2 -g --specs=nano.specs -ffunction-sections -fdata-sections -I$(M4_DIR)
+TARGET_CFLAGS := $(M4_ARCH) -O2 -g --specs=nano.specs -ffunction-sections -fdata-sections -I$(M4_DIR) -I$(SEMIHOST_DIR)
 TARGET_LDFLAGS = -nostartfiles -T $(M4_DIR)/mps2_an386.ld -Wl,--defsym=M4_STACK_BYTES=$(M4_STACK_BYTES) \
   -Wl,--gc-sections -lm -lc -lgcc
-PLATFORM_SRCS := $(wildcard $(M4_DIR)/*.c)
+PLATFORM_SRCS := $(wildcard $(M4_DIR)/*.c $(SEMIHOST_DIR)/*.c)
 EXE := .elf
 PROGRAMS := $(HARNESS_PROGRAMS)
 # Code that runs once or per frame (the app, the protocol, the signal model, the harness and the

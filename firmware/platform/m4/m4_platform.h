@@ -10,9 +10,6 @@
  * 40 instructions at shift 0, 1.25 at shift 5. Without -icount the timers follow host time. */
 #define M4_NS_PER_TICK 40u
 
-/* Exit status of a program that took an unexpected exception (after a "m4 fatal:" console line). */
-#define M4_FAULT_STATUS 250
-
 /* SysTick ticks since reset (64-bit, 24-bit hardware counter extended by its wrap interrupt).
  * SysTick and its interrupt belong to the platform: use a CMSDK timer for periodic work. */
 uint64_t m4_ticks(void);
@@ -22,8 +19,5 @@ int m4_icount_shift(void);
 /* Size of the fixed stack and the most of it ever used (the reset handler paints it). */
 size_t m4_stack_size(void);
 size_t m4_stack_high_water(void);
-
-/* Ends the program; QEMU exits with `status` (SYS_EXIT_EXTENDED). */
-void m4_exit(int status) __attribute__((noreturn));
 
 #endif /* M4_PLATFORM_H */

@@ -124,14 +124,14 @@ void m4_start(void)
 
     m4_counter_start();
 
-    argc = m4_args(&argv);
+    argc = sh_args(&argv);
     status = harness_main(argc, argv);
     /* The paint reached down to the lowest word: the stack overflowed out of RAM. */
     if (m4_stack_high_water() >= m4_stack_size()) {
         sh_write0("m4 fatal: stack overflow (raise M4_STACK_BYTES)\n");
-        m4_exit(M4_FAULT_STATUS);
+        sh_exit(SH_FAULT_STATUS);
     }
-    m4_exit(status);
+    sh_exit(status);
 }
 
 size_t m4_stack_size(void)
@@ -177,5 +177,5 @@ void m4_fault(const uint32_t *frame)
     sh_write0(" hfsr=0x");
     sh_write_uint(M4_REG(SCB_HFSR), 16);
     sh_write0((uintptr_t)frame < (uintptr_t)m4_stack_base ? " (stack overflow: raise M4_STACK_BYTES)\n" : "\n");
-    m4_exit(M4_FAULT_STATUS);
+    sh_exit(SH_FAULT_STATUS);
 }

@@ -97,10 +97,10 @@ int _kill(int pid, int sig)
     sh_write0("m4 fatal: signal ");
     sh_write_uint((uint32_t)sig, 10);
     sh_write0("\n");
-    m4_exit(M4_FAULT_STATUS);
+    sh_exit(SH_FAULT_STATUS);
 }
 
 void _exit(int status)
 {
-    m4_exit(status);
+    sh_exit(status);
 }

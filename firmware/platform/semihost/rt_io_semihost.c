@@ -1,6 +1,6 @@
-/* rt_io files and console on the Cortex-M4 under QEMU: semihosting (the counter is in counter.c). */
+/* rt_io files and console under QEMU: semihosting (each platform has its own instruction counter). */
 #include "rt_io.h"
-#include "m4_internal.h"
+#include "semihost.h"
 
 struct rt_file {
     uint32_t handle; /* semihosting handle */

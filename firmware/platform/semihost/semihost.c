@@ -1,6 +1,5 @@
-/* Semihosting console, command line and exit. */
-#include "m4_platform.h"
-#include "m4_internal.h"
+/* Semihosting console, command line and exit (semihost.h). */
+#include "semihost.h"
 
 #define ADP_STOPPED_APPLICATION_EXIT 0x20026u
 #define ADP_STOPPED_RUN_TIME_ERROR 0x20023u
@@ -11,7 +10,7 @@
 
 static char cmdline[CMDLINE_BYTES];
 static char *args[MAX_ARGS + 1];
-static char default_name[] = "m4";
+static char default_name[] = SH_PLATFORM_NAME;
 
 void sh_write0(const char *text)
 {
@@ -65,7 +64,7 @@ static int split_args(char *s)
     }
 }
 
-int m4_args(char ***argv)
+int sh_args(char ***argv)
 {
     struct {
         char *buf;
@@ -76,14 +75,14 @@ int m4_args(char ***argv)
     block.buf = cmdline;
     block.len = sizeof cmdline - 1u;
     if (sh_call(SH_SYS_GET_CMDLINE, (uintptr_t)&block) != 0u || block.len >= sizeof cmdline) {
-        sh_write0("m4 fatal: no command line, or longer than 1023 bytes\n");
-        m4_exit(M4_FAULT_STATUS);
+        sh_write0(SH_FATAL "no command line, or longer than 1023 bytes\n");
+        sh_exit(SH_FAULT_STATUS);
     }
     cmdline[block.len] = '\0';
     argc = split_args(cmdline);
     if (argc < 0) {
-        sh_write0("m4 fatal: more than 32 arguments\n");
-        m4_exit(M4_FAULT_STATUS);
+        sh_write0(SH_FATAL "more than 32 arguments\n");
+        sh_exit(SH_FAULT_STATUS);
     }
     if (argc == 0) {
         args[argc++] = default_name;
@@ -93,7 +92,7 @@ int m4_args(char ***argv)
     return argc;
 }
 
-void m4_exit(int status)
+void sh_exit(int status)
 {
     uint32_t block[2];
     if (status < 0 || status > 255) {
