@@ -3,9 +3,10 @@
 # (platform/xtensa; tests/test_firmware_xtensa.py). No heap: picolibc's libc only.
 #
 # Every core, nn and generated source compiles here (libecgcore.a, libnn.a). Debian's libgcc.a for
-# lx106 lacks the software floating point (__adddf3, __muldf3, ...: platform/xtensa/libgcc_gaps.c
-# supplies the missing integer helpers only), so only the integer programs link: nn_runner and the
-# platform's self-test. The programs that preprocess (double arithmetic) compile, but do not link.
+# lx106 leaves out what the ESP8266's ROM provides, the software floating point among it (__adddf3,
+# __muldf3, ...; platform/xtensa/libgcc_gaps.c supplies the integer helpers only), so only the integer
+# programs link: nn_runner and the platform's self-test. The programs that preprocess (double
+# arithmetic) compile, but do not link.
 XT_DIR := $(FW)/platform/xtensa
 XT_STACK_BYTES ?= 4096
 XT_PICOLIBC_SPECS ?= /usr/lib/xtensa-lx106-elf/picolibc.specs

@@ -1,12 +1,14 @@
-/* The integer helpers that Debian's gcc-xtensa-lx106 (12.2.0-14) leaves out of its libgcc.a:
- * GCC calls them for 32-bit division (lx106 has no DIV32) and 64-bit multiplication and division,
- * but the package's libgcc.a has no _udivsi3.o, _divsi3.o, _umodsi3.o, _muldi3.o, _umulsidi3.o
- * (which its own _udivmoddi4.o calls), _udivdi3.o, _divdi3.o or _umoddi3.o (nor the software floating-point arithmetic: __adddf3, __muldf3, ...,
- * which is why only the integer programs link here; xtensa-lx106.mk). Results match C's operators:
- * quotients truncate toward zero, remainders take the dividend's sign; a division by zero traps
- * (an illegal instruction, reported as an exception by startup.c), as GCC's own helpers do.
- * Checked against Python's integers by xt_selftest --arith (tests/test_firmware_xtensa.py).
- * Linked before libgcc.a, so a libgcc that has them is never asked for them.
+/* The integer helpers that Debian's gcc-xtensa-lx106 (12.2.0) leaves out of its libgcc.a.
+ * GCC calls them for 32-bit division (lx106 has no DIV32) and 64-bit multiplication and division.
+ * ESP8266 toolchains drop from libgcc what the ESP8266's mask ROM already holds (the SDK's
+ * eagle.rom.addr.v6.ld gives their ROM addresses): __divsi3, __udivsi3, __umodsi3, __umulsidi3,
+ * __muldi3, __divdi3, __udivdi3, __umoddi3 and the software floating point (__adddf3, __muldf3,
+ * __divdf3, __floatsidf, ...). QEMU's sim machine has no such ROM: these are the integer ones; the
+ * floating point is missing, which is why only the integer programs link here (xtensa-lx106.mk).
+ * Results match C's operators: quotients truncate toward zero, remainders take the dividend's sign;
+ * a division by zero traps (an illegal instruction, reported by startup.c). Checked against Python's
+ * integers by xt_selftest --arith (tests/test_firmware_xtensa.py). Linked before libgcc.a, so a
+ * libgcc that has them is never asked for them.
  */
 #include <stdint.h>
 
