@@ -167,6 +167,7 @@ class XtBuild:
 
 
 BUILDS = {"optimized": "", "portable": "-DNN_FORCE_PORTABLE=1"}
+XT_PROGRAMS = ("nn_runner", "stream_runner", "device_image", "proto_tool", "xt_selftest")  # PROGRAMS in the .mk
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +176,7 @@ def xt_builds(gen, tmp_path_factory) -> dict[str, XtBuild]:
     out = {}
     for name, cflags in BUILDS.items():
         root = tmp_path_factory.mktemp(f"xt-{name}")
-        goals = [str(root / g) for g in ("libecgcore.a", "libnn.a", "nn_runner.elf", "xt_selftest.elf")]
+        goals = [str(root / g) for g in ("libecgcore.a", "libnn.a", *(p + ".elf" for p in XT_PROGRAMS))]
         out[name] = XtBuild(root, (make(root, gen, *goals, cflags=cflags).stdout))
     return out
 
@@ -186,11 +187,17 @@ def selftest(xt_builds) -> Path:
 
 
 @pytest.fixture(scope="module")
-def host_runner(gen, tmp_path_factory) -> Path:
+def host_build(gen, tmp_path_factory) -> Path:
+    """The host build of the programs the lx106 results are compared with."""
     root = tmp_path_factory.mktemp("xt-host")
-    cmd = ["make", "-s", "-C", str(FIRMWARE), "TARGET=host", f"GEN={gen}", f"BUILD={root}", str(root / "nn_runner")]
+    cmd = ["make", "-s", "-C", str(FIRMWARE), "TARGET=host", f"GEN={gen}", f"BUILD={root}", *(str(root / p) for p in ("nn_runner", "stream_runner", "device_image"))]
     subprocess.run(cmd, check=True, capture_output=True)
-    return root / "nn_runner"
+    return root
+
+
+@pytest.fixture(scope="module")
+def host_runner(host_build) -> Path:
+    return host_build / "nn_runner"
 
 
 # --------------------------------------------------------------------------- the core compiles
@@ -356,6 +363,82 @@ def test_integer_helpers_match_c(selftest, tmp_path: Path) -> None:
         assert row == _c_ops(a, b), f"a={a:#x} b={b:#x}: got {[hex(v) for v in row]}, C gives {[hex(v) for v in _c_ops(a, b)]}"
 
 
+FLOAT_RESULTS = 18  # xt_selftest.c float_record
+FLOAT_COLUMNS = (4, 10, 11, 12, 13, 14, 15)  # binary32 results (low 32 bits)
+DOUBLE_COLUMNS = (0, 1, 2, 3, 5, 8, 9)
+
+
+def _float_inputs() -> np.ndarray:
+    """(N, 2) uint64: the bits of two doubles, whose low halves are two floats. Edges (zeros, ties,
+    subnormals, the largest values, infinities, NaN, the int32/uint32 limits) pairwise, random bit
+    patterns, ordinary magnitudes, near-cancelling pairs and subnormals."""
+    edges = [0.0, -0.0, 1.0, -1.0, 0.5, 1.5, 2.5, -2.5, 3.0, 1 / 3, 0.1, 2.0**-1022, 2.0**-1074, -(2.0**-1074),
+             2.0**-1022 - 2.0**-1074, 1.7976931348623157e308, np.inf, -np.inf, np.nan, 2.0**31, -(2.0**31),
+             2.0**31 - 0.5, -(2.0**31) - 0.5, 2.0**32 - 1, 2.0**32, -0.9, 1 + 2.0**-52, 1 - 2.0**-53, 1e-310,
+             3.4028234663852886e38, 3.4028235677973366e38, 1.401298464324817e-45, 7.006492321624085e-46,
+             1.1754943508222875e-38, 1 + 2.0**-24, 1 + 3 * 2.0**-24, 1 + 2.0**-24 + 2.0**-60, 16777217.0]  # fmt: skip
+    e = np.array(edges, dtype=np.float64).view(np.uint64)
+    with np.errstate(over="ignore"):  # the doubles beyond binary32 become infinities
+        f = np.array(edges, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    edge_pairs = np.stack(np.meshgrid(e, e), -1).reshape(-1, 2)
+    float_pairs = np.stack(np.meshgrid(f, f), -1).reshape(-1, 2) | np.uint64(0x3FF0000000000000)
+    rng = np.random.default_rng(11)
+    n = 3000
+    raw = rng.integers(0, 2**63, size=(n, 2), dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, size=(n, 2), dtype=np.uint64)
+    ordinary = (rng.choice([-1, 1], (n, 2)) * 10.0 ** rng.uniform(-8, 8, (n, 2))).view(np.uint64)
+    near = 10.0 ** rng.uniform(-3, 3, n)
+    cancel = np.stack([near, -near * (1 + rng.choice([1, -1], n) * 2.0 ** -rng.integers(1, 60, n))], -1).view(np.uint64)
+    tiny = (rng.integers(0, 2**52, (n, 2), dtype=np.uint64) | (rng.integers(0, 60, (n, 2)).astype(np.uint64) << np.uint64(52)))
+    floats = (rng.choice([-1, 1], (n, 2)) * 10.0 ** rng.uniform(-6, 6, (n, 2))).astype(np.float32).view(np.uint32).astype(np.uint64)
+    floats |= raw & np.uint64(0xFFFFFFFF00000000)
+    return np.concatenate([edge_pairs, float_pairs, raw, ordinary, cancel, tiny, floats]).astype(np.uint64)
+
+
+def _float_expected(pairs: np.ndarray) -> np.ndarray:
+    """What float_record writes, from the host's IEEE arithmetic (numpy: round to nearest even)."""
+    a, b = pairs[:, 0].view(np.float64), pairs[:, 1].view(np.float64)
+    low_a, low_b = (pairs & np.uint64(0xFFFFFFFF)).astype(np.uint32).T
+    fa, fb = low_a.view(np.float32), low_b.view(np.float32)
+    u64 = np.uint64
+
+    def d(x: np.ndarray) -> np.ndarray:
+        return x.astype(np.float64).view(u64)
+
+    def f(x: np.ndarray) -> np.ndarray:
+        return x.astype(np.float32).view(np.uint32).astype(u64)
+
+    with np.errstate(all="ignore"):
+        as_int = np.where((a > -2147483649.0) & (a < 2147483648.0), np.nan_to_num(np.trunc(a)), 0).astype(np.int64)
+        as_uint = np.where((a > -1.0) & (a < 2.0**32), np.nan_to_num(np.trunc(a)), 0).astype(np.int64)
+        f_uint = np.where((fa > -1.0) & (fa < np.float32(2.0**32)), np.nan_to_num(np.trunc(fa)), 0).astype(np.int64)
+        cmp = sum(((x < y) | (x <= y) << 1 | (x > y) << 2 | (x >= y) << 3 | (x == y) << 4 | (x != y) << 5).astype(np.int64) << shift
+                  for x, y, shift in ((a, b, 0), (fa, fb, 8)))  # fmt: skip
+        cols = [d(a + b), d(a - b), d(a * b), d(a / b), f(a), d(fa), (as_int & 0xFFFFFFFF).astype(u64), as_uint.astype(u64),
+                d(low_b.view(np.int32)), d(low_b), f(fa + fb), f(fa - fb), f(fa * fb), f(fa / fb), f(low_a.view(np.int32)),
+                f(low_a.astype(np.float64)), f_uint.astype(u64), np.asarray(cmp).astype(u64)]  # fmt: skip
+    return np.stack(cols, axis=1)
+
+
+def test_floating_point_matches_ieee(selftest, tmp_path: Path) -> None:
+    """Binary64 and binary32 arithmetic, conversions and comparisons (platform/xtensa/softfloat.c and
+    Debian's libgcc) bit for bit against the host's IEEE arithmetic; a NaN may be any NaN."""
+    pairs = _float_inputs()
+    pairs.astype("<u8").tofile(tmp_path / "in.bin")
+    res = run_ok(selftest, ["--float", "in.bin", "out.bin"], tmp_path)
+    assert _values(res.console, "float")["records"] == len(pairs)
+    got = np.fromfile(tmp_path / "out.bin", dtype="<u8").reshape(len(pairs), FLOAT_RESULTS)
+    want = _float_expected(pairs)
+    same = got == want
+    for col in DOUBLE_COLUMNS:
+        same[:, col] |= np.isnan(got[:, col].view(np.float64)) & np.isnan(want[:, col].view(np.float64))
+    for col in FLOAT_COLUMNS:
+        g, w = (x[:, col].astype(np.uint32).view(np.float32) for x in (got, want))
+        same[:, col] |= np.isnan(g) & np.isnan(w)
+    bad = np.argwhere(~same)
+    assert not len(bad), f"{len(bad)} results differ, first: record {bad[0][0]} column {bad[0][1]} " \
+        f"(a={pairs[bad[0][0], 0]:#x} b={pairs[bad[0][0], 1]:#x}): got {got[tuple(bad[0])]:#x}, IEEE {want[tuple(bad[0])]:#x}"
+
+
 def test_cppcheck_platform() -> None:
     if shutil.which("cppcheck") is None:
         pytest.skip("cppcheck not installed")
@@ -427,3 +510,39 @@ def test_refused_model_and_missing_file(xt_builds, tmp_path: Path) -> None:
     assert res.returncode == 2 and "nn_runner: model model.bin refused" in res.console, res.console
     res = run_elf(exe, ["absent.bin", "in.bin", "out.bin"], tmp_path)
     assert res.returncode == 1 and "cannot open model absent.bin" in res.console, res.console
+
+
+# --------------------------------------------------------------------------- the device path: Xtensa == host
+
+
+@pytest.mark.slow
+def test_streams_match_host(demo_bundle, xt_builds, host_build, tmp_path: Path) -> None:
+    """Synthetic AD8232 streams (drift, mains, motion, lead-off, clipping, every quality status)
+    through stream_runner (filter, window, status, z-score, quantization, inference, beats) and
+    device_image (the app with its protocol): every byte the same as the host build's. The
+    instructions per sample and per window are printed."""
+    from export.crosscheck import ADC, synthetic_streams, write_samples
+    from pipeline.signal.spec import PreprocessSpec
+
+    spec = PreprocessSpec.from_dict(json.loads((demo_bundle[1] / "manifest.json").read_text())["spec"])
+    exe = xt_builds["optimized"].root
+    costs = []
+    for stream in synthetic_streams(spec, 30.0, seed=5):
+        work = tmp_path / stream.name
+        work.mkdir()
+        write_samples(stream, work / "samples.bin")
+        common = ["samples.bin", "{}.out", str(ADC.max_count), str(spec.device_hop)]
+        runs = {"stream_runner": ["-b", "{}.beats", *common, "{}.stats"], "device_image": common}
+        for program, args in runs.items():
+            host = subprocess.run([str(host_build / program), *(a.format("host") for a in args)], cwd=work, capture_output=True, text=True)
+            assert host.returncode == 0, f"host {program} {stream.name}: {host.stderr[-1000:]}"
+            run_ok(exe / f"{program}.elf", [a.format("xt") for a in args], work)
+            for kind in ("out", "beats") if program == "stream_runner" else ("out",):
+                ours, theirs = (work / f"xt.{kind}").read_bytes(), (work / f"host.{kind}").read_bytes()
+                assert len(theirs) > 0 and ours == theirs, f"{program} {stream.name}: lx106 {kind} differs from the host's"
+            if program == "stream_runner":
+                stats, host_stats = (np.fromfile(work / f"{w}.stats", dtype="<u8") for w in ("xt", "host"))
+                assert (stats[:3] == host_stats[:3]).all() and stats[3] > 0
+                costs.append((stats[3] / stats[0], stats[4] / max(int(stats[2]), 1), stats[6] / stats[0]))
+    per_sample, per_ok_window, beats = (round(float(np.mean([c[i] for c in costs if c[i] > 0])), 1) for i in range(3))
+    print(f"\nlx106 stream_runner: instructions per sample {per_sample} (preprocessing), {beats} (beats); per OK window {per_ok_window} (z-score, quantization, inference)")

@@ -1,15 +1,17 @@
 /* Self-test of the Xtensa platform layer under QEMU (firmware/harness/m4_selftest.c needs floating
  * point, which Debian's lx106 libgcc cannot link; see ../libgcc_gaps.c).
  *
- *   xt_selftest [--copy IN OUT] [--loop N] [--arith IN OUT] [--stack BYTES] [--exit STATUS]
- *               [--fault] [WORD...]
+ *   xt_selftest [--copy IN OUT] [--loop N] [--arith IN OUT] [--float IN OUT] [--stack BYTES]
+ *               [--exit STATUS] [--fault] [WORD...]
  *
  * Echoes every argument as "arg I [TEXT]". --copy copies IN to OUT through rt_read/rt_write
  * ("copy bytes=N"). --loop runs exactly 2*N instructions between two rt_instructions() reads
  * ("loop expected=2N measured=M overhead=O cycles=C shift=S", O being two reads back to back).
  * --arith reads records of two little-endian uint64 (a, b) and writes for each, little-endian:
  * a*b, and when b != 0 a/b and a%b as uint64, then as int64, then the same for the low 32 bits
- * (unsigned, then signed), zeros where b is 0 ("arith records=N"). --stack uses at least BYTES of
+ * (unsigned, then signed), zeros where b is 0 ("arith records=N"). --float reads the same records as
+ * the bits of two doubles (and of two floats in their low halves) and writes FLOAT_RESULTS uint64 per
+ * record (float_record below; "float records=N"). --stack uses at least BYTES of
  * stack. --fault executes an illegal instruction. Ends with "stack used=U size=S"; returns STATUS.
  */
 #include <stdint.h>
@@ -155,16 +157,85 @@ static void arith_record(const unsigned char *in, unsigned char *out)
     }
 }
 
-static int arith_file(const char *in_path, const char *out_path)
+/* Binary64 and binary32 arithmetic, conversions and comparisons through the compiler's helpers
+ * (../softfloat.c and Debian's libgcc). a, b: doubles; fa, fb: the floats in their low 32 bits. Out:
+ * a+b, a-b, a*b, a/b, (float)a, (double)fa, (int)a and (unsigned)a where defined (else 0),
+ * (double)(int32)b, (double)(uint32)b, fa+fb, fa-fb, fa*fb, fa/fb, (float)(int32)a,
+ * (float)(uint32)a, (unsigned)fa where defined (else 0), and the comparison bits (< <= > >= == !=
+ * of a, b in bits 0-5, of fa, fb in bits 8-13). Floats in the low 32 bits of their slot. */
+#define FLOAT_RESULTS 18
+
+static uint64_t dbits(double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, sizeof u);
+    return u;
+}
+
+static uint64_t fbits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static void float_record(const unsigned char *in, unsigned char *out)
+{
+    const uint64_t ua = get_u64(in), ub = get_u64(in + 8);
+    const uint32_t la = (uint32_t)ua, lb = (uint32_t)ub;
+    volatile double a, b;
+    volatile float fa, fb;
+    volatile int32_t ia = (int32_t)la, ib = (int32_t)lb;
+    volatile uint32_t wa = la, wb = lb;
+    uint64_t r[FLOAT_RESULTS];
+    int i;
+    double da, db;
+    float ffa, ffb;
+    memcpy(&da, &ua, sizeof da);
+    memcpy(&db, &ub, sizeof db);
+    memcpy(&ffa, &la, sizeof ffa);
+    memcpy(&ffb, &lb, sizeof ffb);
+    a = da;
+    b = db;
+    fa = ffa;
+    fb = ffb;
+    r[0] = dbits(a + b);
+    r[1] = dbits(a - b);
+    r[2] = dbits(a * b);
+    r[3] = dbits(a / b);
+    r[4] = fbits((float)a);
+    r[5] = dbits((double)fa);
+    r[6] = a > -2147483649.0 && a < 2147483648.0 ? (uint64_t)(uint32_t)(int32_t)a : 0u;
+    r[7] = a > -1.0 && a < 4294967296.0 ? (uint64_t)(uint32_t)a : 0u;
+    r[8] = dbits((double)ib);
+    r[9] = dbits((double)wb);
+    r[10] = fbits(fa + fb);
+    r[11] = fbits(fa - fb);
+    r[12] = fbits(fa * fb);
+    r[13] = fbits(fa / fb);
+    r[14] = fbits((float)ia);
+    r[15] = fbits((float)wa);
+    r[16] = fa > -1.0f && fa < 4294967296.0f ? (uint64_t)(uint32_t)fa : 0u;
+    r[17] = (uint64_t)((a < b) | (a <= b) << 1 | (a > b) << 2 | (a >= b) << 3 | (a == b) << 4 | (a != b) << 5 |
+                       (fa < fb) << 8 | (fa <= fb) << 9 | (fa > fb) << 10 | (fa >= fb) << 11 | (fa == fb) << 12 |
+                       (fa != fb) << 13);
+    for (i = 0; i < FLOAT_RESULTS; ++i) {
+        put_u64(out + 8 * i, r[i]);
+    }
+}
+
+/* Applies `op` to every 16-byte record of IN, writing `out_bytes` per record to OUT. */
+static int records_file(const char *name, const char *in_path, const char *out_path,
+                        void (*op)(const unsigned char *, unsigned char *), size_t out_bytes)
 {
     rt_file *in = rt_open(in_path, 0);
     rt_file *out = in != NULL ? rt_open(out_path, 1) : NULL;
-    unsigned char rec[16], res[72];
+    unsigned char rec[16], res[8 * FLOAT_RESULTS];
     uint64_t records = 0;
     int ok = out != NULL;
     while (ok && rt_read(in, rec, sizeof rec) == sizeof rec) {
-        arith_record(rec, res);
-        ok = rt_write(out, res, sizeof res) == sizeof res;
+        op(rec, res);
+        ok = rt_write(out, res, out_bytes) == out_bytes;
         ++records;
     }
     if (in != NULL) {
@@ -174,8 +245,9 @@ static int arith_file(const char *in_path, const char *out_path)
         ok = (rt_close(out) == 0) && ok;
     }
     line[0] = '\0';
-    say_u64("arith records=", records);
-    rt_log(ok ? line : "arith: file error");
+    append(name);
+    say_u64(" records=", records);
+    rt_log(ok ? line : "records: file error");
     return ok;
 }
 
@@ -213,7 +285,12 @@ int harness_main(int argc, char **argv)
             }
             i += 2;
         } else if (strcmp(argv[i], "--arith") == 0 && i + 2 < argc) {
-            if (!arith_file(argv[i + 1], argv[i + 2])) {
+            if (!records_file("arith", argv[i + 1], argv[i + 2], arith_record, 72)) {
+                return 2;
+            }
+            i += 2;
+        } else if (strcmp(argv[i], "--float") == 0 && i + 2 < argc) {
+            if (!records_file("float", argv[i + 1], argv[i + 2], float_record, 8 * FLOAT_RESULTS)) {
                 return 2;
             }
             i += 2;
