@@ -190,7 +190,7 @@ def selftest(xt_builds) -> Path:
 def host_build(gen, tmp_path_factory) -> Path:
     """The host build of the programs the lx106 results are compared with."""
     root = tmp_path_factory.mktemp("xt-host")
-    cmd = ["make", "-s", "-C", str(FIRMWARE), "TARGET=host", f"GEN={gen}", f"BUILD={root}", *(str(root / p) for p in ("nn_runner", "stream_runner", "device_image"))]
+    cmd = ["make", "-s", "-C", str(FIRMWARE), "TARGET=host", f"GEN={gen}", f"BUILD={root}", *(str(root / p) for p in ("nn_runner", "stream_runner", "device_image", "proto_tool"))]
     subprocess.run(cmd, check=True, capture_output=True)
     return root
 
@@ -546,3 +546,15 @@ def test_streams_match_host(demo_bundle, xt_builds, host_build, tmp_path: Path) 
                 costs.append((stats[3] / stats[0], stats[4] / max(int(stats[2]), 1), stats[6] / stats[0]))
     per_sample, per_ok_window, beats = (round(float(np.mean([c[i] for c in costs if c[i] > 0])), 1) for i in range(3))
     print(f"\nlx106 stream_runner: instructions per sample {per_sample} (preprocessing), {beats} (beats); per OK window {per_ok_window} (z-score, quantization, inference)")
+
+
+def test_protocol_matches_host(xt_builds, host_build, tmp_path: Path) -> None:
+    """The serial protocol's C side (harness/proto_tool.c): encoded frames, the limits and the decoder's
+    view of a byte stream (with the REPLAY window assembler) the same on the lx106 as on the host."""
+    runs = (["encode", "{}.bin"], ["limits", "{}.txt"], ["decode", "host.bin", "{}.dec", "600"])
+    for args in runs:
+        host = subprocess.run([str(host_build / "proto_tool"), *(a.format("host") for a in args)], cwd=tmp_path, capture_output=True, text=True)
+        assert host.returncode == 0, host.stderr
+        run_ok(xt_builds["optimized"].root / "proto_tool.elf", [a.format("xt") for a in args], tmp_path)
+    for out in ("bin", "txt", "dec"):
+        assert (tmp_path / f"host.{out}").stat().st_size > 0 and (tmp_path / f"xt.{out}").read_bytes() == (tmp_path / f"host.{out}").read_bytes(), out
