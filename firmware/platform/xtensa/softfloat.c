@@ -78,15 +78,10 @@ static int is_zero64(uint64_t a)
     return (a & ~SIGN64) == 0u;
 }
 
-/* Leading zeros of a non-zero 64-bit value. */
+/* Leading zeros of a non-zero 64-bit value (libgcc's __clzdi2: lx106 has no NSAU). */
 static int clz64(uint64_t v)
 {
-    int n = 0;
-    while ((v & SIGN64) == 0u) {
-        v <<= 1;
-        ++n;
-    }
-    return n;
+    return __builtin_clzll(v);
 }
 
 /* v >> n, with any 1 shifted out kept in bit 0 (the sticky bit). */
