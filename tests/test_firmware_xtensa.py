@@ -128,12 +128,13 @@ def make(build: Path, gen: Path, *goals: str, cflags: str = "") -> subprocess.Co
 
 # --------------------------------------------------------------------------- builds
 
-SECTION_KINDS = (("text", (".text", ".literal")), ("rodata", (".rodata",)), ("data", (".data",)), ("bss", (".bss",)))
+SECTION_KINDS = (("text", (".text", ".literal", ".vectors", ".reset_vector")), ("rodata", (".rodata",)), ("data", (".data",)),
+                 ("bss", (".bss",)), ("stack", (".stack",)))  # fmt: skip
 
 
 def object_sizes(objects: list[Path]) -> dict[str, int]:
-    """Bytes of code (text and its literals), rodata, data and bss summed over `objects`; every
-    allocated section must be one of these."""
+    """Bytes of code (text and its literals), rodata, data, bss and stack summed over `objects` (ELF
+    objects or programs); every allocated section must be one of these."""
     sizes = dict.fromkeys((k for k, _ in SECTION_KINDS), 0)
     out = subprocess.run([SIZE, "-A", *map(str, objects)], capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
@@ -223,10 +224,12 @@ def test_core_and_model_size(gen, xt_builds) -> None:
     core = object_sizes([build.obj(s, gen) for s in SRC.glob("*.c")])
     nn = object_sizes([build.obj(s, gen) for s in (SRC / "nn").glob("*.c")])
     model = object_sizes([build.obj(gen / "ecg_native_model.c", gen)])
-    total = {k: core[k] + nn[k] + model[k] for k in core}
+    total = {k: core[k] + nn[k] + model[k] for k in core if k != "stack"}
     header = (gen / "ecg_native_model.h").read_text()
     report = {"core": core, "nn": nn, "model": model, "total": total,
               "native_arena_bytes": int(re.search(r"#define ECG_NATIVE_ARENA_BYTES (\d+)", header).group(1))}  # fmt: skip
+    # The linked device path (device_image: core, kernels, model, platform, software floating point, libc).
+    report["device_image_elf"] = object_sizes([build.root / "device_image.elf"])
     (build.root / "sizes.json").write_text(json.dumps(report, indent=1))
     print(f"\nlx106 sizes (bytes): {json.dumps(report)}")
     # The model's weights are read-only data, the kernels and the core are code.
