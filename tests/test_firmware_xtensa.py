@@ -518,37 +518,63 @@ def test_refused_model_and_missing_file(xt_builds, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the device path: Xtensa == host
 
 
+def _bundle_spec(bundle: Path):
+    from pipeline.signal.spec import PreprocessSpec
+
+    return PreprocessSpec.from_dict(json.loads((bundle / "manifest.json").read_text())["spec"])
+
+
+def _stream_matches_host(stream, spec, xt_build: Path, host_build: Path, work: Path) -> tuple[float, float, float]:
+    """One stream through stream_runner (with beats) and device_image on both builds: every output
+    byte the same. Returns the lx106's instructions per sample (preprocessing), per OK window
+    (z-score, quantization, inference; 0 without one) and per sample in the beat detector."""
+    from export.crosscheck import ADC, write_samples
+
+    work.mkdir(parents=True)
+    write_samples(stream, work / "samples.bin")
+    common = ["samples.bin", "{}.out", str(ADC.max_count), str(spec.device_hop)]
+    runs = {"stream_runner": ["-b", "{}.beats", *common, "{}.stats"], "device_image": common}
+    for program, args in runs.items():
+        host = subprocess.run([str(host_build / program), *(a.format("host") for a in args)], cwd=work, capture_output=True, text=True)
+        assert host.returncode == 0, f"host {program} {stream.name}: {host.stderr[-1000:]}"
+        run_ok(xt_build / f"{program}.elf", [a.format("xt") for a in args], work)
+        for kind in ("out", "beats") if program == "stream_runner" else ("out",):
+            ours, theirs = (work / f"xt.{kind}").read_bytes(), (work / f"host.{kind}").read_bytes()
+            assert len(theirs) > 0 and ours == theirs, f"{program} {stream.name}: lx106 {kind} differs from the host's"
+    stats, host_stats = (np.fromfile(work / f"{w}.stats", dtype="<u8") for w in ("xt", "host"))
+    assert (stats[:3] == host_stats[:3]).all() and stats[3] > 0
+    return stats[3] / stats[0], stats[4] / stats[2] if stats[2] else 0.0, stats[6] / stats[0]
+
+
+def _print_costs(what: str, costs: list[tuple[float, float, float]]) -> None:
+    per_sample, per_ok_window, beats = (round(float(np.mean([c[i] for c in costs if c[i] > 0])), 1) for i in range(3))
+    print(f"\nlx106 stream_runner, {what}: instructions per sample {per_sample} (preprocessing), {beats} (beats); "
+          f"per OK window {per_ok_window} (z-score, quantization, inference)")  # fmt: skip
+
+
 @pytest.mark.slow
 def test_streams_match_host(demo_bundle, xt_builds, host_build, tmp_path: Path) -> None:
     """Synthetic AD8232 streams (drift, mains, motion, lead-off, clipping, every quality status)
     through stream_runner (filter, window, status, z-score, quantization, inference, beats) and
-    device_image (the app with its protocol): every byte the same as the host build's. The
-    instructions per sample and per window are printed."""
-    from export.crosscheck import ADC, synthetic_streams, write_samples
-    from pipeline.signal.spec import PreprocessSpec
+    device_image (the app with its protocol): every byte the same as the host build's."""
+    from export.crosscheck import synthetic_streams
 
-    spec = PreprocessSpec.from_dict(json.loads((demo_bundle[1] / "manifest.json").read_text())["spec"])
-    exe = xt_builds["optimized"].root
-    costs = []
-    for stream in synthetic_streams(spec, 30.0, seed=5):
-        work = tmp_path / stream.name
-        work.mkdir()
-        write_samples(stream, work / "samples.bin")
-        common = ["samples.bin", "{}.out", str(ADC.max_count), str(spec.device_hop)]
-        runs = {"stream_runner": ["-b", "{}.beats", *common, "{}.stats"], "device_image": common}
-        for program, args in runs.items():
-            host = subprocess.run([str(host_build / program), *(a.format("host") for a in args)], cwd=work, capture_output=True, text=True)
-            assert host.returncode == 0, f"host {program} {stream.name}: {host.stderr[-1000:]}"
-            run_ok(exe / f"{program}.elf", [a.format("xt") for a in args], work)
-            for kind in ("out", "beats") if program == "stream_runner" else ("out",):
-                ours, theirs = (work / f"xt.{kind}").read_bytes(), (work / f"host.{kind}").read_bytes()
-                assert len(theirs) > 0 and ours == theirs, f"{program} {stream.name}: lx106 {kind} differs from the host's"
-            if program == "stream_runner":
-                stats, host_stats = (np.fromfile(work / f"{w}.stats", dtype="<u8") for w in ("xt", "host"))
-                assert (stats[:3] == host_stats[:3]).all() and stats[3] > 0
-                costs.append((stats[3] / stats[0], stats[4] / max(int(stats[2]), 1), stats[6] / stats[0]))
-    per_sample, per_ok_window, beats = (round(float(np.mean([c[i] for c in costs if c[i] > 0])), 1) for i in range(3))
-    print(f"\nlx106 stream_runner: instructions per sample {per_sample} (preprocessing), {beats} (beats); per OK window {per_ok_window} (z-score, quantization, inference)")
+    spec = _bundle_spec(demo_bundle[1])
+    costs = [_stream_matches_host(st, spec, xt_builds["optimized"].root, host_build, tmp_path / st.name) for st in synthetic_streams(spec, 30.0, seed=5)]
+    _print_costs("synthetic streams", costs)
+
+
+@pytest.mark.slow
+def test_mitdb_matches_host(shared_data, demo_bundle, xt_builds, host_build, tmp_path: Path) -> None:
+    """Real ECG: MIT-BIH records 100 (normal) and 208 (many PVCs), 3 minutes each, as the device
+    would sample them: byte-identical windows, beats and results on the lx106 and the host."""
+    from export.crosscheck import record_stream
+    from pipeline.sources import mitdb as mitdb_source
+
+    spec = _bundle_spec(demo_bundle[1])
+    streams = [record_stream(shared_data / "mitdb" / name, mitdb_source.DEFAULT_LEADS, spec, 180.0) for name in ("100", "208")]
+    costs = [_stream_matches_host(st, spec, xt_builds["optimized"].root, host_build, tmp_path / st.name) for st in streams]
+    _print_costs("MIT-BIH 100, 208", costs)
 
 
 def test_protocol_matches_host(xt_builds, host_build, tmp_path: Path) -> None:
