@@ -1,17 +1,20 @@
 """Xtensa lx106 (the ESP8266's core; the ESP32's LX6 is the same GCC family): the firmware core
-compiled with Debian's gcc-xtensa-lx106 and picolibc, and its integer programs run under QEMU.
+compiled with Debian's gcc-xtensa-lx106 and picolibc, and its programs run under QEMU.
 
     make -C firmware TARGET=xtensa-lx106 GEN=DIR BUILD=DIR   (firmware/mk/xtensa-lx106.mk)
     qemu-system-xtensa -M sim -cpu lx106 -nographic -monitor none -no-reboot \
       -semihosting-config enable=on,arg=PROG,arg=ARG1,... -icount shift=S -kernel PROG.elf
 
 Every core, nn and generated source compiles warning-free (-Werror) and the core+model sizes are
-reported. Debian's libgcc for lx106 has no software floating point, so only the integer programs
-link: nn_runner, whose int8 outputs must equal the host build's byte for byte (optimized and
-portable kernels, random single ops and the bundle's model), and the platform's self-test
-(firmware/platform/xtensa/selftest: arguments, files, exit status, the CCOUNT instruction counter,
-the integer helpers the toolchain lacks, faults, the stack). The toolchain is installed with apt-get
-when missing and running as root; otherwise the tests skip, and under CI=true they fail.
+reported. Debian's libgcc for lx106 leaves out what the ESP8266's ROM provides (division, 64-bit
+multiplication, the software floating point); platform/xtensa supplies it, checked bit for bit
+against Python's integers and the host's IEEE arithmetic. Then the lx106 builds must give the host
+build's bytes: nn_runner's int8 outputs (optimized and portable kernels, random single ops, the
+bundle's model), stream_runner's windows and beats and device_image's results on synthetic streams
+and MIT-BIH records, proto_tool's frames. The platform's self-test (platform/xtensa/selftest)
+checks arguments, files, exit status, the CCOUNT instruction counter, faults and the stack. The
+toolchain is installed with apt-get when missing and running as root; otherwise the tests skip, and
+under CI=true they fail.
 """
 
 from __future__ import annotations

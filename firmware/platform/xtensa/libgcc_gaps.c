@@ -3,8 +3,8 @@
  * ESP8266 toolchains drop from libgcc what the ESP8266's mask ROM already holds (the SDK's
  * eagle.rom.addr.v6.ld gives their ROM addresses): __divsi3, __udivsi3, __umodsi3, __umulsidi3,
  * __muldi3, __divdi3, __udivdi3, __umoddi3 and the software floating point (__adddf3, __muldf3,
- * __divdf3, __floatsidf, ...). QEMU's sim machine has no such ROM: these are the integer ones; the
- * floating point is missing, which is why only the integer programs link here (xtensa-lx106.mk).
+ * __divdf3, __floatsidf, ...). QEMU's sim machine has no such ROM: these are the integer ones
+ * (softfloat.c has the floating point).
  * Results match C's operators: quotients truncate toward zero, remainders take the dividend's sign;
  * a division by zero traps (an illegal instruction, reported by startup.c). Checked against Python's
  * integers by xt_selftest --arith (tests/test_firmware_xtensa.py). Linked before libgcc.a, so a
