@@ -1,5 +1,6 @@
-/* Self-test of the Xtensa platform layer under QEMU (firmware/harness/m4_selftest.c needs floating
- * point, which Debian's lx106 libgcc cannot link; see ../libgcc_gaps.c).
+/* Self-test of the Xtensa platform layer under QEMU, with the checks of its own: the integer and
+ * floating-point helpers (../libgcc_gaps.c, ../softfloat.c) and CCOUNT. (harness/m4_selftest.c is not
+ * linked here: its abort() needs a signal layer that picolibc leaves to the platform.)
  *
  *   xt_selftest [--copy IN OUT] [--loop N] [--arith IN OUT] [--float IN OUT] [--stack BYTES]
  *               [--exit STATUS] [--fault] [WORD...]
