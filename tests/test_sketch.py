@@ -368,3 +368,72 @@ def test_uno_text_mode_for_the_serial_plotter(avr_toolchain, uno_sim, demo_bundl
     assert min_sp - _bss_end(elf) >= STACK_MARGIN
     ram = re.search(r"Global variables use (\d+) bytes", out)
     print(f"Uno with ECG_APP_TEXT 1: {ram.group(0) if ram else out[-500:]}")
+
+
+# ------------------------------------------------------------------ ESP32 family: configuration only
+# No Arduino-ESP32 core here: the configuration block is run through the host's C preprocessor with the
+# macros the core defines (ARDUINO_ARCH_ESP32, sdkconfig's CONFIG_IDF_TARGET_*), and the pins it picks
+# are checked against the chips' documentation (ESP-IDF ADC guide: ESP32 ADC1 is GPIO32-39, ESP32-C3
+# ADC1 is GPIO0-4; ESP32-C3 strapping pins GPIO2/8/9, SPI flash GPIO11-17, USB GPIO18/19, UART0 GPIO20/21).
+
+ESP32_ADC1 = {"ESP32": set(range(32, 40)), "ESP32C3": set(range(0, 5))}
+ESP32_RESERVED = {"ESP32": {0, 2, 5, 12, 15, *range(6, 12), 1, 3}, "ESP32C3": {2, 8, 9, *range(11, 18), 18, 19, 20, 21}}
+ESP32_GPIO_COUNT = {"ESP32": 40, "ESP32C3": 22}
+
+
+def _configuration(*defines: str) -> subprocess.CompletedProcess[str]:
+    """The .ino's configuration block through `cc -E` with `defines`; prints the pins and the baud rate."""
+    text = (SKETCH / "ecg_edge.ino").read_text()
+    start = text.index("// ================================ configuration")
+    end = text.index("// =====", start + 10)
+    probe = text[start:end] + "\nECG_PROBE ECG_PIN_OUTPUT ECG_PIN_LO_PLUS ECG_PIN_LO_MINUS ECG_BAUD\n"
+    return subprocess.run(["cc", "-E", "-P", "-x", "c", *(f"-D{d}" for d in defines), "-"], input=probe, capture_output=True, text=True)
+
+
+def _pins(*defines: str) -> list[str]:
+    proc = _configuration(*defines)
+    assert proc.returncode == 0, proc.stderr
+    return next(ln for ln in proc.stdout.splitlines() if ln.startswith("ECG_PROBE")).split()[1:]
+
+
+@pytest.mark.parametrize("chip", ["ESP32", "ESP32C3"])
+def test_esp32_pins_are_adc1_and_free(chip):
+    output, lo_plus, lo_minus, baud = _pins("ARDUINO_ARCH_ESP32", f"CONFIG_IDF_TARGET_{chip}")
+    pins = [int(output), int(lo_plus), int(lo_minus)]
+    assert pins[0] in ESP32_ADC1[chip], f"{chip}: ECG_PIN_OUTPUT {pins[0]} is not an ADC1 pin"
+    assert len(set(pins)) == 3 and all(0 <= p < ESP32_GPIO_COUNT[chip] for p in pins)
+    assert not set(pins) & ESP32_RESERVED[chip], f"{chip}: {set(pins) & ESP32_RESERVED[chip]} are reserved pins"
+    assert baud == "115200"
+
+
+def test_esp32_c3_pins_and_other_boards():
+    assert _pins("ARDUINO_ARCH_ESP32", "CONFIG_IDF_TARGET_ESP32C3")[:3] == ["3", "6", "7"]
+    assert _pins("ARDUINO_ARCH_ESP32", "CONFIG_IDF_TARGET_ESP32C3", "ECG_PIN_OUTPUT=4", "ECG_PIN_LO_PLUS=5", "ECG_PIN_LO_MINUS=10")[:3] == ["4", "5", "10"]
+    assert _pins("ARDUINO_ARCH_AVR")[:3] == ["A0", "10", "11"]  # the Uno and the others keep theirs
+    proc = _configuration("ARDUINO_ARCH_ESP32", "CONFIG_IDF_TARGET_ESP32S3")  # a variant without defaults stops
+    assert proc.returncode != 0 and "choose an ADC1 pin and two inputs for this ESP32 variant" in proc.stderr
+
+
+def _platformio_env(name: str) -> dict[str, str]:
+    """An environment of firmware/platformio.ini as PlatformIO resolves it: [env], then `extends`, then
+    its own options, with ${env.X} and ${env:NAME.X} references expanded."""
+    import configparser
+
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(REPO / "firmware" / "platformio.ini")
+    section = dict(ini[f"env:{name}"])
+    base = _platformio_env(section.pop("extends").removeprefix("env:")) if "extends" in section else dict(ini["env"])
+
+    def ref(m: re.Match[str]) -> str:
+        return ini["env"][m.group(2)] if m.group(1) == "env" else _platformio_env(m.group(1)[4:])[m.group(2)]
+
+    return {**base, **{k: re.sub(r"\$\{(env(?::[\w-]+)?)\.(\w+)\}", ref, v) for k, v in section.items()}}
+
+
+def test_platformio_esp32c3_environment():
+    c3, esp32 = _platformio_env("esp32c3"), _platformio_env("esp32dev")
+    assert c3["board"] == "esp32-c3-devkitm-1" and esp32["board"] == "esp32dev"
+    for key in ("platform", "framework", "build_flags", "build_unflags", "monitor_speed", "lib_deps"):
+        assert c3.get(key) == esp32.get(key), key  # the ESP32's flags, -O2 and no FMA contraction included
+    assert {"-ffp-contract=off", "-fno-fast-math", "-O2"} <= set(esp32["build_flags"].split()) and esp32["build_unflags"] == "-Os"
+    assert "esp32c3" in (REPO / "firmware" / "platformio.ini").read_text().split("[env:esp32c3]")[0]  # named in the usage line

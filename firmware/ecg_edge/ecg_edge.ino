@@ -13,13 +13,15 @@
 // Without them the build stops with an #error that names this command.
 //
 // Wiring (AD8232 breakout -> board; defaults below, change them in the configuration block):
-//   AD8232   ESP32 (esp32dev)        Arduino Nano 33 BLE   Arduino Uno
-//   OUTPUT   GPIO36 (ADC1, VP)       A0                    A0
-//   LO+      GPIO34                  D10                   10
-//   LO-      GPIO35                  D11                   11
-//   3.3V     3V3                     3.3V                  3.3V
-//   GND      GND                     GND                   GND
-// ESP32: OUTPUT must be an ADC1 pin (ADC2 does not work while Wi-Fi is on). The Uno's 2 KB of RAM
+//   AD8232   ESP32 (esp32dev)    ESP32-C3 (DevKitM-1)   Arduino Nano 33 BLE   Arduino Uno
+//   OUTPUT   GPIO36 (ADC1, VP)   GPIO3 (ADC1)           A0                    A0
+//   LO+      GPIO34              GPIO6                  D10                   10
+//   LO-      GPIO35              GPIO7                  D11                   11
+//   3.3V     3V3                 3V3                    3.3V                  3.3V
+//   GND      GND                 GND                    GND                   GND
+// ESP32 family: OUTPUT must be an ADC1 pin (ADC2 does not work while Wi-Fi is on; the ESP32-C3's
+// ADC1 is GPIO0-GPIO4). At the core's default 11 dB attenuation the ADC reads about 0-2.5 V (ESP-IDF's
+// ADC guide); the AD8232's output rests at 1.65 V, and a clipped reading counts as saturated. The Uno's 2 KB of RAM
 // cannot hold a model: its build only streams SAMPLES (INFO: capabilities 0, backend "none";
 // src/ecg_board.h decides this from the compiler, nothing to edit). Where the bundle's model does
 // not fit the board's RAM (a SAMD21's 32 KB with today's students) the build stops with the numbers
@@ -30,9 +32,9 @@
 // `ecg-host plotter --port <port>` on a running board: then it prints ecg:<counts>,hr:<bpm>,lead_off:<0|1>
 // per sample and a line per result (firmware/PROTOCOL.md, Text mode).
 //
-// Boards with a 250 Hz sample timer here: ESP32 family (Arduino-ESP32 1.x/2.x and 3.x timer APIs),
-// mbed cores (Nano 33 BLE / nRF52840, Nano RP2040 Connect), AVR (Timer1), SAMD21 (TC3),
-// RP2040/RP2350 (arduino-pico). Others stop with an #error. The host side is the ecg-host tool
+// Boards with a 250 Hz sample timer here: ESP32 family (the ESP32 and the ESP32-C3; Arduino-ESP32
+// 1.x/2.x and 3.x timer APIs), mbed cores (Nano 33 BLE / nRF52840, Nano RP2040 Connect), AVR (Timer1),
+// SAMD21 (TC3), RP2040/RP2350 (arduino-pico). Others stop with an #error. The host side is the ecg-host tool
 // (`ecg-host ports` finds the board; see the README).
 
 // ================================ configuration ================================================
@@ -52,6 +54,12 @@
 #define ECG_PIN_OUTPUT 36 // ADC1_CH0 (VP): works with Wi-Fi on
 #define ECG_PIN_LO_PLUS 34
 #define ECG_PIN_LO_MINUS 35
+#elif defined(CONFIG_IDF_TARGET_ESP32C3)
+// ESP32-C3-DevKitM-1: GPIO3 is ADC1_CH3 (header J1); GPIO6 and GPIO7 are plain inputs (J3). Not the
+// strapping pins GPIO2, GPIO8, GPIO9, nor GPIO0/GPIO1 (the 32 kHz crystal on some modules).
+#define ECG_PIN_OUTPUT 3
+#define ECG_PIN_LO_PLUS 6
+#define ECG_PIN_LO_MINUS 7
 #else
 #error "ecg-edge: choose an ADC1 pin and two inputs for this ESP32 variant (ECG_PIN_OUTPUT, ECG_PIN_LO_PLUS, ECG_PIN_LO_MINUS)"
 #endif
@@ -272,7 +280,7 @@ static void ecg_sample_tick() {
 // sampling task of the highest priority that takes the count and reads the ADC at once
 // (microseconds of jitter, no drift; ticks it missed become lost samples, ecg_app_on_ticks).
 #if defined(ARDUINO_ARCH_ESP32)
-#if defined(CONFIG_FREERTOS_UNICORE) && CONFIG_FREERTOS_UNICORE
+#if defined(CONFIG_FREERTOS_UNICORE) && CONFIG_FREERTOS_UNICORE // single-core chips (ESP32-C3): core 0
 #define ECG_ESP32_CORE(c) 0
 #else
 #define ECG_ESP32_CORE(c) (c)
@@ -304,7 +312,9 @@ static void ecg_timer_start() {
   timerAttachInterrupt(ecg_timer, &ecg_on_timer);
   timerAlarm(ecg_timer, ECG_SAMPLE_PERIOD_US, true, 0);
 #else
-  ecg_timer = timerBegin(0, 80, true); // 1.x/2.x: timer 0, 80 MHz APB / 80 = 1 MHz, count up
+  // 1.x/2.x: timer 0, 80 MHz APB / 80 = 1 MHz, count up (timer 0 of 4 on the ESP32, of 2 on the
+  // ESP32-C3, whose timers also run from the 80 MHz APB clock).
+  ecg_timer = timerBegin(0, 80, true);
   timerAttachInterrupt(ecg_timer, &ecg_on_timer, false); // level: 2.x logs an error for edge, then uses level
   timerAlarmWrite(ecg_timer, ECG_SAMPLE_PERIOD_US, true);
   timerAlarmEnable(ecg_timer);
