@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--bundle", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True, help="data set: its test windows and test records")
-    p.add_argument("--target", choices=("host", "host-asan", *QEMU_TARGETS), default="host", help="host builds, or QEMU: cortex-m4 (mps2-an386), riscv32 (RV32IMC, virt)")
+    p.add_argument("--target", choices=("host", "host-asan", *QEMU_TARGETS), default="host", help="host builds, or QEMU: cortex-m4 (mps2-an386), riscv32 (RV32IMC, virt), xtensa-lx106 (sim)")
     p.add_argument("--out", type=Path, help="write the report (JSON) here")
     p.add_argument("--mitdb", type=Path, help="MIT-BIH Arrhythmia directory: also stream its records (MLII, else the next lead the pipeline prefers)")
     p.add_argument("--mitdb-records", type=int, default=0, help="only the first N MIT-BIH records (0: all)")

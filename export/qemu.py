@@ -4,6 +4,8 @@
 - `riscv32`: RV32IMC with soft float (an ESP32-C3-class core), `qemu-system-riscv32 -machine virt
   -bios none` with a CPU that has no A, F or D extension, so a stray atomic or floating-point
   instruction traps (firmware/platform/rv32).
+- `xtensa-lx106`: the ESP8266's core, `qemu-system-xtensa -M sim -cpu lx106`, with the simulator's
+  calls for arguments, files and exit (firmware/platform/xtensa).
 
 A program built with `make -C firmware TARGET=<target>` takes its arguments from the semihosting
 command line, reads and writes host files through semihosting (relative to `cwd`), prints to the
@@ -12,7 +14,8 @@ semihosting console and ends with SYS_EXIT_EXTENDED, so QEMU's exit code is its 
 2^S ns of virtual time; the firmware finds S by itself at reset with a loop of known length):
 - cortex-m4: SysTick runs at 25 MHz of virtual time, so a tick is 40 / 2^S instructions;
 - riscv32: QEMU returns its virtual clock in ns for `minstret`, so instructions = minstret >> S,
-  exact at every shift (tests/test_firmware_riscv.py checks it against loops of known length).
+  exact at every shift (tests/test_firmware_riscv.py checks it against loops of known length);
+- xtensa-lx106: CCOUNT runs at 40 MHz of virtual time, so a cycle is 25 / 2^S instructions.
 
 The module-level constants (QEMU, GCC, SIZE, APT_PACKAGES, ...) are the Cortex-M4's, as before.
 """
@@ -43,7 +46,7 @@ class QemuTarget:
     size: str
     objdump: str
     cflags: tuple[str, ...]  # enough of the target's flags to find its libc
-    libc: str  # a file of the libc that `gcc -print-file-name` must find
+    libc: str  # a file of the libc that `gcc -print-file-name` must find, or its absolute path
     apt_packages: tuple[str, ...]
     flash_sections: dict[str, str]  # ELF section -> kind (text, rodata)
     ram_sections: dict[str, str]  # ELF section -> kind (data, bss, stack)
@@ -51,6 +54,9 @@ class QemuTarget:
     fatal_marker: str  # the platform's console line before FAULT_STATUS
     ns_per_tick: int  # virtual ns per count of the platform's instruction counter
     elf_machine: int  # e_machine of its ELF files
+    # Arm/RISC-V semihosting hands the program one command line that the firmware splits at spaces
+    # (arguments quoted); the Xtensa simulator's calls give each argument as it is.
+    cmdline_joined: bool = True
 
     @property
     def apt_command(self) -> str:
@@ -98,6 +104,24 @@ TARGETS: dict[str, QemuTarget] = {
         fatal_marker="rv32 fatal:",
         ns_per_tick=1,  # minstret counts virtual ns
         elf_machine=243,  # EM_RISCV
+    ),
+    "xtensa-lx106": QemuTarget(
+        name="xtensa-lx106",
+        qemu="qemu-system-xtensa",
+        machine=("-M", "sim", "-cpu", "lx106"),
+        gcc="xtensa-lx106-elf-gcc",
+        size="xtensa-lx106-elf-size",
+        objdump="xtensa-lx106-elf-objdump",
+        cflags=(),
+        libc="/usr/lib/xtensa-lx106-elf/picolibc.specs",  # XT_PICOLIBC_SPECS in firmware/mk/xtensa-lx106.mk
+        apt_packages=("gcc-xtensa-lx106", "picolibc-xtensa-lx106-elf", "qemu-system-misc"),
+        flash_sections={".reset_vector": "text", ".vectors": "text", ".text": "text", ".rodata": "rodata", ".init_array": "rodata"},
+        ram_sections={".data": "data", ".bss": "bss", ".stack": "stack"},
+        overlay_sections=(),
+        fatal_marker="xt fatal:",
+        ns_per_tick=25,  # CCOUNT runs at 40 MHz of virtual time
+        elf_machine=94,  # EM_XTENSA
+        cmdline_joined=False,  # the simulator's argv calls hand over each `arg=` as its own string
     ),
 }
 
@@ -157,7 +181,10 @@ def missing_tools(target: str = "cortex-m4") -> list[str]:
     """What is missing for building and running `target`'s programs (empty when all is there)."""
     t = qemu_target(target)
     missing = [tool for tool in (t.qemu, t.gcc, t.size) if shutil.which(tool) is None]
-    if t.gcc not in missing:
+    if Path(t.libc).is_absolute():
+        if not Path(t.libc).is_file():
+            missing.append(f"{t.apt_packages[1]} ({t.libc})")
+    elif t.gcc not in missing:
         libc = subprocess.run([t.gcc, *t.cflags, f"-print-file-name={t.libc}"], capture_output=True, text=True)
         if not Path(libc.stdout.strip()).is_absolute():
             missing.append(f"{t.apt_packages[1]} ({t.libc})")
@@ -202,8 +229,8 @@ def qemu_command(elf: Path, args: list[str], icount_shift: int = 0, target: str 
     t = qemu_target(target)
     if not 0 <= icount_shift <= 10:
         raise ValueError(f"icount_shift must be in 0..10, not {icount_shift}")
-    argv = [_semihosting_arg(a) for a in [elf.stem, *args]]
-    if len(argv) > MAX_ARGS or len(" ".join(argv).encode()) > CMDLINE_BYTES:
+    argv = [_semihosting_arg(a) if t.cmdline_joined else a for a in [elf.stem, *args]]
+    if t.cmdline_joined and (len(argv) > MAX_ARGS or len(" ".join(argv).encode()) > CMDLINE_BYTES):
         raise ValueError(f"{elf.name}: at most {MAX_ARGS} arguments and {CMDLINE_BYTES} bytes of command line")
     semihosting = ",".join(["enable=on", "target=native", *("arg=" + a.replace(",", ",,") for a in argv)])
     return [t.qemu, *t.machine, "-nographic", "-monitor", "none",

@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 from test_firmware_nn import CASE_IDS, make_case, rounding_case
 
+from export import qemu
 from export.firmware import generate_firmware
 from export.native_model import build_native_model
 
@@ -41,52 +42,25 @@ TARGET = "xtensa-lx106"
 
 # --------------------------------------------------------------------------- toolchain and QEMU
 
-GCC = "xtensa-lx106-elf-gcc"
-SIZE = "xtensa-lx106-elf-size"
-QEMU = "qemu-system-xtensa"
-PICOLIBC_SPECS = Path("/usr/lib/xtensa-lx106-elf/picolibc.specs")  # XT_PICOLIBC_SPECS in the .mk
-APT_PACKAGES = ("gcc-xtensa-lx106", "picolibc-xtensa-lx106-elf", "qemu-system-misc")
-APT_COMMAND = "apt-get install -y " + " ".join(APT_PACKAGES)
-NS_PER_CYCLE = 25  # XT_NS_PER_CYCLE: CCOUNT runs at 40 MHz of virtual time
-FAULT_STATUS = 250  # XT_FAULT_STATUS in firmware/platform/xtensa/xt_internal.h
-FATAL_MARKER = "xt fatal:"
-EM_XTENSA = 94
-
-
-def missing_tools() -> list[str]:
-    """What is missing for building and running lx106 programs (empty when all is there)."""
-    missing = [tool for tool in (GCC, SIZE, QEMU) if shutil.which(tool) is None]
-    if not PICOLIBC_SPECS.is_file():
-        missing.append(f"picolibc ({PICOLIBC_SPECS})")
-    return missing
-
-
-def ensure_toolchain() -> None:
-    """Install the Debian packages with apt-get when running as root; otherwise say how."""
-    if not missing_tools():
-        return
-    if getattr(os, "geteuid", lambda: -1)() != 0:
-        raise RuntimeError(f"missing {', '.join(missing_tools())}; install them with: sudo {APT_COMMAND}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", *APT_PACKAGES]
-    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True)
-        proc = subprocess.run(install, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"'{' '.join(install)}' failed:\n{proc.stderr[-2000:]}")
-    if missing_tools():
-        raise RuntimeError(f"still missing after apt-get: {', '.join(missing_tools())}")
+XT = qemu.TARGETS[TARGET]
+SIZE = XT.size
+NS_PER_CYCLE = XT.ns_per_tick  # XT_NS_PER_CYCLE: CCOUNT runs at 40 MHz of virtual time
+FAULT_STATUS = qemu.FAULT_STATUS  # XT_FAULT_STATUS in firmware/platform/xtensa/xt_internal.h
+FATAL_MARKER = XT.fatal_marker
+EM_XTENSA = XT.elf_machine
 
 
 def require_xtensa_toolchain() -> None:
     """Installed when missing (as root); a skip with the apt-get command when that cannot be done,
     a failure under CI=true."""
+    if qemu.qemu_available(TARGET):
+        return
     try:
-        ensure_toolchain()
-    except RuntimeError as exc:
+        qemu.ensure_toolchain(TARGET)
+    except Exception as exc:  # noqa: BLE001 - any failure to install means no toolchain
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"the Xtensa lx106 toolchain is required under CI=true: {exc}")
-        pytest.skip(f"Xtensa lx106 toolchain missing: {exc}")
+        pytest.skip(f"Xtensa lx106 toolchain missing and not installable here ({exc}); run: sudo {XT.apt_command}")
 
 
 @dataclass(frozen=True)
@@ -96,22 +70,12 @@ class XtResult:
     command: list[str]
 
 
-def qemu_command(elf: Path, args: list[str], icount_shift: int = 0) -> list[str]:
-    """The QEMU command line that runs `elf` with argv = [elf stem, *args] (one `arg=` each: the
-    simulator hands them over as separate strings, nothing to quote but QEMU's option commas)."""
-    if not 0 <= icount_shift <= 10:
-        raise ValueError(f"icount_shift must be in 0..10, not {icount_shift}")
-    semihosting = ",".join(["enable=on", *("arg=" + a.replace(",", ",,") for a in [elf.stem, *args])])
-    return [QEMU, "-M", "sim", "-cpu", "lx106", "-nographic", "-monitor", "none", "-no-reboot",
-            "-semihosting-config", semihosting, "-icount", f"shift={icount_shift}", "-kernel", str(elf)]  # fmt: skip
-
-
 def run_elf(elf: Path, args: list[str], cwd: Path, icount_shift: int = 0, timeout: float = 300) -> XtResult:
     """Run an lx106 program to its exit; its file arguments are relative to `cwd`."""
     elf = Path(elf).resolve()
     if not elf.is_file():  # QEMU would wait forever at the reset vector
         raise FileNotFoundError(f"no such ELF: {elf}")
-    cmd = qemu_command(elf, args, icount_shift)
+    cmd = qemu.qemu_command(elf, args, icount_shift, TARGET)
     proc = subprocess.run(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
     return XtResult(proc.returncode, proc.stdout.decode(errors="replace"), cmd)
 
@@ -590,3 +554,22 @@ def test_protocol_matches_host(xt_builds, host_build, tmp_path: Path) -> None:
         run_ok(xt_builds["optimized"].root / "proto_tool.elf", [a.format("xt") for a in args], tmp_path)
     for out in ("bin", "txt", "dec"):
         assert (tmp_path / f"host.{out}").stat().st_size > 0 and (tmp_path / f"xt.{out}").read_bytes() == (tmp_path / f"host.{out}").read_bytes(), out
+
+
+def test_crosscheck_xtensa(demo_bundle: tuple[Path, Path]) -> None:
+    """`ecg-export crosscheck --target xtensa-lx106`: every identity of the Cortex-M4's, the portable kernels
+    against the optimized ones, and the cost keys."""
+    require_xtensa_toolchain()
+    from test_firmware_core import _check
+
+    from export.crosscheck import crosscheck
+
+    data, bundle = demo_bundle
+    report, failed = crosscheck(bundle, data, TARGET, limit=4, raw_path_windows=4, synthetic_seconds=40, progress=False)
+    assert failed == []
+    _check(report, TARGET)
+    assert report["portable_identical"] is True and report["rhythm_identical_fraction"] == 1.0
+    per_inf = report["instructions_per_inference"]
+    assert per_inf > report["macs"] and report["instructions_per_mac"] == pytest.approx(per_inf / report["macs"], rel=1e-6)
+    assert 0 < report["flash_bytes"] and report["image_sections"]["stack"] == 4096
+    assert 0 < report["beats_instructions_per_sample"] < report["preprocess_instructions_per_sample"]
