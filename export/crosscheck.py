@@ -306,18 +306,32 @@ def test_inputs(ds: Dataset, manifest: dict[str, Any], limit: int = 0) -> tuple[
     return windows, np.stack(inputs) if inputs else np.zeros((0, ds.spec.window * len(manifest["leads"])), np.int8)
 
 
-def model_check(target: Target, blob: Path, tflite: Path, inputs: np.ndarray, work: Path) -> dict[str, Any]:
-    """Native backend vs TFLM on the same int8 inputs `(n, features)`."""
+def op_instructions(native: Any, per_op: np.ndarray) -> list[dict[str, Any]]:
+    """Per op of the native model: index, type, MACs, mean instructions per inference and per MAC
+    (`per_op`: nn_runner's OPSTATS as (inferences, ops))."""
+    mean = per_op.mean(axis=0)
+    return [
+        {"index": i, "op": kind, "macs": int(macs), "instructions": round(float(n)), "instructions_per_mac": float(n) / macs if macs else None}
+        for i, (kind, macs, n) in enumerate(zip(native.ops, native.op_macs, mean))
+    ]
+
+
+def model_check(target: Target, blob: Path, tflite: Path, inputs: np.ndarray, work: Path, native_model: Any = None) -> dict[str, Any]:
+    """Native backend vs TFLM on the same int8 inputs `(n, features)`; with `native_model` (the
+    NativeModel of `blob`) and a target that counts instructions, also each op's instructions."""
     inputs.astype(np.int8).tofile(work / "inputs.bin")
-    target.run("nn_runner", [str(blob), "inputs.bin", "outputs.bin", "nn_stats.bin"], work)
+    target.run("nn_runner", [str(blob), "inputs.bin", "outputs.bin", "nn_stats.bin", "nn_opstats.bin"], work)
     native = np.fromfile(work / "outputs.bin", dtype=np.int8).reshape(len(inputs), -1)
     tflm = run_tflm_int8(tflite, inputs)
     stats = np.fromfile(work / "nn_stats.bin", dtype="<u8") if (work / "nn_stats.bin").exists() else np.zeros(0)
+    per_op = np.fromfile(work / "nn_opstats.bin", dtype="<u8") if (work / "nn_opstats.bin").exists() else np.zeros(0)
+    counted = native_model is not None and len(inputs) and per_op.size == len(inputs) * len(native_model.ops)
     return {
         "windows": int(len(inputs)),
         "identical": int((native == tflm).all(axis=1).sum()),
         "max_lsb_diff": int(np.abs(native.astype(np.int32) - tflm.astype(np.int32)).max()) if len(inputs) else 0,
         "instructions": [int(v) for v in stats[: len(inputs)]],
+        "op_instructions": op_instructions(native_model, per_op.reshape(len(inputs), -1)) if counted else None,
         "native": native,
     }
 
@@ -383,7 +397,7 @@ def crosscheck(
         reference = BundleModel.from_manifest(bundle, manifest)
         lead = manifest["leads"][0]
         _, inputs = test_inputs(ds, manifest, limit)
-        model = model_check(tgt, blob, bundle / "model_int8.tflite", inputs, work)
+        model = model_check(tgt, blob, bundle / "model_int8.tflite", inputs, work, native)
         if target in QEMU_TARGETS and len(inputs):
             portable_check(tgt, gen, work, blob, inputs[:PORTABLE_WINDOWS], model["native"][:PORTABLE_WINDOWS])
 
@@ -474,6 +488,7 @@ def _report(target: str, tgt: Target, native: Any, info: dict, model: dict, tall
         "native_arena_bytes": native.arena_bytes,
         "tflm_arena_bytes": info["tflm_arena_bytes"],
         "macs": native.macs,
+        "op_instructions": model["op_instructions"],  # per op, where the target counts instructions
     }
     report.update(_cost(tgt, native, model, tally))
     hop_s = ds.spec.device_hop / ds.spec.fs

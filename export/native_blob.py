@@ -77,6 +77,7 @@ class NativeModel:
     data_bytes: int  # weights, biases, multipliers, shifts and constants in the blob
     scratch_bytes: int  # the largest im2col scratch in the plan
     tensor_offsets: dict[str, int] = field(default_factory=dict)  # arena offset of each activation, by TFLite name
+    op_macs: list[int] = field(default_factory=list)  # multiply-accumulates of each op (0 for ops without)
 
     @property
     def input_bytes(self) -> int:

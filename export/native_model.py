@@ -201,6 +201,8 @@ class _Builder:
         self.scratch: dict[int, int] = {}  # op index -> scratch bytes
         self.macs = 0
         self.ops: list[str] = []
+        self.op_macs: list[int] = []  # per op record
+        self._pending_macs = 0
         self._data_cache: dict[bytes, int] = {}
 
     # -- data section
@@ -242,6 +244,11 @@ class _Builder:
         self.entries.append({"tfl": tfl, "bytes": t.size, "const": None, "first": op, "last": op, "alias": alias_of})
         return self.native[tfl]
 
+    def add_macs(self, macs: int) -> None:
+        """Multiply-accumulates of the op whose record comes next."""
+        self.macs += macs
+        self._pending_macs = macs
+
     def record(self, kind: str, op: int, **params: int) -> None:
         missing = set(OP_FIELDS[kind]) ^ set(params)
         if missing:
@@ -252,6 +259,8 @@ class _Builder:
                 raise UnsupportedModelError(f"operator {op} {kind}: {name} = {value} is beyond the native backend's limit {limit}")
         self.records.append((kind, params))
         self.ops.append(kind)
+        self.op_macs.append(self._pending_macs)
+        self._pending_macs = 0
 
 
 def _q(t: _Tensor, where: str) -> tuple[float, int]:
@@ -323,7 +332,7 @@ def _conv(b: _Builder, i: int, op: schema.OperatorT, where: str) -> None:
     pad_w = leading_padding(o.strideW, o.dilationWFactor, in_w, k_w, out_w) if o.padding == schema.Padding.SAME else 0
     depth = k_h * k_w * in_c
     b.scratch[i] = MATMUL_SCRATCH_PER_DEPTH * depth + MATMUL_SCRATCH_PER_ROW * out_c
-    b.macs += n * out_h * out_w * out_c * depth
+    b.add_macs(n * out_h * out_w * out_c * depth)
     b.record(
         "CONV_2D", i, **{"in": b.use(op.inputs[0], i, where)}, out=b.define(op.outputs[0], i, where), scratch=NONE,
         batches=n, in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c, k_h=k_h, k_w=k_w,
@@ -364,7 +373,7 @@ def _fully_connected(b: _Builder, i: int, op: schema.OperatorT, where: str) -> N
     act_min, act_max = activation_range(o.fusedActivationFunction, out_s, out_zp)
     batches = x.size // depth
     b.scratch[i] = MATMUL_SCRATCH_PER_DEPTH * depth + MATMUL_SCRATCH_PER_ROW * out_depth
-    b.macs += batches * out_depth * depth
+    b.add_macs(batches * out_depth * depth)
     b.record(
         "FULLY_CONNECTED", i, **{"in": b.use(op.inputs[0], i, where)}, out=b.define(op.outputs[0], i, where), scratch=NONE,
         batches=batches, accum_depth=depth, out_depth=out_depth, input_offset=-in_zp, output_offset=out_zp,
@@ -602,5 +611,5 @@ def build_native_model(tflite: bytes, plain_mean: bool = False) -> NativeModel:
     return NativeModel(
         blob=blob, arena_bytes=arena, ops=b.ops, macs=b.macs, input_shape=x.shape, output_shape=y.shape,
         input_q=_q(x, "model input"), output_q=_q(y, "model output"), data_bytes=len(b.data), scratch_bytes=scratch,
-        tensor_offsets=offsets,
+        tensor_offsets=offsets, op_macs=b.op_macs,
     )  # fmt: skip

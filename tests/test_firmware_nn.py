@@ -766,3 +766,20 @@ def test_arena_plan_never_overlaps_live_buffers():
                 assert offsets[a] + buffers[a][0] <= offsets[c] or offsets[c] + buffers[c][0] <= offsets[a]
     assert total % 4 == 0 and all(o % 4 == 0 for o in offsets)
     assert total < sum(b[0] for b in buffers)  # buffer 0 and 2 are never live together
+
+
+def test_op_macs_and_op_instructions(cases) -> None:
+    """NativeModel.op_macs adds up to the blob's MACs (CONV_2D and FULLY_CONNECTED carry them), and
+    crosscheck's per-op table pairs them with nn_runner's per-op counts."""
+    from export.crosscheck import op_instructions
+
+    for cid in ("conv-0", "fc-0", "add-0"):
+        native = cases[cid][0].native
+        assert len(native.op_macs) == len(native.ops) and sum(native.op_macs) == native.macs == read_blob(native.blob).header["macs"]
+        assert all((m > 0) == (k in ("CONV_2D", "FULLY_CONNECTED")) for k, m in zip(native.ops, native.op_macs))
+        per_op = np.arange(1, 2 * len(native.ops) + 1, dtype=np.uint64).reshape(2, -1) * 100
+        table = op_instructions(native, per_op)
+        assert [r["op"] for r in table] == native.ops and [r["index"] for r in table] == list(range(len(native.ops)))
+        for r, col in zip(table, per_op.T):
+            assert r["instructions"] == round(float(col.mean()))
+            assert r["instructions_per_mac"] == (float(col.mean()) / r["macs"] if r["macs"] else None)
