@@ -134,69 +134,24 @@ static inline uint32_t nn_sadd16(uint32_t a, uint32_t b)
     return nn_pack16(nn_lo16(a) + nn_lo16(b), nn_hi16(a) + nn_hi16(b));
 }
 
-/* Callers keep the sum in range (the exporter bounds every accumulator), so no overflow here. */
+/* Modulo 2^32 like the instruction (partial sums may wrap; the final sum is in range). */
 static inline int32_t nn_smlad(uint32_t x, uint32_t y, int32_t acc)
 {
-    return acc + nn_lo16(x) * nn_lo16(y) + nn_hi16(x) * nn_hi16(y);
+    const uint32_t r = (uint32_t)acc + (uint32_t)(nn_lo16(x) * nn_lo16(y)) + (uint32_t)(nn_hi16(x) * nn_hi16(y));
+    return r <= (uint32_t)INT32_MAX ? (int32_t)r : -(int32_t)(~r) - 1;
 }
 
 #endif /* NN_DSP_ASM */
 
-/* The inner loop of the matrix kernel (nn_matmul.c): one int8 weight row against four int16
- * columns stored interleaved per group of four depth steps as
- *   C0(x0,x2) C0(x1,x3) C1(x0,x2) C1(x1,x3) C2(..) C2(..) C3(..) C3(..)
- * (so that SXTB16 / SXTB16 ROR #8 of four weights line up with the pairs):
- *   acc[c] += sum over `groups` groups of w . column c.
- * The weight and column pointers advance past the groups. Per group (16 MACs): one weight load,
- * two SXTB16, four LDRD and eight SMLAD; the loop runs two groups per iteration. Eleven registers,
- * so it also builds without optimization or with a frame pointer. */
+/* SMMLAR: a + round(x * y / 2^32), the product rounded by adding 2^31 (modulo 2^32 like the
+ * instruction; callers keep the sum in range). */
 #if NN_DSP_ASM
 
-#define NN_DOT_1X4_GROUP_ASM                                                                                               \
-    "ldr %[w], [%[pw]], #4\n\t"                                                                                           \
-    "sxtb16 %[w02], %[w]\n\t"                                                                                             \
-    "sxtb16 %[w], %[w], ror #8\n\t"                                                                                       \
-    "ldrd %[x0], %[x1], [%[pc]], #8\n\t"                                                                                  \
-    "smlad %[a0], %[w02], %[x0], %[a0]\n\t"                                                                               \
-    "smlad %[a0], %[w], %[x1], %[a0]\n\t"                                                                                 \
-    "ldrd %[x0], %[x1], [%[pc]], #8\n\t"                                                                                  \
-    "smlad %[a1], %[w02], %[x0], %[a1]\n\t"                                                                               \
-    "smlad %[a1], %[w], %[x1], %[a1]\n\t"                                                                                 \
-    "ldrd %[x0], %[x1], [%[pc]], #8\n\t"                                                                                  \
-    "smlad %[a2], %[w02], %[x0], %[a2]\n\t"                                                                               \
-    "smlad %[a2], %[w], %[x1], %[a2]\n\t"                                                                                 \
-    "ldrd %[x0], %[x1], [%[pc]], #8\n\t"                                                                                  \
-    "smlad %[a3], %[w02], %[x0], %[a3]\n\t"                                                                               \
-    "smlad %[a3], %[w], %[x1], %[a3]\n\t"
-
-static inline void nn_dot_1x4_groups(const int8_t **w, const int16_t **cols, int32_t groups, int32_t *acc)
+static inline int32_t nn_smmlar(int32_t x, int32_t y, int32_t a)
 {
-    const int8_t *pw = *w;
-    const int16_t *pc = *cols;
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    int32_t pairs = groups >> 1;
-    uint32_t wv, w02, x0, x1;
-    if (pairs > 0) {
-        __asm__ volatile("1:\n\t" NN_DOT_1X4_GROUP_ASM NN_DOT_1X4_GROUP_ASM "subs %[n], %[n], #1\n\t"
-                         "bne 1b\n\t"
-                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [pw] "+r"(pw), [pc] "+r"(pc), [n] "+r"(pairs),
-                           [w] "=&r"(wv), [w02] "=&r"(w02), [x0] "=&r"(x0), [x1] "=&r"(x1)
-                         :
-                         : "cc", "memory");
-    }
-    if (groups & 1) {
-        __asm__ volatile(NN_DOT_1X4_GROUP_ASM
-                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [pw] "+r"(pw), [pc] "+r"(pc), [w] "=&r"(wv),
-                           [w02] "=&r"(w02), [x0] "=&r"(x0), [x1] "=&r"(x1)
-                         :
-                         : "memory");
-    }
-    *w = pw;
-    *cols = pc;
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(x), "r"(y), "r"(a));
+    return r;
 }
 
 /* SSAT #8: clamp to [-128, 127]. */
@@ -209,28 +164,10 @@ static inline int32_t nn_ssat8(int32_t x)
 
 #else
 
-static inline void nn_dot_1x4_groups(const int8_t **w, const int16_t **cols, int32_t groups, int32_t *acc)
+static inline int32_t nn_smmlar(int32_t x, int32_t y, int32_t a)
 {
-    const int8_t *pw = *w;
-    const int16_t *pc = *cols;
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    int32_t g;
-    for (g = 0; g < groups; ++g) {
-        const uint32_t wv = nn_read_u32(pw);
-        const uint32_t w02 = nn_sxtb16(wv), w13 = nn_sxtb16_ror8(wv);
-        a0 = nn_smlad(w13, nn_read_u32(pc + 2), nn_smlad(w02, nn_read_u32(pc), a0));
-        a1 = nn_smlad(w13, nn_read_u32(pc + 6), nn_smlad(w02, nn_read_u32(pc + 4), a1));
-        a2 = nn_smlad(w13, nn_read_u32(pc + 10), nn_smlad(w02, nn_read_u32(pc + 8), a2));
-        a3 = nn_smlad(w13, nn_read_u32(pc + 14), nn_smlad(w02, nn_read_u32(pc + 12), a3));
-        pw += 4;
-        pc += 16;
-    }
-    *w = pw;
-    *cols = pc;
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
+    const int64_t p = ((int64_t)x * (int64_t)y + ((int64_t)1 << 31)) >> 32; /* |p| < 2^31 */
+    return (int32_t)((uint32_t)a + (uint32_t)(int32_t)p);
 }
 
 static inline int32_t nn_ssat8(int32_t x)

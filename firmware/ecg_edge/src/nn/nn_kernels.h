@@ -78,6 +78,7 @@ typedef struct {
     int32_t per_channel;
     int32_t output_offset, act_min, act_max;
     int32_t bounded; /* see nn_conv_params.bounded */
+    int32_t fast4;   /* set by nn_row_requant_prepare: every row fast and the output range all of int8 */
 } nn_requant;
 
 /* Columns of int16 values (input + input_offset) as nn_mat_mult_s8_s16 reads them: n_cols (1 to 4)
@@ -88,17 +89,25 @@ int32_t nn_column_index(int32_t k, int32_t depth, int32_t n_cols, int32_t c);
 /* Depth indices k0 .. k0 + n - 1 of column c := src[i] + offset (zeros when src is NULL). */
 void nn_column_put(int16_t *cols, int32_t depth, int32_t n_cols, int32_t c, int32_t k0, const int8_t *src, int32_t n, int32_t offset);
 
-/* Per-row requantization prepared once per op (in the scratch): the bias (0 if none) and, when the
- * row can use the fast rounding (nn_requant.bounded and shift <= -1), its multiplier, right shift
- * and rounding constant; right = 0 sends the row to the general form. */
+/* Per-row requantization prepared once per op (in the scratch): the bias (0 if none) once per
+ * column (the accumulators' start values, loaded at once), and when the row can take the short
+ * form (nn_requant.bounded and -22 <= shift <= -1; see nn_matmul.c) its multiplier, right shift
+ * and rounding constant with the output offset folded in; right = 0 sends the row to the general
+ * form. */
 typedef struct {
-    int32_t bias, multiplier, right, round;
+    int32_t bias[4];
+    int32_t multiplier;
+    int32_t round; /* 2^(right - 1) + output_offset * 2^right */
+    int32_t right;
+    int32_t unused;
 } nn_row_requant;
 
-void nn_row_requant_prepare(const int32_t *bias, const nn_requant *rq, int32_t rows, nn_row_requant *table);
+/* Fills `table` and rq->fast4. */
+void nn_row_requant_prepare(const int32_t *bias, nn_requant *rq, int32_t rows, nn_row_requant *table);
 
 /* out[c * out_stride + r] = requant(bias[r] + sum_k weights[r][k] * column c [k]) for r < rows and
- * c < n_cols (1 to 4; `cols` 4-byte aligned; `table` from nn_row_requant_prepare). */
+ * c < n_cols (1 to 4; `cols` 4-byte aligned; `table` from nn_row_requant_prepare). Four columns, a
+ * depth that is a multiple of 8 and rq->fast4 take the assembly kernel on the Cortex-M4. */
 void nn_mat_mult_s8_s16(const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, int32_t n_cols, const nn_row_requant *table,
                         const nn_requant *rq, int8_t *out, int32_t out_stride);
 

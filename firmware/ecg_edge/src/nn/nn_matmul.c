@@ -1,18 +1,34 @@
 /* The matrix kernel of the optimized CONV_2D and FULLY_CONNECTED: int8 weight rows times up to four
  * int16 columns (input + input offset) with SMLAD, then requantization.
  *
- * One weight row against four columns per pass (nn_dot_1x4_groups in nn_dsp.h): each weight word is
- * loaded and sign-extended once for 16 multiply-accumulates and the columns come in with LDRD, 17
- * instructions per 16 MACs in eleven registers. CMSIS-NN's 2 channels x 2 positions needs 13 to 14
- * live registers; gcc then spilled in the inner loop (measured on the M4 under QEMU: 25
- * instructions per 16 MACs), so this kernel takes the other square of the same trade.
+ * On the Cortex-M4 (nn_mm4_asm): one weight row against four columns per pass. Per group of four
+ * depth steps (16 MACs): half an LDRD of weights (eight at a time), two SXTB16, two LDM of four
+ * column words and eight SMLAD, 12.5 instructions; the loop runs four groups per iteration (entered
+ * half-way when the group count is 2 mod 4). The whole row loop, requantization included, is one
+ * assembly function, so that all fourteen usable registers hold the accumulators, columns and
+ * weights (gcc's allocation spills in such a loop). Elsewhere the same arithmetic in C.
+ *
+ * Requantization of a row in the short form (right = -shift in 1..22, |acc| < 2^30): TFLM's
+ *   RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc, m), right) + output_offset
+ * equals (SMMLAR(2 acc, m, round) - [acc < 0]) >> right with round = 2^(right-1) + offset 2^right:
+ * - SMMLAR(2 acc, m, 0) = floor((2 acc m + 2^31) / 2^32) = floor((acc m + 2^30) / 2^31) = y, the
+ *   doubling high multiply (no saturation case: m >= 0; 2 acc fits: |acc| < 2^30);
+ * - the rounding divide is floor((y + 2^(right-1) - [y < 0]) / 2^right), and [y < 0] may be
+ *   replaced by [acc < 0]: m >= 0 gives y >= 0 for acc >= 0 and y <= 0 for acc < 0, and at y = 0
+ *   subtracting 1 does not change the quotient (right >= 1);
+ * - the offset times 2^right added before the shift adds the offset after it; |y| < 2^30 and
+ *   right <= 22 keep every sum inside int32.
  */
 #include "nn_kernels.h"
+
+#include <stddef.h>
 
 #include "nn_dsp.h"
 #include "nn_fixedpoint.h"
 
 static const int8_t nn_group_order[4] = {0, 2, 1, 3}; /* x0 x2 x1 x3 */
+
+#define NN_SHORT_RIGHT_MAX 22
 
 int32_t nn_column_index(int32_t k, int32_t depth, int32_t n_cols, int32_t c)
 {
@@ -51,25 +67,48 @@ void nn_column_put(int16_t *cols, int32_t depth, int32_t n_cols, int32_t c, int3
     }
 }
 
-/* acc[c] += w . column c for c < n_cols (fewer than four columns: the plain-C path). */
+/* The row loop keeps 32-byte records (nn_mm4_asm loads them with LDM). */
+typedef char nn_row_requant_is_32_bytes[sizeof(nn_row_requant) == 32 ? 1 : -1];
+
+void nn_row_requant_prepare(const int32_t *bias, nn_requant *rq, int32_t rows, nn_row_requant *table)
+{
+    const int32_t short_ok = rq->bounded && !NN_SINGLE_ROUNDING && !NN_TEST_WRONG_ROUNDING;
+    int32_t r, c, all = 1;
+    for (r = 0; r < rows; ++r) {
+        const int32_t i = rq->per_channel ? r : 0;
+        const int32_t right = -rq->shift[i];
+        nn_row_requant *t = &table[r];
+        for (c = 0; c < 4; ++c) {
+            t->bias[c] = bias != NULL ? bias[r] : 0;
+        }
+        t->multiplier = rq->multiplier[i];
+        t->right = short_ok && right >= 1 && right <= NN_SHORT_RIGHT_MAX ? right : 0;
+        t->round = t->right > 0 ? (int32_t)((uint32_t)1 << (t->right - 1)) + rq->output_offset * (int32_t)((uint32_t)1 << t->right) : 0;
+        t->unused = 0;
+        all = all && t->right > 0;
+    }
+    rq->fast4 = all && rq->act_min == NN_INT8_MIN && rq->act_max == NN_INT8_MAX;
+}
+
+/* The short form (see the top of this file), output offset included. */
+static inline int32_t nn_requant_short(int32_t acc, const nn_row_requant *t)
+{
+    return nn_smmlar((int32_t)((uint32_t)acc << 1), t->multiplier, t->round + (acc >> 31)) >> t->right;
+}
+
+/* acc[c] += w . column c for c < n_cols. */
 static void nn_dot_row_cols(const int8_t *w, int32_t depth, const int16_t *cols, int32_t n_cols, int32_t *acc)
 {
     const int32_t groups = depth >> 2;
     const int32_t full = depth & ~3;
+    const int16_t *pc = cols;
     int32_t g, c, k;
-    if (n_cols == 4) {
-        const int8_t *pw = w;
-        const int16_t *pc = cols;
-        nn_dot_1x4_groups(&pw, &pc, groups, acc);
-    } else {
-        const int16_t *pc = cols;
-        for (g = 0; g < groups; ++g) {
-            const uint32_t wv = nn_read_u32(w + 4 * g);
-            const uint32_t w02 = nn_sxtb16(wv), w13 = nn_sxtb16_ror8(wv);
-            for (c = 0; c < n_cols; ++c) {
-                acc[c] = nn_smlad(w13, nn_read_u32(pc + 2), nn_smlad(w02, nn_read_u32(pc), acc[c]));
-                pc += 4;
-            }
+    for (g = 0; g < groups; ++g) {
+        const uint32_t wv = nn_read_u32(w + 4 * g);
+        const uint32_t w02 = nn_sxtb16(wv), w13 = nn_sxtb16_ror8(wv);
+        for (c = 0; c < n_cols; ++c) {
+            acc[c] = nn_smlad(w13, nn_read_u32(pc + 2), nn_smlad(w02, nn_read_u32(pc), acc[c]));
+            pc += 4;
         }
     }
     for (k = full; k < depth; ++k) {
@@ -79,112 +118,168 @@ static void nn_dot_row_cols(const int8_t *w, int32_t depth, const int16_t *cols,
     }
 }
 
-/* The 16-byte rows the exporter's scratch size assumes. */
-typedef char nn_row_requant_is_16_bytes[sizeof(nn_row_requant) == 16 ? 1 : -1];
-
-void nn_row_requant_prepare(const int32_t *bias, const nn_requant *rq, int32_t rows, nn_row_requant *table)
+/* Any row, any column count: the short form where the row has it, else the general one. */
+static void nn_mat_mult_rows(const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, int32_t n_cols, const nn_row_requant *table,
+                             const nn_requant *rq, int8_t *out, int32_t out_stride)
 {
-    const int32_t fast = rq->bounded && !NN_SINGLE_ROUNDING;
-    int32_t r;
+    int32_t r, c;
     for (r = 0; r < rows; ++r) {
-        const int32_t i = rq->per_channel ? r : 0;
-        const int32_t shift = rq->shift[i];
-        table[r].bias = bias != NULL ? bias[r] : 0;
-        table[r].multiplier = rq->multiplier[i];
-        table[r].right = fast && shift <= -1 ? -shift : 0;
-        table[r].round = table[r].right > 0 ? (int32_t)((uint32_t)1 << (table[r].right - 1)) : 0;
-    }
-}
-
-#if defined(__GNUC__) || defined(__clang__)
-#define NN_ALWAYS_INLINE __attribute__((always_inline)) inline
-#define NN_NOINLINE __attribute__((noinline))
-#else
-#define NN_ALWAYS_INLINE inline
-#define NN_NOINLINE
-#endif
-
-static inline int32_t nn_out8(int32_t v, int32_t lo, int32_t hi, int32_t full_range)
-{
-    return full_range ? nn_ssat8(v) : nn_clamp32(v, lo, hi);
-}
-
-/* Requantization in the general form (what the fast rounding does not cover), n results. */
-static NN_NOINLINE void nn_requant_row(const int32_t *acc, int32_t n, int32_t r, const nn_requant *rq, int8_t *o, int32_t s)
-{
-    const int32_t i = rq->per_channel ? r : 0;
-    const nn_quant_mult q = nn_quant_mult_make(rq->multiplier[i], rq->shift[i]);
-    int32_t c;
-    for (c = 0; c < n; ++c) {
-        o[c * s] = (int8_t)nn_clamp32(nn_quant_mult_apply(acc[c], &q) + rq->output_offset, rq->act_min, rq->act_max);
-    }
-}
-
-/* The common case: four columns and a depth that is a multiple of four. A row prepared for the fast
- * rounding (right > 0) requantizes with the three-instruction rounding divide; SSAT clamps when the
- * output range is all of int8 (no fused activation, or a RELU whose zero point is -128).
- * Everything the loop needs is in locals (stores through int8_t * may alias any memory); the weight
- * pointer runs through the contiguous rows. `full_range` is a constant at both call sites, so each
- * gets its own loop. */
-static NN_ALWAYS_INLINE void nn_rows_4cols(const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, const nn_row_requant *t,
-                                           const nn_requant *rq, int8_t *out, int32_t out_stride, const int32_t full_range)
-{
-    const int32_t groups = depth >> 2;
-    const int32_t offset = rq->output_offset, lo = rq->act_min, hi = rq->act_max;
-    const int32_t s = out_stride;
-    const int8_t *w = weights;
-    const nn_row_requant *const t_end = t + rows;
-    int8_t *o = out;
-    for (; t < t_end; ++t, ++o) {
-        const int16_t *pc = cols;
+        const nn_row_requant *t = &table[r];
         int32_t acc[4];
-        acc[0] = t->bias;
-        acc[1] = t->bias;
-        acc[2] = t->bias;
-        acc[3] = t->bias;
-        nn_dot_1x4_groups(&w, &pc, groups, acc);
+        for (c = 0; c < n_cols; ++c) {
+            acc[c] = t->bias[c];
+        }
+        nn_dot_row_cols(weights + (size_t)r * (size_t)depth, depth, cols, n_cols, acc);
         if (t->right > 0) {
-            const int32_t m = t->multiplier, right = t->right, round = t->round;
-            o[0] = (int8_t)nn_out8(nn_rounding_divide_by_pot_bounded(nn_srdhm_floor(acc[0], m), right, round) + offset, lo, hi, full_range);
-            o[s] = (int8_t)nn_out8(nn_rounding_divide_by_pot_bounded(nn_srdhm_floor(acc[1], m), right, round) + offset, lo, hi, full_range);
-            o[2 * s] = (int8_t)nn_out8(nn_rounding_divide_by_pot_bounded(nn_srdhm_floor(acc[2], m), right, round) + offset, lo, hi, full_range);
-            o[3 * s] = (int8_t)nn_out8(nn_rounding_divide_by_pot_bounded(nn_srdhm_floor(acc[3], m), right, round) + offset, lo, hi, full_range);
+            for (c = 0; c < n_cols; ++c) {
+                out[c * out_stride + r] = (int8_t)nn_clamp32(nn_requant_short(acc[c], t), rq->act_min, rq->act_max);
+            }
         } else {
-            int32_t copy[4]; /* keeps `acc` out of memory on the fast path */
-            copy[0] = acc[0];
-            copy[1] = acc[1];
-            copy[2] = acc[2];
-            copy[3] = acc[3];
-            nn_requant_row(copy, 4, (int32_t)(o - out), rq, o, s);
+            const int32_t i = rq->per_channel ? r : 0;
+            const nn_quant_mult q = nn_quant_mult_make(rq->multiplier[i], rq->shift[i]);
+            for (c = 0; c < n_cols; ++c) {
+                out[c * out_stride + r] = (int8_t)nn_clamp32(nn_quant_mult_apply(acc[c], &q) + rq->output_offset, rq->act_min, rq->act_max);
+            }
         }
     }
 }
 
-static void nn_mat_mult_4cols(const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, const nn_row_requant *table,
-                              const nn_requant *rq, int8_t *out, int32_t out_stride)
+#if NN_DSP_ASM
+
+/* What nn_mm4_asm reads (offsets fixed in the assembly). */
+typedef struct {
+    int32_t stride[3]; /* out_stride, 2 out_stride, 3 out_stride */
+    int8_t *out;       /* row 0, column 0 */
+    const nn_row_requant *table;
+    const int16_t *cols;
+    const nn_row_requant *table_end;
+    const int8_t *weights; /* rows back to back, 4-byte aligned */
+    uint32_t col_bytes;    /* 8 * depth: the four columns */
+    uint32_t half;         /* 1 if depth / 4 is 2 mod 4 */
+} nn_mm4_args;
+
+typedef char nn_mm4_args_layout[offsetof(nn_mm4_args, out) == 12 && offsetof(nn_mm4_args, table) == 16 && offsetof(nn_mm4_args, cols) == 20 &&
+                                        offsetof(nn_mm4_args, table_end) == 24 && offsetof(nn_mm4_args, weights) == 28 &&
+                                        offsetof(nn_mm4_args, col_bytes) == 32 && offsetof(nn_mm4_args, half) == 36
+                                    ? 1
+                                    : -1];
+
+/* Two groups of four depth steps: eight weights (LDRD), four column words per LDM. */
+#define NN_MM4_TWO_GROUPS                                                                                                  \
+    "ldrd r8, r9, [r11], #8\n\t"                                                                                          \
+    "sxtb16 r10, r8\n\t"                                                                                                  \
+    "sxtb16 r8, r8, ror #8\n\t"                                                                                           \
+    "ldm r12!, {r4-r7}\n\t"                                                                                               \
+    "smlad r0, r10, r4, r0\n\t"                                                                                           \
+    "smlad r0, r8, r5, r0\n\t"                                                                                            \
+    "smlad r1, r10, r6, r1\n\t"                                                                                           \
+    "smlad r1, r8, r7, r1\n\t"                                                                                            \
+    "ldm r12!, {r4-r7}\n\t"                                                                                               \
+    "smlad r2, r10, r4, r2\n\t"                                                                                           \
+    "smlad r2, r8, r5, r2\n\t"                                                                                            \
+    "smlad r3, r10, r6, r3\n\t"                                                                                           \
+    "smlad r3, r8, r7, r3\n\t"                                                                                            \
+    "sxtb16 r10, r9\n\t"                                                                                                  \
+    "sxtb16 r9, r9, ror #8\n\t"                                                                                           \
+    "ldm r12!, {r4-r7}\n\t"                                                                                               \
+    "smlad r0, r10, r4, r0\n\t"                                                                                           \
+    "smlad r0, r9, r5, r0\n\t"                                                                                            \
+    "smlad r1, r10, r6, r1\n\t"                                                                                           \
+    "smlad r1, r9, r7, r1\n\t"                                                                                            \
+    "ldm r12!, {r4-r7}\n\t"                                                                                               \
+    "smlad r2, r10, r4, r2\n\t"                                                                                           \
+    "smlad r2, r9, r5, r2\n\t"                                                                                            \
+    "smlad r3, r10, r6, r3\n\t"                                                                                           \
+    "smlad r3, r9, r7, r3\n\t"
+
+/* Accumulator `a` in the short form (m r4, round r5, right r6), stored at `dst`. */
+#define NN_MM4_REQUANT(a, dst)                                                                                             \
+    "lsl " a ", " a ", #1\n\t"                                                                                            \
+    "smmlar r10, " a ", r4, r5\n\t"                                                                                       \
+    "add r10, r10, " a ", asr #31\n\t"                                                                                    \
+    "asr r10, r10, r6\n\t"                                                                                                \
+    "ssat r10, #8, r10\n\t"                                                                                               \
+    "strb r10, " dst "\n\t"
+
+/* Every row of the table against four columns, requantized (fast4 rows, depth a multiple of 8).
+ * Registers in the dot loop: r0-r3 accumulators, r4-r7 column words, r8-r10 weights, r11 weight
+ * pointer, r12 column pointer, lr the columns' end. Stack frame (32 bytes): the three strides, the
+ * output pointer, the table pointer, the columns, the table's end, the loop entry. */
+__attribute__((naked, noinline)) static void nn_mm4_asm(const nn_mm4_args *args __attribute__((unused)))
 {
-    if (rq->act_min == NN_INT8_MIN && rq->act_max == NN_INT8_MAX) {
-        nn_rows_4cols(weights, rows, depth, cols, table, rq, out, out_stride, 1);
-    } else {
-        nn_rows_4cols(weights, rows, depth, cols, table, rq, out, out_stride, 0);
-    }
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "sub sp, sp, #32\n\t"
+                     "ldm r0, {r1-r8}\n\t"
+                     "stm sp, {r1-r7}\n\t"
+                     "mov r11, r8\n\t"
+                     "ldr r9, [r0, #32]\n\t"
+                     "add lr, r6, r9\n\t"
+                     "ldr r9, [r0, #36]\n\t"
+                     "adr r10, 2f\n\t"
+                     "adr r8, 3f\n\t"
+                     "cmp r9, #0\n\t"
+                     "it ne\n\t"
+                     "movne r10, r8\n\t"
+                     "orr r10, r10, #1\n\t"
+                     "str r10, [sp, #28]\n\t"
+                     "ldr r10, [sp, #16]\n\t"
+                     "1:\n\t"
+                     "ldm r10!, {r0-r3}\n\t"
+                     "str r10, [sp, #16]\n\t"
+                     "ldr r12, [sp, #20]\n\t"
+                     "ldr pc, [sp, #28]\n\t"
+                     ".p2align 2\n"
+                     "2:\n\t"
+                     NN_MM4_TWO_GROUPS
+                     "3:\n\t"
+                     NN_MM4_TWO_GROUPS
+                     "cmp r12, lr\n\t"
+                     "bne 2b\n\t"
+                     "ldr r10, [sp, #16]\n\t"
+                     "ldm r10!, {r4-r7}\n\t"
+                     "str r10, [sp, #16]\n\t"
+                     "ldm sp, {r7, r8, r9, r12}\n\t"
+                     NN_MM4_REQUANT("r0", "[r12]")
+                     NN_MM4_REQUANT("r1", "[r12, r7]")
+                     NN_MM4_REQUANT("r2", "[r12, r8]")
+                     NN_MM4_REQUANT("r3", "[r12, r9]")
+                     "add r12, r12, #1\n\t"
+                     "str r12, [sp, #12]\n\t"
+                     "ldr r10, [sp, #16]\n\t"
+                     "ldr r7, [sp, #24]\n\t"
+                     "cmp r10, r7\n\t"
+                     "bne 1b\n\t"
+                     "add sp, sp, #32\n\t"
+                     "pop {r4-r11, pc}\n\t");
 }
+
+static void nn_mm4(const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, const nn_row_requant *table, int8_t *out,
+                   int32_t out_stride)
+{
+    nn_mm4_args a;
+    a.stride[0] = out_stride;
+    a.stride[1] = 2 * out_stride;
+    a.stride[2] = 3 * out_stride;
+    a.out = out;
+    a.table = table;
+    a.cols = cols;
+    a.table_end = table + rows;
+    a.weights = weights;
+    a.col_bytes = 8u * (uint32_t)depth;
+    a.half = ((depth >> 2) & 3) == 2 ? 1u : 0u;
+    nn_mm4_asm(&a);
+}
+
+#endif /* NN_DSP_ASM */
 
 void nn_mat_mult_s8_s16(const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, int32_t n_cols, const nn_row_requant *table,
                         const nn_requant *rq, int8_t *out, int32_t out_stride)
 {
-    int32_t r;
-    if (n_cols == 4 && (depth & 3) == 0) {
-        nn_mat_mult_4cols(weights, rows, depth, cols, table, rq, out, out_stride);
+#if NN_DSP_ASM
+    if (n_cols == 4 && (depth & 7) == 0 && rq->fast4 && rows > 0) {
+        nn_mm4(weights, rows, depth, cols, table, out, out_stride);
         return;
     }
-    for (r = 0; r < rows; ++r) {
-        int32_t acc[4];
-        acc[0] = table[r].bias;
-        acc[1] = table[r].bias;
-        acc[2] = table[r].bias;
-        acc[3] = table[r].bias;
-        nn_dot_row_cols(weights + (size_t)r * (size_t)depth, depth, cols, n_cols, acc);
-        nn_requant_row(acc, n_cols, r, rq, out + r, out_stride);
-    }
+#endif
+    nn_mat_mult_rows(weights, rows, depth, cols, n_cols, table, rq, out, out_stride);
 }
