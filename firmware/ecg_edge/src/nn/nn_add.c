@@ -6,6 +6,8 @@
  * nn_quant_mult (nn_fixedpoint.h). Same functions, same values. */
 #include "nn_kernels.h"
 
+#include <stddef.h>
+
 #include "nn_dsp.h"
 #include "nn_fixedpoint.h"
 
@@ -27,41 +29,107 @@ static void nn_add_s8_portable(const nn_add_params *p, const int8_t *input1, con
     }
 }
 
+/* The tables and the short output requantization (nn_matmul.c derives it): each table holds twice
+ * the rescaled input, indexed by the input byte as unsigned, so that the sum of two entries is 2 S
+ * (|S| < 2^29: inputs below 2^28 each after rescaling by multipliers below one), and
+ *   out = (SMMLAR(2 S, m, round) - [S < 0]) >> right,  round = 2^(right-1) + output_offset 2^right
+ * for 1 <= right <= 22, which is RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(S, m), right)
+ * + output_offset. */
+typedef struct {
+    const int8_t *in1, *in2;
+    int8_t *out, *end; /* end - out: a multiple of 4 */
+    const int32_t *t1, *t2;
+    int32_t multiplier, round, right;
+} nn_add_run;
+
+#define NN_ADD_SHORT_RIGHT_MAX 22
+
+#if NN_DSP_ASM
+
+/* One element: two byte loads, two table loads, the sum, the short requantization, SSAT, a store. */
+#define NN_ADD_ONE(x, y)                                                                                                   \
+    "ldrb " x ", [r1], #1\n\t"                                                                                             \
+    "ldrb " y ", [r2], #1\n\t"                                                                                             \
+    "ldr " x ", [r5, " x ", lsl #2]\n\t"                                                                                   \
+    "ldr " y ", [r6, " y ", lsl #2]\n\t"                                                                                   \
+    "add " x ", " x ", " y "\n\t"                                                                                          \
+    "smmlar " y ", " x ", r7, r8\n\t"                                                                                      \
+    "add " y ", " y ", " x ", asr #31\n\t"                                                                                 \
+    "asr " y ", " y ", r9\n\t"                                                                                             \
+    "ssat " y ", #8, " y "\n\t"                                                                                            \
+    "strb " y ", [r3], #1\n\t"
+
+typedef char nn_add_run_layout[offsetof(nn_add_run, right) == 32 ? 1 : -1];
+
+/* Four elements per iteration (out < end). */
+__attribute__((naked, noinline)) static void nn_add_run_asm(const nn_add_run *run __attribute__((unused)))
+{
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "ldm r0, {r1-r9}\n\t"
+                     "1:\n\t"
+                     NN_ADD_ONE("r10", "r11")
+                     NN_ADD_ONE("r12", "lr")
+                     NN_ADD_ONE("r10", "r11")
+                     NN_ADD_ONE("r12", "lr")
+                     "cmp r3, r4\n\t"
+                     "bne 1b\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+
+#endif /* NN_DSP_ASM */
+
+static void nn_add_run_short(const nn_add_run *r)
+{
+#if NN_DSP_ASM
+    if (r->out < r->end) {
+        nn_add_run_asm(r);
+    }
+#else
+    const uint8_t *a = (const uint8_t *)r->in1, *b = (const uint8_t *)r->in2;
+    int8_t *o = r->out;
+    while (o < r->end) {
+        const int32_t s2 = r->t1[*a++] + r->t2[*b++];
+        *o++ = (int8_t)nn_ssat8((nn_smmlar(s2, r->multiplier, r->round) - (int32_t)((uint32_t)s2 >> 31)) >> r->right);
+    }
+#endif
+}
+
 static void nn_add_s8_table(const nn_add_params *p, const int8_t *input1, const int8_t *input2, int8_t *output, int32_t *tables)
 {
-    int32_t *t1 = tables + 128; /* t1[v] for v in [-128, 127] */
-    int32_t *t2 = tables + 256 + 128;
+    int32_t *t1 = tables; /* t1[(uint8_t)v] */
+    int32_t *t2 = tables + 256;
     const nn_quant_mult q1 = nn_quant_mult_make(p->input1_multiplier, p->input1_shift);
     const nn_quant_mult q2 = nn_quant_mult_make(p->input2_multiplier, p->input2_shift);
     const int32_t offset = p->output_offset, lo = p->act_min, hi = p->act_max;
+    const int32_t right = -p->output_shift;
+    const int32_t short_form = right >= 1 && right <= NN_ADD_SHORT_RIGHT_MAX && lo == NN_INT8_MIN && hi == NN_INT8_MAX && !NN_SINGLE_ROUNDING &&
+                               !NN_TEST_WRONG_ROUNDING;
+    const int32_t scale = short_form ? 2 : 1;
     int32_t v, i;
     for (v = NN_INT8_MIN; v <= NN_INT8_MAX; ++v) {
-        t1[v] = nn_quant_mult_apply((p->input1_offset + v) * ((int32_t)1 << p->left_shift), &q1);
-        t2[v] = nn_quant_mult_apply((p->input2_offset + v) * ((int32_t)1 << p->left_shift), &q2);
+        t1[(uint8_t)v] = scale * nn_quant_mult_apply((p->input1_offset + v) * ((int32_t)1 << p->left_shift), &q1);
+        t2[(uint8_t)v] = scale * nn_quant_mult_apply((p->input2_offset + v) * ((int32_t)1 << p->left_shift), &q2);
     }
-    if (p->output_shift < 0 && !NN_SINGLE_ROUNDING) {
-        /* |t1 + t2| < 2^30 (inputs below 2^28 each, multipliers below 1), so the three-instruction
-         * rounding divide applies. Locals only: stores through int8_t * may alias anything. */
-        const int32_t m = p->output_multiplier, right = -p->output_shift;
-        const int32_t round = (int32_t)((uint32_t)1 << (right - 1));
-        const int8_t *a = input1, *b = input2;
-        int8_t *o = output;
-        int8_t *const end = output + p->size;
-        if (lo == NN_INT8_MIN && hi == NN_INT8_MAX) {
-            while (o < end) {
-                const int32_t y = nn_srdhm_floor(t1[*a++] + t2[*b++], m);
-                *o++ = (int8_t)nn_ssat8(nn_rounding_divide_by_pot_bounded(y, right, round) + offset);
-            }
-        } else {
-            while (o < end) {
-                const int32_t y = nn_srdhm_floor(t1[*a++] + t2[*b++], m);
-                *o++ = (int8_t)nn_clamp32(nn_rounding_divide_by_pot_bounded(y, right, round) + offset, lo, hi);
-            }
-        }
-    } else {
+    i = 0;
+    if (short_form) {
+        nn_add_run r;
+        i = p->size & ~3;
+        r.in1 = input1;
+        r.in2 = input2;
+        r.out = output;
+        r.end = output + i;
+        r.t1 = t1;
+        r.t2 = t2;
+        r.multiplier = p->output_multiplier;
+        r.round = (int32_t)((uint32_t)1 << (right - 1)) + offset * (int32_t)((uint32_t)1 << right);
+        r.right = right;
+        nn_add_run_short(&r);
+    }
+    {
         const nn_quant_mult qo = nn_quant_mult_make(p->output_multiplier, p->output_shift);
-        for (i = 0; i < p->size; ++i) {
-            output[i] = (int8_t)nn_clamp32(nn_quant_mult_apply(t1[input1[i]] + t2[input2[i]], &qo) + offset, lo, hi);
+        for (; i < p->size; ++i) {
+            const int32_t sum = (t1[(uint8_t)input1[i]] + t2[(uint8_t)input2[i]]) / scale;
+            output[i] = (int8_t)nn_clamp32(nn_quant_mult_apply(sum, &qo) + offset, lo, hi);
         }
     }
 }

@@ -56,20 +56,22 @@ size_t nn_conv_s8_scratch_bytes(const nn_conv_params *p)
     return NN_MATMUL_SCRATCH_BYTES(nn_conv_depth(p), p->out_c);
 }
 
-/* The receptive field of output (oy, ox) as column c of `cols`: input + input_offset, 0 in the
- * padding. With dilation 1 in width, each kernel row is one contiguous run of the input. */
+/* The receptive field of output (oy, ox) as column c of `cols`: the input without its offset (the
+ * offset is folded into the bias), the zero point (-input_offset) in the padding. With dilation 1 in
+ * width, each kernel row is one contiguous run of the input. */
 static void nn_im2col(const nn_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, int16_t *cols, int32_t n_cols, int32_t c)
 {
     const int32_t depth = nn_conv_depth(p);
     const int32_t in_y0 = oy * p->stride_h - p->pad_h;
     const int32_t in_x0 = ox * p->stride_w - p->pad_w;
     const int32_t row_len = p->k_w * p->in_c;
+    const int32_t zp = -p->input_offset;
     int32_t ky, kx, k0 = 0;
     for (ky = 0; ky < p->k_h; ++ky, k0 += row_len) {
         const int32_t iy = in_y0 + p->dil_h * ky;
         const int8_t *in_row;
         if (iy < 0 || iy >= p->in_h) {
-            nn_column_put(cols, depth, n_cols, c, k0, NULL, row_len, 0);
+            nn_column_put(cols, depth, n_cols, c, k0, NULL, row_len, 0, zp);
             continue;
         }
         in_row = in_b + (size_t)iy * (size_t)p->in_w * (size_t)p->in_c;
@@ -77,23 +79,50 @@ static void nn_im2col(const nn_conv_params *p, const int8_t *in_b, int32_t oy, i
             const int32_t lo = nn_min32(nn_max32(0, -in_x0), p->k_w);    /* first tap inside */
             const int32_t hi = nn_max32(nn_min32(p->k_w, p->in_w - in_x0), lo); /* one past the last */
             if (lo > 0) {
-                nn_column_put(cols, depth, n_cols, c, k0, NULL, lo * p->in_c, 0);
+                nn_column_put(cols, depth, n_cols, c, k0, NULL, lo * p->in_c, 0, zp);
             }
             if (hi > lo) {
-                nn_column_put(cols, depth, n_cols, c, k0 + lo * p->in_c, in_row + (size_t)(in_x0 + lo) * (size_t)p->in_c, (hi - lo) * p->in_c,
-                              p->input_offset);
+                nn_column_put(cols, depth, n_cols, c, k0 + lo * p->in_c, in_row + (size_t)(in_x0 + lo) * (size_t)p->in_c, (hi - lo) * p->in_c, 0, zp);
             }
             if (hi < p->k_w) {
-                nn_column_put(cols, depth, n_cols, c, k0 + hi * p->in_c, NULL, (p->k_w - hi) * p->in_c, 0);
+                nn_column_put(cols, depth, n_cols, c, k0 + hi * p->in_c, NULL, (p->k_w - hi) * p->in_c, 0, zp);
             }
         } else {
             for (kx = 0; kx < p->k_w; ++kx) {
                 const int32_t ix = in_x0 + p->dil_w * kx;
                 const int8_t *src = ix >= 0 && ix < p->in_w ? in_row + (size_t)ix * (size_t)p->in_c : NULL;
-                nn_column_put(cols, depth, n_cols, c, k0 + kx * p->in_c, src, p->in_c, p->input_offset);
+                nn_column_put(cols, depth, n_cols, c, k0 + kx * p->in_c, src, p->in_c, 0, zp);
             }
         }
     }
+}
+
+/* Four output positions in one output row whose receptive fields lie inside the input in width
+ * (dilation 1, kernel rows of whole groups): each kernel row of the four columns in one pass. */
+static int nn_im2col4(const nn_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, int16_t *cols)
+{
+    const int32_t in_y0 = oy * p->stride_h - p->pad_h;
+    const int32_t in_x0 = ox * p->stride_w - p->pad_w;
+    const int32_t row_len = p->k_w * p->in_c;
+    int32_t ky;
+    if (ox + NN_MATMUL_COLS > p->out_w || p->dil_w != 1 || (row_len & 3) != 0 || in_x0 < 0 ||
+        in_x0 + (NN_MATMUL_COLS - 1) * p->stride_w + p->k_w > p->in_w) {
+        return 0;
+    }
+    for (ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = in_y0 + p->dil_h * ky;
+        int16_t *dst = cols + NN_MATMUL_COLS * ky * row_len;
+        if (iy < 0 || iy >= p->in_h) {
+            int32_t c;
+            for (c = 0; c < NN_MATMUL_COLS; ++c) {
+                nn_column_put(cols, nn_conv_depth(p), NN_MATMUL_COLS, c, ky * row_len, NULL, row_len, 0, -p->input_offset);
+            }
+        } else {
+            const int8_t *src = in_b + ((size_t)iy * (size_t)p->in_w + (size_t)in_x0) * (size_t)p->in_c;
+            nn_columns4_put(dst, src, p->stride_w * p->in_c, row_len >> 2);
+        }
+    }
+    return 1;
 }
 
 void nn_conv_s8_fast(const nn_conv_params *p, const int8_t *input, int8_t *output, int16_t *scratch)
@@ -110,32 +139,33 @@ void nn_conv_s8_fast(const nn_conv_params *p, const int8_t *input, int8_t *outpu
     rq.act_min = p->act_min;
     rq.act_max = p->act_max;
     rq.bounded = p->bounded;
-    nn_row_requant_prepare(p->bias, &rq, p->out_c, table);
+    rq.fast4 = 0;
+    nn_row_requant_prepare(p->bias, &rq, p->out_c, table, p->filter, depth, p->input_offset);
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in_b = input + (size_t)b * (size_t)p->in_h * (size_t)p->in_w * (size_t)p->in_c;
         int8_t *out_b = output + (size_t)b * (size_t)positions * (size_t)p->out_c;
-        int32_t oy = 0, ox = 0; /* the coordinates of output position `pos` */
         int32_t pos;
         for (pos = 0; pos < positions; pos += NN_MATMUL_COLS) {
             const int32_t n = nn_min32(NN_MATMUL_COLS, positions - pos);
+            const int32_t n_cols = n >= 2 ? NN_MATMUL_COLS : 1; /* a short block of 2 or 3 repeats its last column */
             int32_t c;
-            for (c = 0; c < n; ++c) {
-                nn_im2col(p, in_b, oy, ox, scratch, n, c);
-                if (++ox == p->out_w) {
-                    ox = 0;
-                    ++oy;
+            if (n < NN_MATMUL_COLS || !nn_im2col4(p, in_b, pos / p->out_w, pos % p->out_w, scratch)) {
+                for (c = 0; c < n_cols; ++c) {
+                    const int32_t q = pos + nn_min32(c, n - 1);
+                    nn_im2col(p, in_b, q / p->out_w, q % p->out_w, scratch, n_cols, c);
                 }
             }
-            nn_mat_mult_s8_s16(p->filter, p->out_c, depth, scratch, n, table, &rq, out_b + (size_t)pos * (size_t)p->out_c, p->out_c);
+            nn_mat_mult_s8_s16(p->filter, p->out_c, depth, scratch, n_cols, n, table, &rq, out_b + (size_t)pos * (size_t)p->out_c, p->out_c);
         }
     }
 }
 
 void nn_conv_s8(const nn_conv_params *p, const int8_t *input, int8_t *output, int16_t *scratch)
 {
-    if (NN_FORCE_PORTABLE || scratch == NULL) {
-        nn_conv_s8_portable(p, input, output);
-    } else {
-        nn_conv_s8_fast(p, input, output, scratch);
-    }
+#if NN_FORCE_PORTABLE
+    (void)scratch;
+    nn_conv_s8_portable(p, input, output);
+#else
+    nn_conv_s8_fast(p, input, output, scratch); /* nn_model_init requires the scratch */
+#endif
 }

@@ -30,6 +30,12 @@ static inline void nn_write_u32(void *p, uint32_t v)
     memcpy(p, &v, sizeof v);
 }
 
+/* The int32 with the bits of `u` (two's complement wrap-around, without implementation-defined conversions). */
+static inline int32_t nn_wrap32(uint32_t u)
+{
+    return u <= (uint32_t)INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
+}
+
 /* Sign-extend two int16 halves of a packed word. */
 static inline int32_t nn_lo16(uint32_t x)
 {
@@ -137,8 +143,7 @@ static inline uint32_t nn_sadd16(uint32_t a, uint32_t b)
 /* Modulo 2^32 like the instruction (partial sums may wrap; the final sum is in range). */
 static inline int32_t nn_smlad(uint32_t x, uint32_t y, int32_t acc)
 {
-    const uint32_t r = (uint32_t)acc + (uint32_t)(nn_lo16(x) * nn_lo16(y)) + (uint32_t)(nn_hi16(x) * nn_hi16(y));
-    return r <= (uint32_t)INT32_MAX ? (int32_t)r : -(int32_t)(~r) - 1;
+    return nn_wrap32((uint32_t)acc + (uint32_t)(nn_lo16(x) * nn_lo16(y)) + (uint32_t)(nn_hi16(x) * nn_hi16(y)));
 }
 
 #endif /* NN_DSP_ASM */
@@ -167,7 +172,7 @@ static inline int32_t nn_ssat8(int32_t x)
 static inline int32_t nn_smmlar(int32_t x, int32_t y, int32_t a)
 {
     const int64_t p = ((int64_t)x * (int64_t)y + ((int64_t)1 << 31)) >> 32; /* |p| < 2^31 */
-    return (int32_t)((uint32_t)a + (uint32_t)(int32_t)p);
+    return nn_wrap32((uint32_t)a + (uint32_t)(int32_t)p);
 }
 
 static inline int32_t nn_ssat8(int32_t x)

@@ -43,23 +43,25 @@ void nn_fully_connected_s8_fast(const nn_fc_params *p, const int8_t *input, int8
     rq.act_min = p->act_min;
     rq.act_max = p->act_max;
     rq.bounded = p->bounded;
-    nn_row_requant_prepare(p->bias, &rq, p->out_depth, table);
+    rq.fast4 = 0;
+    nn_row_requant_prepare(p->bias, &rq, p->out_depth, table, p->filter, p->accum_depth, 0);
     for (b = 0; b < p->batches; b += NN_MATMUL_COLS) {
         const int32_t n = nn_min32(NN_MATMUL_COLS, p->batches - b);
         int32_t c;
         for (c = 0; c < n; ++c) {
-            nn_column_put(scratch, p->accum_depth, n, c, 0, input + (size_t)(b + c) * (size_t)p->accum_depth, p->accum_depth, p->input_offset);
+            nn_column_put(scratch, p->accum_depth, n, c, 0, input + (size_t)(b + c) * (size_t)p->accum_depth, p->accum_depth, p->input_offset, 0);
         }
-        nn_mat_mult_s8_s16(p->filter, p->out_depth, p->accum_depth, scratch, n, table, &rq, output + (size_t)b * (size_t)p->out_depth,
+        nn_mat_mult_s8_s16(p->filter, p->out_depth, p->accum_depth, scratch, n, n, table, &rq, output + (size_t)b * (size_t)p->out_depth,
                            p->out_depth);
     }
 }
 
 void nn_fully_connected_s8(const nn_fc_params *p, const int8_t *input, int8_t *output, int16_t *scratch)
 {
-    if (NN_FORCE_PORTABLE || scratch == NULL) {
-        nn_fully_connected_s8_portable(p, input, output);
-    } else {
-        nn_fully_connected_s8_fast(p, input, output, scratch);
-    }
+#if NN_FORCE_PORTABLE
+    (void)scratch;
+    nn_fully_connected_s8_portable(p, input, output);
+#else
+    nn_fully_connected_s8_fast(p, input, output, scratch); /* nn_model_init requires the scratch */
+#endif
 }

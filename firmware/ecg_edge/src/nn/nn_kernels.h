@@ -7,12 +7,14 @@
  * output_offset = output zero point. act_min/act_max: the fused activation's int8 range.
  *
  * CONV_2D and FULLY_CONNECTED have two implementations with bit-identical results: *_portable
- * (plain loops in the reference's order) and *_fast (im2col into int16 with the input offset
- * added, then SMLAD on pairs, one output channel x 4 output positions per inner loop; see
- * nn_matmul.c). Integer sums are exact in any order as long as nothing overflows int32, which the
- * exporter and nn_model_init both check. ADD (lookup tables) and MAX_POOL_2D (four channels per
- * SEL) have a fast path too. The plain nn_<op>_s8 entry points pick the fast one unless
- * NN_FORCE_PORTABLE is non-zero (or, for the ops that need one, no scratch buffer is given).
+ * (plain loops in the reference's order) and *_fast (im2col into int16, then SMLAD on pairs, one
+ * output channel x 4 output positions per inner loop; see nn_matmul.c; CONV_2D folds the input
+ * offset into the bias). Integer sums are exact in any order as long as the final one fits int32,
+ * which the exporter and nn_model_init both check (partial sums wrap modulo 2^32 like SMLAD). ADD
+ * (lookup tables) and MAX_POOL_2D (four channels per SEL) have a fast path too. The plain
+ * nn_<op>_s8 entry points pick the fast one unless NN_FORCE_PORTABLE is non-zero; CONV_2D and
+ * FULLY_CONNECTED then need their scratch (nn_model_init refuses a record without it), ADD runs
+ * its portable loop without tables.
  */
 #ifndef NN_KERNELS_H
 #define NN_KERNELS_H
@@ -86,8 +88,11 @@ typedef struct {
  * [4 n g + 4 c, 4 n g + 4 c + 4) in the order x0 x2 x1 x3 (what SXTB16 and SXTB16 ROR #8 give for
  * four int8 weights); tail value k >= 4G of column c sits at n k + c. n columns take n * d int16. */
 int32_t nn_column_index(int32_t k, int32_t depth, int32_t n_cols, int32_t c);
-/* Depth indices k0 .. k0 + n - 1 of column c := src[i] + offset (zeros when src is NULL). */
-void nn_column_put(int16_t *cols, int32_t depth, int32_t n_cols, int32_t c, int32_t k0, const int8_t *src, int32_t n, int32_t offset);
+/* Depth indices k0 .. k0 + n - 1 of column c := src[i] + offset (`fill` when src is NULL). */
+void nn_column_put(int16_t *cols, int32_t depth, int32_t n_cols, int32_t c, int32_t k0, const int8_t *src, int32_t n, int32_t offset, int32_t fill);
+/* Four columns of `groups` groups at once (nn_column_index's layout, n_cols = 4, from group 0 of
+ * `cols`): column c is the int8 run src + c * col_step, sign-extended without an offset. */
+void nn_columns4_put(int16_t *cols, const int8_t *src, int32_t col_step, int32_t groups);
 
 /* Per-row requantization prepared once per op (in the scratch): the bias (0 if none) once per
  * column (the accumulators' start values, loaded at once), and when the row can take the short
@@ -102,14 +107,20 @@ typedef struct {
     int32_t unused;
 } nn_row_requant;
 
-/* Fills `table` and rq->fast4. */
-void nn_row_requant_prepare(const int32_t *bias, nn_requant *rq, int32_t rows, nn_row_requant *table);
+/* Fills `table` and rq->fast4. With fold_offset != 0 the row's bias becomes
+ * bias + fold_offset * sum_k weights[r][k] (modulo 2^32), for columns that hold the input without its
+ * offset (x instead of x + input_offset; padding then holds -input_offset, the zero point, and still
+ * contributes nothing): the same sums, one addition fewer per column value. */
+void nn_row_requant_prepare(const int32_t *bias, nn_requant *rq, int32_t rows, nn_row_requant *table, const int8_t *weights, int32_t depth,
+                            int32_t fold_offset);
 
-/* out[c * out_stride + r] = requant(bias[r] + sum_k weights[r][k] * column c [k]) for r < rows and
- * c < n_cols (1 to 4; `cols` 4-byte aligned; `table` from nn_row_requant_prepare). Four columns, a
- * depth that is a multiple of 8 and rq->fast4 take the assembly kernel on the Cortex-M4. */
-void nn_mat_mult_s8_s16(const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, int32_t n_cols, const nn_row_requant *table,
-                        const nn_requant *rq, int8_t *out, int32_t out_stride);
+/* out[min(c, n_out - 1) * out_stride + r] = requant(bias[r] + sum_k weights[r][k] * column c [k]) for
+ * r < rows and c < n_cols (1 to 4; `cols` 4-byte aligned; `table` from nn_row_requant_prepare):
+ * columns from n_out on (1 <= n_out <= n_cols) repeat column n_out - 1, so that a short block can run
+ * as four columns. Four columns, a depth that is a multiple of 8 and rq->fast4 take the assembly
+ * kernel on the Cortex-M4. */
+void nn_mat_mult_s8_s16(const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, int32_t n_cols, int32_t n_out,
+                        const nn_row_requant *table, const nn_requant *rq, int8_t *out, int32_t out_stride);
 
 #define NN_MATMUL_COLS 4
 /* Scratch bytes of the optimized CONV_2D / FULLY_CONNECTED: NN_MATMUL_COLS columns of `depth` int16,

@@ -36,7 +36,7 @@ int32_t nn_column_index(int32_t k, int32_t depth, int32_t n_cols, int32_t c)
     return k < full ? 4 * n_cols * (k >> 2) + 4 * c + nn_group_order[k & 3] : n_cols * k + c;
 }
 
-void nn_column_put(int16_t *cols, int32_t depth, int32_t n_cols, int32_t c, int32_t k0, const int8_t *src, int32_t n, int32_t offset)
+void nn_column_put(int16_t *cols, int32_t depth, int32_t n_cols, int32_t c, int32_t k0, const int8_t *src, int32_t n, int32_t offset, int32_t fill)
 {
     int32_t i = 0;
     if ((k0 & 3) == 0) {
@@ -54,23 +54,92 @@ void nn_column_put(int16_t *cols, int32_t depth, int32_t n_cols, int32_t c, int3
                 dst += step;
             }
         } else {
+            const uint32_t fill2 = nn_pack16(fill, fill);
             for (g = 0; g < groups; ++g) {
-                nn_write_u32(dst, 0u);
-                nn_write_u32(dst + 2, 0u);
+                nn_write_u32(dst, fill2);
+                nn_write_u32(dst + 2, fill2);
                 dst += step;
             }
         }
         i = 4 * groups;
     }
     for (; i < n; ++i) {
-        cols[nn_column_index(k0 + i, depth, n_cols, c)] = (int16_t)(src != NULL ? src[i] + offset : 0);
+        cols[nn_column_index(k0 + i, depth, n_cols, c)] = (int16_t)(src != NULL ? src[i] + offset : fill);
     }
 }
+
+#if NN_DSP_ASM
+
+/* Per group: four LDR (one per column), eight SXTB16, one STM of the group's eight words. */
+__attribute__((naked, noinline)) static void nn_columns4_asm(int16_t *cols __attribute__((unused)), const int8_t *src __attribute__((unused)),
+                                                             int32_t col_step __attribute__((unused)), int32_t groups __attribute__((unused)))
+{
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "add r3, r1, r3, lsl #2\n\t"
+                     "add r12, r2, r2\n\t"
+                     "add lr, r12, r2\n\t"
+                     "1:\n\t"
+                     "ldr r7, [r1, r2]\n\t"
+                     "ldr r9, [r1, r12]\n\t"
+                     "ldr r11, [r1, lr]\n\t"
+                     "ldr r5, [r1], #4\n\t"
+                     "sxtb16 r4, r5\n\t"
+                     "sxtb16 r5, r5, ror #8\n\t"
+                     "sxtb16 r6, r7\n\t"
+                     "sxtb16 r7, r7, ror #8\n\t"
+                     "sxtb16 r8, r9\n\t"
+                     "sxtb16 r9, r9, ror #8\n\t"
+                     "sxtb16 r10, r11\n\t"
+                     "sxtb16 r11, r11, ror #8\n\t"
+                     "stm r0!, {r4-r11}\n\t"
+                     "cmp r1, r3\n\t"
+                     "bne 1b\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+
+void nn_columns4_put(int16_t *cols, const int8_t *src, int32_t col_step, int32_t groups)
+{
+    if (groups > 0) {
+        nn_columns4_asm(cols, src, col_step, groups);
+    }
+}
+
+#else
+
+void nn_columns4_put(int16_t *cols, const int8_t *src, int32_t col_step, int32_t groups)
+{
+    int32_t g, c;
+    for (g = 0; g < groups; ++g) {
+        for (c = 0; c < 4; ++c) {
+            const uint32_t x = nn_read_u32(src + c * col_step + 4 * g);
+            nn_write_u32(cols + 16 * g + 4 * c, nn_sxtb16(x));
+            nn_write_u32(cols + 16 * g + 4 * c + 2, nn_sxtb16_ror8(x));
+        }
+    }
+}
+
+#endif /* NN_DSP_ASM */
 
 /* The row loop keeps 32-byte records (nn_mm4_asm loads them with LDM). */
 typedef char nn_row_requant_is_32_bytes[sizeof(nn_row_requant) == 32 ? 1 : -1];
 
-void nn_row_requant_prepare(const int32_t *bias, nn_requant *rq, int32_t rows, nn_row_requant *table)
+/* sum_k w[k] (|sum| < 2^31: the accumulator bound covers it). */
+static int32_t nn_row_sum(const int8_t *w, int32_t depth)
+{
+    const uint32_t ones = 0x00010001u;
+    int32_t s = 0, k;
+    for (k = 0; k + 4 <= depth; k += 4) {
+        const uint32_t v = nn_read_u32(w + k);
+        s = nn_smlad(nn_sxtb16_ror8(v), ones, nn_smlad(nn_sxtb16(v), ones, s));
+    }
+    for (; k < depth; ++k) {
+        s += w[k];
+    }
+    return s;
+}
+
+void nn_row_requant_prepare(const int32_t *bias, nn_requant *rq, int32_t rows, nn_row_requant *table, const int8_t *weights, int32_t depth,
+                            int32_t fold_offset)
 {
     const int32_t short_ok = rq->bounded && !NN_SINGLE_ROUNDING && !NN_TEST_WRONG_ROUNDING;
     int32_t r, c, all = 1;
@@ -78,8 +147,10 @@ void nn_row_requant_prepare(const int32_t *bias, nn_requant *rq, int32_t rows, n
         const int32_t i = rq->per_channel ? r : 0;
         const int32_t right = -rq->shift[i];
         nn_row_requant *t = &table[r];
+        const uint32_t fold = fold_offset != 0 ? (uint32_t)fold_offset * (uint32_t)nn_row_sum(weights + (size_t)r * (size_t)depth, depth) : 0u;
+        const uint32_t b = (bias != NULL ? (uint32_t)bias[r] : 0u) + fold;
         for (c = 0; c < 4; ++c) {
-            t->bias[c] = bias != NULL ? bias[r] : 0;
+            t->bias[c] = nn_wrap32(b);
         }
         t->multiplier = rq->multiplier[i];
         t->right = short_ok && right >= 1 && right <= NN_SHORT_RIGHT_MAX ? right : 0;
@@ -93,7 +164,7 @@ void nn_row_requant_prepare(const int32_t *bias, nn_requant *rq, int32_t rows, n
 /* The short form (see the top of this file), output offset included. */
 static inline int32_t nn_requant_short(int32_t acc, const nn_row_requant *t)
 {
-    return nn_smmlar((int32_t)((uint32_t)acc << 1), t->multiplier, t->round + (acc >> 31)) >> t->right;
+    return nn_smmlar((int32_t)((uint32_t)acc << 1), t->multiplier, t->round - (int32_t)((uint32_t)acc >> 31)) >> t->right;
 }
 
 /* acc[c] += w . column c for c < n_cols. */
@@ -113,14 +184,14 @@ static void nn_dot_row_cols(const int8_t *w, int32_t depth, const int16_t *cols,
     }
     for (k = full; k < depth; ++k) {
         for (c = 0; c < n_cols; ++c) {
-            acc[c] += (int32_t)w[k] * cols[n_cols * k + c];
+            acc[c] = nn_wrap32((uint32_t)acc[c] + (uint32_t)((int32_t)w[k] * cols[n_cols * k + c]));
         }
     }
 }
 
 /* Any row, any column count: the short form where the row has it, else the general one. */
-static void nn_mat_mult_rows(const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, int32_t n_cols, const nn_row_requant *table,
-                             const nn_requant *rq, int8_t *out, int32_t out_stride)
+static void nn_mat_mult_rows(const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, int32_t n_cols, int32_t n_out,
+                             const nn_row_requant *table, const nn_requant *rq, int8_t *out, int32_t out_stride)
 {
     int32_t r, c;
     for (r = 0; r < rows; ++r) {
@@ -132,13 +203,14 @@ static void nn_mat_mult_rows(const int8_t *weights, int32_t rows, int32_t depth,
         nn_dot_row_cols(weights + (size_t)r * (size_t)depth, depth, cols, n_cols, acc);
         if (t->right > 0) {
             for (c = 0; c < n_cols; ++c) {
-                out[c * out_stride + r] = (int8_t)nn_clamp32(nn_requant_short(acc[c], t), rq->act_min, rq->act_max);
+                out[nn_min32(c, n_out - 1) * out_stride + r] = (int8_t)nn_clamp32(nn_requant_short(acc[c], t), rq->act_min, rq->act_max);
             }
         } else {
             const int32_t i = rq->per_channel ? r : 0;
             const nn_quant_mult q = nn_quant_mult_make(rq->multiplier[i], rq->shift[i]);
             for (c = 0; c < n_cols; ++c) {
-                out[c * out_stride + r] = (int8_t)nn_clamp32(nn_quant_mult_apply(acc[c], &q) + rq->output_offset, rq->act_min, rq->act_max);
+                out[nn_min32(c, n_out - 1) * out_stride + r] =
+                    (int8_t)nn_clamp32(nn_quant_mult_apply(acc[c], &q) + rq->output_offset, rq->act_min, rq->act_max);
             }
         }
     }
@@ -253,13 +325,13 @@ __attribute__((naked, noinline)) static void nn_mm4_asm(const nn_mm4_args *args 
                      "pop {r4-r11, pc}\n\t");
 }
 
-static void nn_mm4(const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, const nn_row_requant *table, int8_t *out,
-                   int32_t out_stride)
+static void nn_mm4(const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, int32_t n_out, const nn_row_requant *table,
+                   int8_t *out, int32_t out_stride)
 {
     nn_mm4_args a;
-    a.stride[0] = out_stride;
-    a.stride[1] = 2 * out_stride;
-    a.stride[2] = 3 * out_stride;
+    a.stride[0] = nn_min32(1, n_out - 1) * out_stride;
+    a.stride[1] = nn_min32(2, n_out - 1) * out_stride;
+    a.stride[2] = nn_min32(3, n_out - 1) * out_stride;
     a.out = out;
     a.table = table;
     a.cols = cols;
@@ -272,14 +344,14 @@ static void nn_mm4(const int8_t *weights, int32_t rows, int32_t depth, const int
 
 #endif /* NN_DSP_ASM */
 
-void nn_mat_mult_s8_s16(const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, int32_t n_cols, const nn_row_requant *table,
-                        const nn_requant *rq, int8_t *out, int32_t out_stride)
+void nn_mat_mult_s8_s16(const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, int32_t n_cols, int32_t n_out,
+                        const nn_row_requant *table, const nn_requant *rq, int8_t *out, int32_t out_stride)
 {
 #if NN_DSP_ASM
     if (n_cols == 4 && (depth & 7) == 0 && rq->fast4 && rows > 0) {
-        nn_mm4(weights, rows, depth, cols, table, out, out_stride);
+        nn_mm4(weights, rows, depth, cols, n_out, table, out, out_stride);
         return;
     }
 #endif
-    nn_mat_mult_rows(weights, rows, depth, cols, n_cols, table, rq, out, out_stride);
+    nn_mat_mult_rows(weights, rows, depth, cols, n_cols, n_out, table, rq, out, out_stride);
 }

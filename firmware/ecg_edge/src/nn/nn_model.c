@@ -110,6 +110,10 @@ static int nn_tensors_disjoint(const nn_model *m, uint32_t a, uint32_t b)
     return nn_disjoint(m->tensors[a].data, m->tensors[a].bytes, m->tensors[b].data, m->tensors[b].bytes);
 }
 
+/* The matrix kernels' scratch (CONV_2D, FULLY_CONNECTED): required unless the build runs the
+ * portable kernels only, so that an optimized build never falls back to them unnoticed. */
+static nn_status nn_bind_matmul_scratch(const nn_model *m, nn_op *op, uint32_t offset, size_t bytes);
+
 /* Scratch in the arena at `offset` (4-byte aligned), disjoint from the op's tensors. */
 static nn_status nn_bind_scratch(const nn_model *m, nn_op *op, uint32_t offset, size_t bytes)
 {
@@ -129,6 +133,14 @@ static nn_status nn_bind_scratch(const nn_model *m, nn_op *op, uint32_t offset, 
     }
     op->scratch = s; /* 4-byte aligned: checked */
     return NN_OK;
+}
+
+static nn_status nn_bind_matmul_scratch(const nn_model *m, nn_op *op, uint32_t offset, size_t bytes)
+{
+    if (!NN_FORCE_PORTABLE && offset == NN_NONE) {
+        return NN_ERR_PARAM;
+    }
+    return nn_bind_scratch(m, op, offset, bytes);
 }
 
 static int nn_dim_ok(int32_t v)
@@ -262,7 +274,7 @@ static nn_status nn_parse_conv(nn_model *m, nn_op *op, nn_reader *r)
         return NN_ERR_OVERFLOW;
     }
     c->bounded = nn_requant_bounded(bound);
-    return nn_bind_scratch(m, op, scratch_off, nn_conv_s8_scratch_bytes(c));
+    return nn_bind_matmul_scratch(m, op, scratch_off, nn_conv_s8_scratch_bytes(c));
 }
 
 static nn_status nn_parse_fc(nn_model *m, nn_op *op, nn_reader *r)
@@ -301,7 +313,7 @@ static nn_status nn_parse_fc(nn_model *m, nn_op *op, nn_reader *r)
         return NN_ERR_OVERFLOW;
     }
     f->bounded = nn_requant_bounded(bound);
-    return nn_bind_scratch(m, op, scratch_off, nn_fully_connected_s8_scratch_bytes(f));
+    return nn_bind_matmul_scratch(m, op, scratch_off, nn_fully_connected_s8_scratch_bytes(f));
 }
 
 static nn_status nn_parse_add(nn_model *m, nn_op *op, nn_reader *r)
