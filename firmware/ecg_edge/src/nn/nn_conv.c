@@ -147,15 +147,15 @@ void nn_conv_s8_fast(const nn_conv_params *p, const int8_t *input, int8_t *outpu
         int32_t pos;
         for (pos = 0; pos < positions; pos += NN_MATMUL_COLS) {
             const int32_t n = nn_min32(NN_MATMUL_COLS, positions - pos);
-            const int32_t n_cols = n >= 2 ? NN_MATMUL_COLS : 1; /* a short block of 2 or 3 repeats its last column */
             int32_t c;
             if (n < NN_MATMUL_COLS || !nn_im2col4(p, in_b, pos / p->out_w, pos % p->out_w, scratch)) {
-                for (c = 0; c < n_cols; ++c) {
+                for (c = 0; c < NN_MATMUL_COLS; ++c) { /* a short block repeats its last column */
                     const int32_t q = pos + nn_min32(c, n - 1);
-                    nn_im2col(p, in_b, q / p->out_w, q % p->out_w, scratch, n_cols, c);
+                    nn_im2col(p, in_b, q / p->out_w, q % p->out_w, scratch, NN_MATMUL_COLS, c);
                 }
             }
-            nn_mat_mult_s8_s16(p->filter, p->out_c, depth, scratch, n_cols, n, table, &rq, out_b + (size_t)pos * (size_t)p->out_c, p->out_c);
+            nn_mat_mult_s8_s16(p->filter, p->out_c, depth, scratch, NN_MATMUL_COLS, n, table, &rq, out_b + (size_t)pos * (size_t)p->out_c,
+                               p->out_c);
         }
     }
 }

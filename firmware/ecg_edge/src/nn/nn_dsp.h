@@ -70,6 +70,21 @@ static inline uint32_t nn_sxtb16_ror8(uint32_t x)
     return r;
 }
 
+/* SXTAB16 (with ROR #8): acc + bytes 0 and 2 (1 and 3) of x, sign-extended, halfword-wise. */
+static inline uint32_t nn_sxtab16(uint32_t acc, uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2" : "=r"(r) : "r"(acc), "r"(x));
+    return r;
+}
+
+static inline uint32_t nn_sxtab16_ror8(uint32_t acc, uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(acc), "r"(x));
+    return r;
+}
+
 /* SADD16: halfword-wise addition (no saturation). */
 static inline uint32_t nn_sadd16(uint32_t a, uint32_t b)
 {
@@ -138,6 +153,16 @@ static inline uint32_t nn_sxtb16_ror8(uint32_t x)
 static inline uint32_t nn_sadd16(uint32_t a, uint32_t b)
 {
     return nn_pack16(nn_lo16(a) + nn_lo16(b), nn_hi16(a) + nn_hi16(b));
+}
+
+static inline uint32_t nn_sxtab16(uint32_t acc, uint32_t x)
+{
+    return nn_sadd16(acc, nn_sxtb16(x));
+}
+
+static inline uint32_t nn_sxtab16_ror8(uint32_t acc, uint32_t x)
+{
+    return nn_sadd16(acc, nn_sxtb16_ror8(x));
 }
 
 /* Modulo 2^32 like the instruction (partial sums may wrap; the final sum is in range). */

@@ -1,10 +1,11 @@
 /* The matrix kernel of the optimized CONV_2D and FULLY_CONNECTED: int8 weight rows times up to four
- * int16 columns (input + input offset) with SMLAD, then requantization.
+ * int16 columns (the input, with its offset or with the offset folded into the bias) with SMLAD,
+ * then requantization.
  *
  * On the Cortex-M4 (nn_mm4_asm): one weight row against four columns per pass. Per group of four
  * depth steps (16 MACs): half an LDRD of weights (eight at a time), two SXTB16, two LDM of four
- * column words and eight SMLAD, 12.5 instructions; the loop runs four groups per iteration (entered
- * half-way when the group count is 2 mod 4). The whole row loop, requantization included, is one
+ * column words and eight SMLAD, 12.5 instructions; the loop runs ten groups per iteration (the
+ * first one entered part-way when the group count is not a multiple of ten). The whole row loop, requantization included, is one
  * assembly function, so that all fourteen usable registers hold the accumulators, columns and
  * weights (gcc's allocation spills in such a loop). Elsewhere the same arithmetic in C.
  *
@@ -123,16 +124,23 @@ void nn_columns4_put(int16_t *cols, const int8_t *src, int32_t col_step, int32_t
 /* The row loop keeps 32-byte records (nn_mm4_asm loads them with LDM). */
 typedef char nn_row_requant_is_32_bytes[sizeof(nn_row_requant) == 32 ? 1 : -1];
 
-/* sum_k w[k] (|sum| < 2^31: the accumulator bound covers it). */
+/* sum_k w[k] (|sum| < 2^31: the accumulator bound covers it). Halfword lanes with SXTAB16, eight
+ * weights per step; a lane gains at most 4 * 128 per step, so 60 steps stay inside int16. */
 static int32_t nn_row_sum(const int8_t *w, int32_t depth)
 {
-    const uint32_t ones = 0x00010001u;
+    const int8_t *p = w;
+    const int8_t *const end8 = w + (depth & ~7);
     int32_t s = 0, k;
-    for (k = 0; k + 4 <= depth; k += 4) {
-        const uint32_t v = nn_read_u32(w + k);
-        s = nn_smlad(nn_sxtb16_ror8(v), ones, nn_smlad(nn_sxtb16(v), ones, s));
+    while (p < end8) {
+        const int8_t *const stop = end8 - p > 60 * 8 ? p + 60 * 8 : end8;
+        uint32_t lanes = 0;
+        for (; p < stop; p += 8) {
+            const uint32_t a = nn_read_u32(p), b = nn_read_u32(p + 4);
+            lanes = nn_sxtab16_ror8(nn_sxtab16(nn_sxtab16_ror8(nn_sxtab16(lanes, a), a), b), b);
+        }
+        s += nn_lo16(lanes) + nn_hi16(lanes);
     }
-    for (; k < depth; ++k) {
+    for (k = depth & ~7; k < depth; ++k) {
         s += w[k];
     }
     return s;
@@ -218,6 +226,9 @@ static void nn_mat_mult_rows(const int8_t *weights, int32_t rows, int32_t depth,
 
 #if NN_DSP_ASM
 
+#define NN_STR2(x) #x
+#define NN_STR(x) NN_STR2(x)
+
 /* What nn_mm4_asm reads (offsets fixed in the assembly). */
 typedef struct {
     int32_t stride[3]; /* out_stride, 2 out_stride, 3 out_stride */
@@ -227,16 +238,19 @@ typedef struct {
     const nn_row_requant *table_end;
     const int8_t *weights; /* rows back to back, 4-byte aligned */
     uint32_t col_bytes;    /* 8 * depth: the four columns */
-    uint32_t half;         /* 1 if depth / 4 is 2 mod 4 */
+    uint32_t skip;         /* bytes of the loop body that the first iteration skips */
 } nn_mm4_args;
 
 typedef char nn_mm4_args_layout[offsetof(nn_mm4_args, out) == 12 && offsetof(nn_mm4_args, table) == 16 && offsetof(nn_mm4_args, cols) == 20 &&
                                         offsetof(nn_mm4_args, table_end) == 24 && offsetof(nn_mm4_args, weights) == 28 &&
-                                        offsetof(nn_mm4_args, col_bytes) == 32 && offsetof(nn_mm4_args, half) == 36
+                                        offsetof(nn_mm4_args, col_bytes) == 32 && offsetof(nn_mm4_args, skip) == 36
                                     ? 1
                                     : -1];
 
-/* Two groups of four depth steps: eight weights (LDRD), four column words per LDM. */
+/* Two groups of four depth steps: eight weights (LDRD), four column words per LDM. Every one of
+ * these instructions has only a 32-bit encoding (r12 as the LDM base included): 100 bytes. */
+#define NN_MM4_CHUNK_BYTES 100
+#define NN_MM4_CHUNKS 5 /* per loop iteration: ten groups */
 #define NN_MM4_TWO_GROUPS                                                                                                  \
     "ldrd r8, r9, [r11], #8\n\t"                                                                                          \
     "sxtb16 r10, r8\n\t"                                                                                                  \
@@ -288,10 +302,7 @@ __attribute__((naked, noinline)) static void nn_mm4_asm(const nn_mm4_args *args 
                      "add lr, r6, r9\n\t"
                      "ldr r9, [r0, #36]\n\t"
                      "adr r10, 2f\n\t"
-                     "adr r8, 3f\n\t"
-                     "cmp r9, #0\n\t"
-                     "it ne\n\t"
-                     "movne r10, r8\n\t"
+                     "add r10, r10, r9\n\t"
                      "orr r10, r10, #1\n\t"
                      "str r10, [sp, #28]\n\t"
                      "ldr r10, [sp, #16]\n\t"
@@ -303,8 +314,14 @@ __attribute__((naked, noinline)) static void nn_mm4_asm(const nn_mm4_args *args 
                      ".p2align 2\n"
                      "2:\n\t"
                      NN_MM4_TWO_GROUPS
-                     "3:\n\t"
                      NN_MM4_TWO_GROUPS
+                     NN_MM4_TWO_GROUPS
+                     NN_MM4_TWO_GROUPS
+                     NN_MM4_TWO_GROUPS
+                     "3:\n\t"
+                     ".if 3b - 2b != " NN_STR(NN_MM4_CHUNKS * NN_MM4_CHUNK_BYTES) "\n\t"
+                     ".error \"nn_mm4_asm: the loop body is not NN_MM4_CHUNKS chunks of NN_MM4_CHUNK_BYTES\"\n\t"
+                     ".endif\n\t"
                      "cmp r12, lr\n\t"
                      "bne 2b\n\t"
                      "ldr r10, [sp, #16]\n\t"
@@ -338,7 +355,7 @@ static void nn_mm4(const int8_t *weights, int32_t rows, int32_t depth, const int
     a.table_end = table + rows;
     a.weights = weights;
     a.col_bytes = 8u * (uint32_t)depth;
-    a.half = ((depth >> 2) & 3) == 2 ? 1u : 0u;
+    a.skip = (uint32_t)((NN_MM4_CHUNKS - (depth >> 3) % NN_MM4_CHUNKS) % NN_MM4_CHUNKS) * NN_MM4_CHUNK_BYTES;
     nn_mm4_asm(&a);
 }
 

@@ -46,6 +46,7 @@ void nn_max_pool_s8_fast(const nn_pool_params *p, const int8_t *input, int8_t *o
     const size_t ch = (size_t)p->channels;
     const size_t row = (size_t)p->in_w * ch;
     const uint32_t lo4 = nn_splat8(p->act_min), hi4 = nn_splat8(p->act_max);
+    const int full = p->act_min == NN_INT8_MIN && p->act_max == NN_INT8_MAX;
     int32_t b, oy, ox, fy, fx;
     size_t c;
     for (b = 0; b < p->batches; ++b) {
@@ -68,13 +69,16 @@ void nn_max_pool_s8_fast(const nn_pool_params *p, const int8_t *input, int8_t *o
                 }
                 win = in_b + (size_t)(in_y0 + fy_start) * row + (size_t)(in_x0 + fx_start) * ch;
                 for (c = 0; c + 4u <= ch; c += 4u) {
-                    uint32_t m = nn_splat8(NN_INT8_MIN);
-                    for (fy = fy_start; fy < fy_end; ++fy) {
-                        for (fx = fx_start; fx < fx_end; ++fx) {
-                            m = nn_max_s8x4(m, nn_read_u32(win + (size_t)(fy - fy_start) * row + (size_t)(fx - fx_start) * ch + c));
+                    const int8_t *py = win + c;
+                    uint32_t m = nn_read_u32(py); /* the first tap inside */
+                    for (fy = fy_start; fy < fy_end; ++fy, py += row) {
+                        const int8_t *px = py;
+                        const int8_t *const px_end = py + (size_t)(fx_end - fx_start) * ch;
+                        for (; px < px_end; px += ch) {
+                            m = nn_max_s8x4(m, nn_read_u32(px));
                         }
                     }
-                    nn_write_u32(out + c, nn_min_s8x4(nn_max_s8x4(m, lo4), hi4));
+                    nn_write_u32(out + c, full ? m : nn_min_s8x4(nn_max_s8x4(m, lo4), hi4));
                 }
                 for (; c < ch; ++c) {
                     int32_t m = NN_INT8_MIN;
