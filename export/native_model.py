@@ -15,7 +15,7 @@ operator and its index, as does a layer whose worst-case int32 accumulator could
 
 Memory plan: each tensor lives from the op that writes it (the model input from the start) to its
 last reader (the model output to the end); a RESHAPE's output shares its input's storage; CONV_2D
-and FULLY_CONNECTED get a scratch (four int16 im2col columns and a 32-byte requantization record per
+and FULLY_CONNECTED get a scratch (four int16 im2col columns and a 36-byte requantization record per
 output channel), a large ADD two 256-entry tables, for the op's duration. Buffers are
 placed greedily at the lowest 4-byte aligned offset free for their lifetime (the scheme of TFLM's
 GreedyMemoryPlanner), in a few orders (largest first as TFLM, longest-lived first, ...); the
@@ -38,7 +38,7 @@ from .native_blob import ALIGN, HEADER_BYTES, NONE, OP_FIELDS, NativeModel, pack
 INT8_MIN, INT8_MAX, INT32_MAX = -128, 127, 2**31 - 1
 ADD_LEFT_SHIFT = 20  # TFLM's for int8 ADD
 MATMUL_SCRATCH_PER_DEPTH = 4 * 2  # NN_MATMUL_SCRATCH_BYTES: four int16 im2col columns ...
-MATMUL_SCRATCH_PER_ROW = 32  # ... and one 32-byte requantization record per output channel (nn_row_requant)
+MATMUL_SCRATCH_PER_ROW = 36  # ... and one 36-byte requantization record per output channel (nn_row_requant)
 ADD_TABLE_BYTES = 2 * 256 * 4  # NN_ADD_SCRATCH_BYTES: the optimized ADD's two lookup tables
 ADD_TABLE_MIN_SIZE = 1024  # smaller ADDs compute each element directly
 

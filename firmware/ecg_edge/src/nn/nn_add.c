@@ -94,6 +94,22 @@ static void nn_add_run_short(const nn_add_run *r)
 #endif
 }
 
+/* t[(uint8_t)v] = 2 MultiplyByQuantizedMultiplierSmallerThanOneExp((offset + v) 2^left_shift, m,
+ * -right) for every int8 v, in the short form: |x| < 2^29 (|offset + v| <= 255, left_shift <= 20),
+ * so SMMLAR(2 x, m, 0) is the doubling high multiply and, for right >= 1, the rounding divide is
+ * (SMMLAR(2 x, m, 2^(right-1)) - [x < 0]) >> right (nn_matmul.c has the argument; every sum stays
+ * below 2^31 for right <= 31). */
+static void nn_add_table_short(int32_t *t, int32_t offset, int32_t left_shift, int32_t m, int32_t right)
+{
+    const int32_t round = right > 0 ? (int32_t)((uint32_t)1 << (right - 1)) : 0;
+    int32_t v;
+    for (v = NN_INT8_MIN; v <= NN_INT8_MAX; ++v) {
+        const int32_t x = (offset + v) * ((int32_t)1 << left_shift);
+        const int32_t y = nn_smmlar(x * 2, m, round);
+        t[(uint8_t)v] = 2 * (right > 0 ? (y - (int32_t)((uint32_t)x >> 31)) >> right : y);
+    }
+}
+
 static void nn_add_s8_table(const nn_add_params *p, const int8_t *input1, const int8_t *input2, int8_t *output, int32_t *tables)
 {
     int32_t *t1 = tables; /* t1[(uint8_t)v] */
@@ -104,11 +120,16 @@ static void nn_add_s8_table(const nn_add_params *p, const int8_t *input1, const 
     const int32_t right = -p->output_shift;
     const int32_t short_form = right >= 1 && right <= NN_ADD_SHORT_RIGHT_MAX && lo == NN_INT8_MIN && hi == NN_INT8_MAX && !NN_SINGLE_ROUNDING &&
                                !NN_TEST_WRONG_ROUNDING;
-    const int32_t scale = short_form ? 2 : 1;
+    const int32_t scale = short_form ? 2 : 1; /* the short form's tables hold twice the values */
     int32_t v, i;
-    for (v = NN_INT8_MIN; v <= NN_INT8_MAX; ++v) {
-        t1[(uint8_t)v] = scale * nn_quant_mult_apply((p->input1_offset + v) * ((int32_t)1 << p->left_shift), &q1);
-        t2[(uint8_t)v] = scale * nn_quant_mult_apply((p->input2_offset + v) * ((int32_t)1 << p->left_shift), &q2);
+    if (short_form) {
+        nn_add_table_short(t1, p->input1_offset, p->left_shift, p->input1_multiplier, -p->input1_shift);
+        nn_add_table_short(t2, p->input2_offset, p->left_shift, p->input2_multiplier, -p->input2_shift);
+    } else {
+        for (v = NN_INT8_MIN; v <= NN_INT8_MAX; ++v) {
+            t1[(uint8_t)v] = nn_quant_mult_apply((p->input1_offset + v) * ((int32_t)1 << p->left_shift), &q1);
+            t2[(uint8_t)v] = nn_quant_mult_apply((p->input2_offset + v) * ((int32_t)1 << p->left_shift), &q2);
+        }
     }
     i = 0;
     if (short_form) {

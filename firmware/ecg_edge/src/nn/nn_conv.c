@@ -129,8 +129,15 @@ void nn_conv_s8_fast(const nn_conv_params *p, const int8_t *input, int8_t *outpu
 {
     const int32_t depth = nn_conv_depth(p);
     const int32_t positions = p->out_h * p->out_w;
+    const int32_t row_len = p->k_w * p->in_c;
     nn_row_requant *table = (nn_row_requant *)(void *)(scratch + NN_MATMUL_COLS * depth); /* 4-byte aligned */
+    /* Blocks of four in one output row inside the input in width, kernel rows of whole groups:
+     * for k_h = 1 one nn_columns4_put (ox from ox_lo to ox_hi), else nn_im2col4. */
+    const int32_t runs = p->dil_w == 1 && (row_len & 3) == 0;
+    const int32_t ox_lo = (p->pad_w + p->stride_w - 1) / p->stride_w;
+    const int32_t ox_hi = (p->in_w + p->pad_w - p->k_w) / p->stride_w - (NN_MATMUL_COLS - 1);
     nn_requant rq;
+    nn_mat_plan plan;
     int32_t b;
     rq.multiplier = p->multiplier;
     rq.shift = p->shift;
@@ -141,21 +148,31 @@ void nn_conv_s8_fast(const nn_conv_params *p, const int8_t *input, int8_t *outpu
     rq.bounded = p->bounded;
     rq.fast4 = 0;
     nn_row_requant_prepare(p->bias, &rq, p->out_c, table, p->filter, depth, p->input_offset);
+    nn_mat_plan_init(&plan, p->filter, p->out_c, depth, scratch, table, &rq, p->out_c);
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in_b = input + (size_t)b * (size_t)p->in_h * (size_t)p->in_w * (size_t)p->in_c;
-        int8_t *out_b = output + (size_t)b * (size_t)positions * (size_t)p->out_c;
+        int8_t *out = output + (size_t)b * (size_t)positions * (size_t)p->out_c;
+        int32_t oy = 0, ox = 0; /* the coordinates of output position `pos` */
         int32_t pos;
-        for (pos = 0; pos < positions; pos += NN_MATMUL_COLS) {
+        for (pos = 0; pos < positions; pos += NN_MATMUL_COLS, out += NN_MATMUL_COLS * p->out_c) {
             const int32_t n = nn_min32(NN_MATMUL_COLS, positions - pos);
+            const int32_t iy = oy * p->stride_h - p->pad_h;
             int32_t c;
-            if (n < NN_MATMUL_COLS || !nn_im2col4(p, in_b, pos / p->out_w, pos % p->out_w, scratch)) {
+            if (n == NN_MATMUL_COLS && runs && ox >= ox_lo && ox <= ox_hi && p->k_h == 1 && iy >= 0 && iy < p->in_h) {
+                nn_columns4_put(scratch, in_b + ((size_t)iy * (size_t)p->in_w + (size_t)(ox * p->stride_w - p->pad_w)) * (size_t)p->in_c,
+                                p->stride_w * p->in_c, row_len >> 2);
+            } else if (n < NN_MATMUL_COLS || !runs || !nn_im2col4(p, in_b, oy, ox, scratch)) {
                 for (c = 0; c < NN_MATMUL_COLS; ++c) { /* a short block repeats its last column */
                     const int32_t q = pos + nn_min32(c, n - 1);
                     nn_im2col(p, in_b, q / p->out_w, q % p->out_w, scratch, NN_MATMUL_COLS, c);
                 }
             }
-            nn_mat_mult_s8_s16(p->filter, p->out_c, depth, scratch, NN_MATMUL_COLS, n, table, &rq, out_b + (size_t)pos * (size_t)p->out_c,
-                               p->out_c);
+            nn_mat_plan_run(&plan, out, n);
+            ox += n;
+            while (ox >= p->out_w) {
+                ox -= p->out_w;
+                ++oy;
+            }
         }
     }
 }

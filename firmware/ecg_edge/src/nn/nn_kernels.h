@@ -104,7 +104,8 @@ typedef struct {
     int32_t multiplier;
     int32_t round; /* 2^(right - 1) + output_offset * 2^right */
     int32_t right;
-    int32_t unused;
+    int32_t last;  /* 1 in the table's last row */
+    uint32_t cols; /* the Cortex-M4 kernel's column buffer address (nn_mat_plan_init), else 0 */
 } nn_row_requant;
 
 /* Fills `table` and rq->fast4. With fold_offset != 0 the row's bias becomes
@@ -120,7 +121,28 @@ void nn_row_requant_prepare(const int32_t *bias, nn_requant *rq, int32_t rows, n
  * as four columns. Four columns, a depth that is a multiple of 8 and rq->fast4 take the assembly
  * kernel on the Cortex-M4. */
 void nn_mat_mult_s8_s16(const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, int32_t n_cols, int32_t n_out,
-                        const nn_row_requant *table, const nn_requant *rq, int8_t *out, int32_t out_stride);
+                        nn_row_requant *table, const nn_requant *rq, int8_t *out, int32_t out_stride);
+
+/* The same product run block after block over the same weights, table and column buffer (CONV_2D):
+ * what nn_mat_mult_s8_s16 works out on every call, worked out once. The first ten fields are what
+ * the Cortex-M4 kernel reads (nn_matmul.c fixes their offsets). */
+typedef struct {
+    int32_t stride[3]; /* columns 1..3: their output offsets (out_stride times 1..3, capped for short blocks) */
+    int8_t *out;
+    const nn_row_requant *table;
+    const int16_t *cols;
+    const nn_row_requant *table_end;
+    const int8_t *weights;
+    uint32_t col_bytes, skip;
+    int32_t rows, depth, out_stride, use_asm;
+    const nn_requant *rq;
+} nn_mat_plan;
+
+/* `cols` holds four columns; `rq` and `table` stay valid while the plan runs. */
+void nn_mat_plan_init(nn_mat_plan *pl, const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, nn_row_requant *table,
+                      const nn_requant *rq, int32_t out_stride);
+/* nn_mat_mult_s8_s16 on the plan's four columns into `out`, columns from n_out on repeating column n_out - 1. */
+void nn_mat_plan_run(nn_mat_plan *pl, int8_t *out, int32_t n_out);
 
 #define NN_MATMUL_COLS 4
 /* Scratch bytes of the optimized CONV_2D / FULLY_CONNECTED: NN_MATMUL_COLS columns of `depth` int16,

@@ -121,8 +121,8 @@ void nn_columns4_put(int16_t *cols, const int8_t *src, int32_t col_step, int32_t
 
 #endif /* NN_DSP_ASM */
 
-/* The row loop keeps 32-byte records (nn_mm4_asm loads them with LDM). */
-typedef char nn_row_requant_is_32_bytes[sizeof(nn_row_requant) == 32 ? 1 : -1];
+/* The row loop keeps 36-byte records (nn_mm4_asm loads one with a single LDM). */
+typedef char nn_row_requant_is_36_bytes[sizeof(nn_row_requant) == 36 ? 1 : -1];
 
 /* sum_k w[k] (|sum| < 2^31: the accumulator bound covers it). Halfword lanes with SXTAB16, eight
  * weights per step; a lane gains at most 4 * 128 per step, so 60 steps stay inside int16. */
@@ -163,7 +163,8 @@ void nn_row_requant_prepare(const int32_t *bias, nn_requant *rq, int32_t rows, n
         t->multiplier = rq->multiplier[i];
         t->right = short_ok && right >= 1 && right <= NN_SHORT_RIGHT_MAX ? right : 0;
         t->round = t->right > 0 ? (int32_t)((uint32_t)1 << (t->right - 1)) + rq->output_offset * (int32_t)((uint32_t)1 << t->right) : 0;
-        t->unused = 0;
+        t->last = r == rows - 1;
+        t->cols = 0u;
         all = all && t->right > 0;
     }
     rq->fast4 = all && rq->act_min == NN_INT8_MIN && rq->act_max == NN_INT8_MAX;
@@ -229,21 +230,9 @@ static void nn_mat_mult_rows(const int8_t *weights, int32_t rows, int32_t depth,
 #define NN_STR2(x) #x
 #define NN_STR(x) NN_STR2(x)
 
-/* What nn_mm4_asm reads (offsets fixed in the assembly). */
-typedef struct {
-    int32_t stride[3]; /* out_stride, 2 out_stride, 3 out_stride */
-    int8_t *out;       /* row 0, column 0 */
-    const nn_row_requant *table;
-    const int16_t *cols;
-    const nn_row_requant *table_end;
-    const int8_t *weights; /* rows back to back, 4-byte aligned */
-    uint32_t col_bytes;    /* 8 * depth: the four columns */
-    uint32_t skip;         /* bytes of the loop body that the first iteration skips */
-} nn_mm4_args;
-
-typedef char nn_mm4_args_layout[offsetof(nn_mm4_args, out) == 12 && offsetof(nn_mm4_args, table) == 16 && offsetof(nn_mm4_args, cols) == 20 &&
-                                        offsetof(nn_mm4_args, table_end) == 24 && offsetof(nn_mm4_args, weights) == 28 &&
-                                        offsetof(nn_mm4_args, col_bytes) == 32 && offsetof(nn_mm4_args, skip) == 36
+typedef char nn_mat_plan_layout[offsetof(nn_mat_plan, out) == 12 && offsetof(nn_mat_plan, table) == 16 && offsetof(nn_mat_plan, cols) == 20 &&
+                                        offsetof(nn_mat_plan, table_end) == 24 && offsetof(nn_mat_plan, weights) == 28 &&
+                                        offsetof(nn_mat_plan, col_bytes) == 32 && offsetof(nn_mat_plan, skip) == 36
                                     ? 1
                                     : -1];
 
@@ -278,39 +267,43 @@ typedef char nn_mm4_args_layout[offsetof(nn_mm4_args, out) == 12 && offsetof(nn_
     "smlad r3, r10, r6, r3\n\t"                                                                                           \
     "smlad r3, r9, r7, r3\n\t"
 
-/* Accumulator `a` in the short form (m r4, round r5, right r6), stored at `dst`. */
+/* Accumulator `a` in the short form (m r4, round r5, right r6), stored at `dst`; r12 is free. None
+ * of these instructions sets the flags (the row loop's end test lives across them). */
 #define NN_MM4_REQUANT(a, dst)                                                                                             \
     "lsl " a ", " a ", #1\n\t"                                                                                            \
-    "smmlar r10, " a ", r4, r5\n\t"                                                                                       \
-    "add r10, r10, " a ", asr #31\n\t"                                                                                    \
-    "asr r10, r10, r6\n\t"                                                                                                \
-    "ssat r10, #8, r10\n\t"                                                                                               \
-    "strb r10, " dst "\n\t"
+    "smmlar r12, " a ", r4, r5\n\t"                                                                                       \
+    "add r12, r12, " a ", asr #31\n\t"                                                                                    \
+    "asr r12, r12, r6\n\t"                                                                                                \
+    "ssat r12, #8, r12\n\t"                                                                                               \
+    "strb r12, " dst "\n\t"
 
 /* Every row of the table against four columns, requantized (fast4 rows, depth a multiple of 8).
  * Registers in the dot loop: r0-r3 accumulators, r4-r7 column words, r8-r10 weights, r11 weight
- * pointer, r12 column pointer, lr the columns' end. Stack frame (32 bytes): the three strides, the
- * output pointer, the table pointer, the columns, the table's end, the loop entry. */
-__attribute__((naked, noinline)) static void nn_mm4_asm(const nn_mm4_args *args __attribute__((unused)))
+ * pointer, r12 column pointer, lr the columns' end. A row starts with one LDM of its record (bias
+ * four times, m, round, right, last, the columns) and saves what the loop overwrites (the record's
+ * second half, the output pointer r9, the table pointer r10) with one PUSH. Stack frame (16 bytes):
+ * the three output strides and the loop entry. */
+__attribute__((naked, noinline)) static void nn_mm4_asm(const nn_mat_plan *plan __attribute__((unused)))
 {
     __asm__ volatile("push {r4-r11, lr}\n\t"
-                     "sub sp, sp, #32\n\t"
-                     "ldm r0, {r1-r8}\n\t"
-                     "stm sp, {r1-r7}\n\t"
-                     "mov r11, r8\n\t"
-                     "ldr r9, [r0, #32]\n\t"
-                     "add lr, r6, r9\n\t"
-                     "ldr r9, [r0, #36]\n\t"
-                     "adr r10, 2f\n\t"
-                     "add r10, r10, r9\n\t"
-                     "orr r10, r10, #1\n\t"
-                     "str r10, [sp, #28]\n\t"
-                     "ldr r10, [sp, #16]\n\t"
+                     "sub sp, sp, #16\n\t"
+                     "ldm r0, {r1-r3}\n\t"
+                     "stm sp, {r1-r3}\n\t"
+                     "ldr r9, [r0, #12]\n\t"
+                     "ldr r10, [r0, #16]\n\t"
+                     "ldr r1, [r0, #20]\n\t"
+                     "ldr r11, [r0, #28]\n\t"
+                     "ldr r2, [r0, #32]\n\t"
+                     "add lr, r1, r2\n\t"
+                     "ldr r2, [r0, #36]\n\t"
+                     "adr r3, 2f\n\t"
+                     "add r3, r3, r2\n\t"
+                     "orr r3, r3, #1\n\t"
+                     "str r3, [sp, #12]\n\t"
                      "1:\n\t"
-                     "ldm r10!, {r0-r3}\n\t"
-                     "str r10, [sp, #16]\n\t"
-                     "ldr r12, [sp, #20]\n\t"
-                     "ldr pc, [sp, #28]\n\t"
+                     "ldm r10!, {r0-r7, r12}\n\t"
+                     "push {r4-r7, r9, r10}\n\t"
+                     "ldr pc, [sp, #36]\n\t"
                      ".p2align 2\n"
                      "2:\n\t"
                      NN_MM4_TWO_GROUPS
@@ -324,51 +317,86 @@ __attribute__((naked, noinline)) static void nn_mm4_asm(const nn_mm4_args *args 
                      ".endif\n\t"
                      "cmp r12, lr\n\t"
                      "bne 2b\n\t"
-                     "ldr r10, [sp, #16]\n\t"
-                     "ldm r10!, {r4-r7}\n\t"
-                     "str r10, [sp, #16]\n\t"
-                     "ldm sp, {r7, r8, r9, r12}\n\t"
-                     NN_MM4_REQUANT("r0", "[r12]")
-                     NN_MM4_REQUANT("r1", "[r12, r7]")
-                     NN_MM4_REQUANT("r2", "[r12, r8]")
-                     NN_MM4_REQUANT("r3", "[r12, r9]")
-                     "add r12, r12, #1\n\t"
-                     "str r12, [sp, #12]\n\t"
-                     "ldr r10, [sp, #16]\n\t"
-                     "ldr r7, [sp, #24]\n\t"
-                     "cmp r10, r7\n\t"
-                     "bne 1b\n\t"
-                     "add sp, sp, #32\n\t"
+                     "pop {r4-r7, r9, r10}\n\t"
+                     "cmp r7, #0\n\t"
+                     "ldrd r7, r8, [sp]\n\t"
+                     NN_MM4_REQUANT("r0", "[r9]")
+                     "ldr r0, [sp, #8]\n\t"
+                     NN_MM4_REQUANT("r1", "[r9, r7]")
+                     NN_MM4_REQUANT("r2", "[r9, r8]")
+                     NN_MM4_REQUANT("r3", "[r9, r0]")
+                     "add r9, r9, #1\n\t"
+                     "beq 1b\n\t"
+                     "add sp, sp, #16\n\t"
                      "pop {r4-r11, pc}\n\t");
-}
-
-static void nn_mm4(const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, int32_t n_out, const nn_row_requant *table,
-                   int8_t *out, int32_t out_stride)
-{
-    nn_mm4_args a;
-    a.stride[0] = nn_min32(1, n_out - 1) * out_stride;
-    a.stride[1] = nn_min32(2, n_out - 1) * out_stride;
-    a.stride[2] = nn_min32(3, n_out - 1) * out_stride;
-    a.out = out;
-    a.table = table;
-    a.cols = cols;
-    a.table_end = table + rows;
-    a.weights = weights;
-    a.col_bytes = 8u * (uint32_t)depth;
-    a.skip = (uint32_t)((NN_MM4_CHUNKS - (depth >> 3) % NN_MM4_CHUNKS) % NN_MM4_CHUNKS) * NN_MM4_CHUNK_BYTES;
-    nn_mm4_asm(&a);
 }
 
 #endif /* NN_DSP_ASM */
 
-void nn_mat_mult_s8_s16(const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, int32_t n_cols, int32_t n_out,
-                        const nn_row_requant *table, const nn_requant *rq, int8_t *out, int32_t out_stride)
+static void nn_mat_plan_strides(nn_mat_plan *pl, int32_t n_out)
 {
-#if NN_DSP_ASM
-    if (n_cols == 4 && (depth & 7) == 0 && rq->fast4 && rows > 0) {
-        nn_mm4(weights, rows, depth, cols, n_out, table, out, out_stride);
-        return;
+    int32_t c;
+    for (c = 0; c < 3; ++c) {
+        pl->stride[c] = nn_min32(c + 1, n_out - 1) * pl->out_stride;
     }
+}
+
+void nn_mat_plan_init(nn_mat_plan *pl, const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, nn_row_requant *table,
+                      const nn_requant *rq, int32_t out_stride)
+{
+    pl->out_stride = out_stride;
+    nn_mat_plan_strides(pl, NN_MATMUL_COLS);
+    pl->out = NULL;
+    pl->table = table;
+    pl->cols = cols;
+    pl->table_end = table + rows;
+    pl->weights = weights;
+    pl->col_bytes = 8u * (uint32_t)depth;
+#if NN_DSP_ASM
+    pl->skip = (uint32_t)((NN_MM4_CHUNKS - (depth >> 3) % NN_MM4_CHUNKS) % NN_MM4_CHUNKS) * NN_MM4_CHUNK_BYTES;
+    pl->use_asm = (depth & 7) == 0 && rq->fast4 && rows > 0;
+    if (pl->use_asm) {
+        int32_t r;
+        for (r = 0; r < rows; ++r) {
+            table[r].cols = (uint32_t)(uintptr_t)cols;
+        }
+    }
+#else
+    pl->skip = 0;
+    pl->use_asm = 0;
 #endif
-    nn_mat_mult_rows(weights, rows, depth, cols, n_cols, n_out, table, rq, out, out_stride);
+    pl->rows = rows;
+    pl->depth = depth;
+    pl->rq = rq;
+}
+
+void nn_mat_plan_run(nn_mat_plan *pl, int8_t *out, int32_t n_out)
+{
+    if (n_out != NN_MATMUL_COLS) {
+        nn_mat_plan_strides(pl, n_out);
+    }
+    pl->out = out;
+#if NN_DSP_ASM
+    if (pl->use_asm) {
+        nn_mm4_asm(pl);
+    } else
+#endif
+    {
+        nn_mat_mult_rows(pl->weights, pl->rows, pl->depth, pl->cols, NN_MATMUL_COLS, n_out, pl->table, pl->rq, out, pl->out_stride);
+    }
+    if (n_out != NN_MATMUL_COLS) {
+        nn_mat_plan_strides(pl, NN_MATMUL_COLS);
+    }
+}
+
+void nn_mat_mult_s8_s16(const int8_t *weights, int32_t rows, int32_t depth, const int16_t *cols, int32_t n_cols, int32_t n_out,
+                        nn_row_requant *table, const nn_requant *rq, int8_t *out, int32_t out_stride)
+{
+    if (n_cols == NN_MATMUL_COLS) {
+        nn_mat_plan pl;
+        nn_mat_plan_init(&pl, weights, rows, depth, cols, table, rq, out_stride);
+        nn_mat_plan_run(&pl, out, n_out);
+    } else {
+        nn_mat_mult_rows(weights, rows, depth, cols, n_cols, n_out, table, rq, out, out_stride);
+    }
 }
