@@ -2,9 +2,9 @@
 
 Run by hand:  .venv/bin/python tests/bench/bench_firmware.py --bundle runs/demo/bundle --data runs/demo/dataset
 Runs `ecg-export crosscheck --target cortex-m4` (QEMU mps2-an386, instructions counted with -icount)
-on a few test windows and prints the README's firmware table. Times assume one instruction per
-cycle (a Cortex-M4 retires most integer/DSP instructions in one; loads and branches take more,
-so real boards are somewhat slower). Writes tests/bench/results/bench_firmware.json.
+on a few test windows and prints the README's firmware table and where the instructions go (per op).
+Times assume one instruction per cycle (a Cortex-M4 retires most integer/DSP instructions in one;
+loads, LDM/PUSH and branches take more, so real boards are somewhat slower). Writes tests/bench/results/bench_firmware.json.
 """
 
 from __future__ import annotations
@@ -16,6 +16,16 @@ from pathlib import Path
 from export.crosscheck import CLOCKS_HZ, crosscheck
 
 HERE = Path(__file__).resolve().parent
+
+
+def op_table(ops: list[dict]) -> str:
+    """crosscheck's per-op instruction counts as a text table (ops without instructions left out)."""
+    lines = [f"{'op':>3}  {'type':<16}{'MACs':>10}{'instructions':>14}{'per MAC':>9}"]
+    for o in ops:
+        if o["instructions"] or o["macs"]:
+            per_mac = f"{o['instructions_per_mac']:.3f}" if o["instructions_per_mac"] is not None else ""
+            lines.append(f"{o['index']:>3}  {o['op']:<16}{o['macs']:>10,}{o['instructions']:>14,}{per_mac:>9}")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -40,6 +50,8 @@ def main() -> None:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
+    print()
+    print(op_table(report.get("op_instructions") or []))
     if failed:
         print("FAILED:", failed)
     out = HERE / "results" / "bench_firmware.json"

@@ -56,10 +56,12 @@ size_t nn_conv_s8_scratch_bytes(const nn_conv_params *p)
     return NN_MATMUL_SCRATCH_BYTES(nn_conv_depth(p), p->out_c);
 }
 
-/* The receptive field of output (oy, ox) as column c of `cols`: the input without its offset (the
- * offset is folded into the bias), the zero point (-input_offset) in the padding. With dilation 1 in
- * width, each kernel row is one contiguous run of the input. */
-static void nn_im2col(const nn_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, int16_t *cols, int32_t n_cols, int32_t c)
+/* Kernel taps t0 <= kx < t1 of every kernel row of the receptive field of output (oy, ox), as
+ * column c of `cols`: the input without its offset (the offset is folded into the bias), the zero
+ * point (-input_offset) in the padding. With dilation 1 in width, each kernel row is one contiguous
+ * run of the input. */
+static void nn_im2col(const nn_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, int16_t *cols, int32_t n_cols, int32_t c, int32_t t0,
+                      int32_t t1)
 {
     const int32_t depth = nn_conv_depth(p);
     const int32_t in_y0 = oy * p->stride_h - p->pad_h;
@@ -71,55 +73,58 @@ static void nn_im2col(const nn_conv_params *p, const int8_t *in_b, int32_t oy, i
         const int32_t iy = in_y0 + p->dil_h * ky;
         const int8_t *in_row;
         if (iy < 0 || iy >= p->in_h) {
-            nn_column_put(cols, depth, n_cols, c, k0, NULL, row_len, 0, zp);
+            nn_column_put(cols, depth, n_cols, c, k0 + t0 * p->in_c, NULL, (t1 - t0) * p->in_c, zp);
             continue;
         }
         in_row = in_b + (size_t)iy * (size_t)p->in_w * (size_t)p->in_c;
         if (p->dil_w == 1) {
-            const int32_t lo = nn_min32(nn_max32(0, -in_x0), p->k_w);    /* first tap inside */
-            const int32_t hi = nn_max32(nn_min32(p->k_w, p->in_w - in_x0), lo); /* one past the last */
-            if (lo > 0) {
-                nn_column_put(cols, depth, n_cols, c, k0, NULL, lo * p->in_c, 0, zp);
+            /* taps [t0, lo) and [hi, t1) in the padding, [lo, hi) inside */
+            const int32_t lo = nn_min32(nn_max32(t0, -in_x0), t1);
+            const int32_t hi = nn_max32(nn_min32(t1, p->in_w - in_x0), lo);
+            if (lo > t0) {
+                nn_column_put(cols, depth, n_cols, c, k0 + t0 * p->in_c, NULL, (lo - t0) * p->in_c, zp);
             }
             if (hi > lo) {
-                nn_column_put(cols, depth, n_cols, c, k0 + lo * p->in_c, in_row + (size_t)(in_x0 + lo) * (size_t)p->in_c, (hi - lo) * p->in_c, 0, zp);
+                nn_column_put(cols, depth, n_cols, c, k0 + lo * p->in_c, in_row + (size_t)(in_x0 + lo) * (size_t)p->in_c, (hi - lo) * p->in_c, zp);
             }
-            if (hi < p->k_w) {
-                nn_column_put(cols, depth, n_cols, c, k0 + hi * p->in_c, NULL, (p->k_w - hi) * p->in_c, 0, zp);
+            if (hi < t1) {
+                nn_column_put(cols, depth, n_cols, c, k0 + hi * p->in_c, NULL, (t1 - hi) * p->in_c, zp);
             }
         } else {
-            for (kx = 0; kx < p->k_w; ++kx) {
+            for (kx = t0; kx < t1; ++kx) {
                 const int32_t ix = in_x0 + p->dil_w * kx;
                 const int8_t *src = ix >= 0 && ix < p->in_w ? in_row + (size_t)ix * (size_t)p->in_c : NULL;
-                nn_column_put(cols, depth, n_cols, c, k0 + kx * p->in_c, src, p->in_c, 0, zp);
+                nn_column_put(cols, depth, n_cols, c, k0 + kx * p->in_c, src, p->in_c, zp);
             }
         }
     }
 }
 
-/* Four output positions in one output row whose receptive fields lie inside the input in width
- * (dilation 1, kernel rows of whole groups): each kernel row of the four columns in one pass. */
-static int nn_im2col4(const nn_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, int16_t *cols)
+/* Four output positions ox .. ox + 3 in one output row of a convolution with one kernel row
+ * (k_h = 1, dilation 1 in width): the taps inside the input for all four columns (taps lo .. hi - 1,
+ * whole groups) in one nn_columns4_put, the rest column by column. 0 if the block does not qualify. */
+static int nn_im2col_row4(const nn_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, int16_t *cols)
 {
-    const int32_t in_y0 = oy * p->stride_h - p->pad_h;
-    const int32_t in_x0 = ox * p->stride_w - p->pad_w;
-    const int32_t row_len = p->k_w * p->in_c;
-    int32_t ky;
-    if (ox + NN_MATMUL_COLS > p->out_w || p->dil_w != 1 || (row_len & 3) != 0 || in_x0 < 0 ||
-        in_x0 + (NN_MATMUL_COLS - 1) * p->stride_w + p->k_w > p->in_w) {
+    const int32_t iy = oy * p->stride_h - p->pad_h;
+    const int32_t x0 = ox * p->stride_w - p->pad_w; /* column 0: the most leading padding */
+    const int32_t x3 = x0 + (NN_MATMUL_COLS - 1) * p->stride_w; /* column 3: the most trailing */
+    const int32_t lo = nn_min32(nn_max32(0, -x0), p->k_w);
+    const int32_t hi = nn_max32(nn_min32(p->k_w, p->in_w - x3), lo);
+    int32_t c;
+    if (p->k_h != 1 || p->dil_w != 1 || ox + NN_MATMUL_COLS > p->out_w || iy < 0 || iy >= p->in_h || hi == lo || ((lo * p->in_c) & 3) != 0 ||
+        (((hi - lo) * p->in_c) & 3) != 0) {
         return 0;
     }
-    for (ky = 0; ky < p->k_h; ++ky) {
-        const int32_t iy = in_y0 + p->dil_h * ky;
-        int16_t *dst = cols + NN_MATMUL_COLS * ky * row_len;
-        if (iy < 0 || iy >= p->in_h) {
-            int32_t c;
-            for (c = 0; c < NN_MATMUL_COLS; ++c) {
-                nn_column_put(cols, nn_conv_depth(p), NN_MATMUL_COLS, c, ky * row_len, NULL, row_len, 0, -p->input_offset);
+    nn_columns4_put(cols + NN_MATMUL_COLS * lo * p->in_c, in_b + ((size_t)iy * (size_t)p->in_w + (size_t)(x0 + lo)) * (size_t)p->in_c,
+                    p->stride_w * p->in_c, ((hi - lo) * p->in_c) >> 2);
+    if (lo > 0 || hi < p->k_w) {
+        for (c = 0; c < NN_MATMUL_COLS; ++c) {
+            if (lo > 0) {
+                nn_im2col(p, in_b, oy, ox + c, cols, NN_MATMUL_COLS, c, 0, lo);
             }
-        } else {
-            const int8_t *src = in_b + ((size_t)iy * (size_t)p->in_w + (size_t)in_x0) * (size_t)p->in_c;
-            nn_columns4_put(dst, src, p->stride_w * p->in_c, row_len >> 2);
+            if (hi < p->k_w) {
+                nn_im2col(p, in_b, oy, ox + c, cols, NN_MATMUL_COLS, c, hi, p->k_w);
+            }
         }
     }
     return 1;
@@ -131,11 +136,12 @@ void nn_conv_s8_fast(const nn_conv_params *p, const int8_t *input, int8_t *outpu
     const int32_t positions = p->out_h * p->out_w;
     const int32_t row_len = p->k_w * p->in_c;
     nn_row_requant *table = (nn_row_requant *)(void *)(scratch + NN_MATMUL_COLS * depth); /* 4-byte aligned */
-    /* Blocks of four in one output row inside the input in width, kernel rows of whole groups:
-     * for k_h = 1 one nn_columns4_put (ox from ox_lo to ox_hi), else nn_im2col4. */
+    /* Blocks of four in one output row inside the input in width (ox from ox_lo to ox_hi), one kernel
+     * row of whole groups: one nn_columns4_put; other blocks of one kernel row: nn_im2col_row4; else
+     * column by column. */
     const int32_t runs = p->dil_w == 1 && (row_len & 3) == 0;
     const int32_t ox_lo = (p->pad_w + p->stride_w - 1) / p->stride_w;
-    const int32_t ox_hi = (p->in_w + p->pad_w - p->k_w) / p->stride_w - (NN_MATMUL_COLS - 1);
+    const int32_t ox_hi = p->in_w + p->pad_w - p->k_w < 0 ? -1 : (p->in_w + p->pad_w - p->k_w) / p->stride_w - (NN_MATMUL_COLS - 1);
     nn_requant rq;
     nn_mat_plan plan;
     int32_t b;
@@ -158,13 +164,13 @@ void nn_conv_s8_fast(const nn_conv_params *p, const int8_t *input, int8_t *outpu
             const int32_t n = nn_min32(NN_MATMUL_COLS, positions - pos);
             const int32_t iy = oy * p->stride_h - p->pad_h;
             int32_t c;
-            if (n == NN_MATMUL_COLS && runs && ox >= ox_lo && ox <= ox_hi && p->k_h == 1 && iy >= 0 && iy < p->in_h) {
+            if (n == NN_MATMUL_COLS && runs && ox >= ox_lo && ox <= ox_hi && ox + NN_MATMUL_COLS <= p->out_w && p->k_h == 1 && iy >= 0 && iy < p->in_h) {
                 nn_columns4_put(scratch, in_b + ((size_t)iy * (size_t)p->in_w + (size_t)(ox * p->stride_w - p->pad_w)) * (size_t)p->in_c,
                                 p->stride_w * p->in_c, row_len >> 2);
-            } else if (n < NN_MATMUL_COLS || !runs || !nn_im2col4(p, in_b, oy, ox, scratch)) {
+            } else if (n < NN_MATMUL_COLS || !nn_im2col_row4(p, in_b, oy, ox, scratch)) {
                 for (c = 0; c < NN_MATMUL_COLS; ++c) { /* a short block repeats its last column */
                     const int32_t q = pos + nn_min32(c, n - 1);
-                    nn_im2col(p, in_b, q / p->out_w, q % p->out_w, scratch, NN_MATMUL_COLS, c);
+                    nn_im2col(p, in_b, q / p->out_w, q % p->out_w, scratch, NN_MATMUL_COLS, c, 0, p->k_w);
                 }
             }
             nn_mat_plan_run(&plan, out, n);

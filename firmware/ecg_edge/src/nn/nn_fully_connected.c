@@ -30,7 +30,7 @@ size_t nn_fully_connected_s8_scratch_bytes(const nn_fc_params *p)
     return NN_MATMUL_SCRATCH_BYTES(p->accum_depth, p->out_depth);
 }
 
-/* Up to four batches at a time are the columns of the matrix kernel. */
+/* Up to four batches at a time are the columns of the matrix kernel (the input offset folded into the bias). */
 void nn_fully_connected_s8_fast(const nn_fc_params *p, const int8_t *input, int8_t *output, int16_t *scratch)
 {
     nn_row_requant *table = (nn_row_requant *)(void *)(scratch + NN_MATMUL_COLS * p->accum_depth); /* 4-byte aligned */
@@ -44,12 +44,12 @@ void nn_fully_connected_s8_fast(const nn_fc_params *p, const int8_t *input, int8
     rq.act_max = p->act_max;
     rq.bounded = p->bounded;
     rq.fast4 = 0;
-    nn_row_requant_prepare(p->bias, &rq, p->out_depth, table, p->filter, p->accum_depth, 0);
+    nn_row_requant_prepare(p->bias, &rq, p->out_depth, table, p->filter, p->accum_depth, p->input_offset);
     for (b = 0; b < p->batches; b += NN_MATMUL_COLS) {
         const int32_t n = nn_min32(NN_MATMUL_COLS, p->batches - b);
         int32_t c;
         for (c = 0; c < n; ++c) {
-            nn_column_put(scratch, p->accum_depth, n, c, 0, input + (size_t)(b + c) * (size_t)p->accum_depth, p->accum_depth, p->input_offset, 0);
+            nn_column_put(scratch, p->accum_depth, n, c, 0, input + (size_t)(b + c) * (size_t)p->accum_depth, p->accum_depth, 0);
         }
         nn_mat_mult_s8_s16(p->filter, p->out_depth, p->accum_depth, scratch, n, n, table, &rq, output + (size_t)b * (size_t)p->out_depth,
                            p->out_depth);

@@ -83,13 +83,14 @@ typedef struct {
     int32_t fast4;   /* set by nn_row_requant_prepare: every row fast and the output range all of int8 */
 } nn_requant;
 
-/* Columns of int16 values (input + input_offset) as nn_mat_mult_s8_s16 reads them: n_cols (1 to 4)
+/* Columns of int16 values (the input) as nn_mat_mult_s8_s16 reads them: n_cols (1 to 4)
  * columns of depth d interleaved. With G = d / 4 full groups, group g of column c sits at
  * [4 n g + 4 c, 4 n g + 4 c + 4) in the order x0 x2 x1 x3 (what SXTB16 and SXTB16 ROR #8 give for
  * four int8 weights); tail value k >= 4G of column c sits at n k + c. n columns take n * d int16. */
 int32_t nn_column_index(int32_t k, int32_t depth, int32_t n_cols, int32_t c);
-/* Depth indices k0 .. k0 + n - 1 of column c := src[i] + offset (`fill` when src is NULL). */
-void nn_column_put(int16_t *cols, int32_t depth, int32_t n_cols, int32_t c, int32_t k0, const int8_t *src, int32_t n, int32_t offset, int32_t fill);
+/* Depth indices k0 .. k0 + n - 1 of column c := src[i] (`fill` when src is NULL): the input without
+ * its offset, which the kernels fold into the bias (nn_row_requant_prepare). */
+void nn_column_put(int16_t *cols, int32_t depth, int32_t n_cols, int32_t c, int32_t k0, const int8_t *src, int32_t n, int32_t fill);
 /* Four columns of `groups` groups at once (nn_column_index's layout, n_cols = 4, from group 0 of
  * `cols`): column c is the int8 run src + c * col_step, sign-extended without an offset. */
 void nn_columns4_put(int16_t *cols, const int8_t *src, int32_t col_step, int32_t groups);

@@ -37,35 +37,25 @@ int32_t nn_column_index(int32_t k, int32_t depth, int32_t n_cols, int32_t c)
     return k < full ? 4 * n_cols * (k >> 2) + 4 * c + nn_group_order[k & 3] : n_cols * k + c;
 }
 
-void nn_column_put(int16_t *cols, int32_t depth, int32_t n_cols, int32_t c, int32_t k0, const int8_t *src, int32_t n, int32_t offset, int32_t fill)
+void nn_column_put(int16_t *cols, int32_t depth, int32_t n_cols, int32_t c, int32_t k0, const int8_t *src, int32_t n, int32_t fill)
 {
     int32_t i = 0;
     if ((k0 & 3) == 0) {
         const int32_t full = depth & ~3;
         const int32_t groups = (k0 + n <= full ? n : full - k0) >> 2;
         const int32_t step = 4 * n_cols;
+        const uint32_t fill2 = nn_pack16(fill, fill);
         int16_t *dst = cols + n_cols * k0 + 4 * c;
         int32_t g;
-        if (src != NULL) {
-            const uint32_t offset2 = nn_pack16(offset, offset);
-            for (g = 0; g < groups; ++g) {
-                const uint32_t x = nn_read_u32(src + 4 * g);
-                nn_write_u32(dst, nn_sadd16(nn_sxtb16(x), offset2));
-                nn_write_u32(dst + 2, nn_sadd16(nn_sxtb16_ror8(x), offset2));
-                dst += step;
-            }
-        } else {
-            const uint32_t fill2 = nn_pack16(fill, fill);
-            for (g = 0; g < groups; ++g) {
-                nn_write_u32(dst, fill2);
-                nn_write_u32(dst + 2, fill2);
-                dst += step;
-            }
+        for (g = 0; g < groups; ++g, dst += step) {
+            const uint32_t x = src != NULL ? nn_read_u32(src + 4 * g) : 0u;
+            nn_write_u32(dst, src != NULL ? nn_sxtb16(x) : fill2);
+            nn_write_u32(dst + 2, src != NULL ? nn_sxtb16_ror8(x) : fill2);
         }
         i = 4 * groups;
     }
     for (; i < n; ++i) {
-        cols[nn_column_index(k0 + i, depth, n_cols, c)] = (int16_t)(src != NULL ? src[i] + offset : fill);
+        cols[nn_column_index(k0 + i, depth, n_cols, c)] = (int16_t)(src != NULL ? src[i] : fill);
     }
 }
 
