@@ -12,6 +12,8 @@ Supported: PAD, RESHAPE (aliased to its input), CONV_2D, FULLY_CONNECTED (per-te
 ADD (same shapes), MAX_POOL_2D, MEAN (over a contiguous block of axes); int8 activations, int8
 weights with zero point 0, int32 biases. Anything else raises UnsupportedModelError naming the
 operator and its index, as does a layer whose worst-case int32 accumulator could overflow.
+A PAD -> RESHAPE pair in front of a VALID CONV_2D becomes that convolution's padding
+(export.native_fold): no copy, no padded tensor.
 
 Memory plan: each tensor lives from the op that writes it (the model input from the start) to its
 last reader (the model output to the end); a RESHAPE's output shares its input's storage; CONV_2D
@@ -33,6 +35,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from .arena_plan import plan_arena
+from .native_fold import PadFold, pad_folds
 from .native_blob import ALIGN, HEADER_BYTES, NONE, OP_FIELDS, NativeModel, pack_blob, pack_records
 
 INT8_MIN, INT8_MAX, INT32_MAX = -128, 127, 2**31 - 1
@@ -191,12 +194,14 @@ def _op_name(model: schema.ModelT, op: schema.OperatorT) -> str:
 class _Builder:
     """Collects tensors, op records and data while the ops are translated in order."""
 
-    def __init__(self, tensors: list[_Tensor], plain_mean: bool = False) -> None:
+    def __init__(self, tensors: list[_Tensor], plain_mean: bool = False, folds: dict[int, PadFold] | None = None) -> None:
         self.t = tensors
         self.plain_mean = plain_mean
+        self.folds = folds or {}  # CONV_2D index -> the PAD it absorbs
         self.native: dict[int, int] = {}  # TFLite tensor -> native tensor
         self.entries: list[dict] = []  # native tensors: {tfl, bytes, const, first, last, alias}
         self.records: list[tuple[str, dict[str, int]]] = []
+        self.record_ops: list[int] = []  # the TFLite operator of each record
         self.data = bytearray()
         self.scratch: dict[int, int] = {}  # op index -> scratch bytes
         self.macs = 0
@@ -258,6 +263,7 @@ class _Builder:
             if limit is not None and not 0 <= value <= limit:
                 raise UnsupportedModelError(f"operator {op} {kind}: {name} = {value} is beyond the native backend's limit {limit}")
         self.records.append((kind, params))
+        self.record_ops.append(op)
         self.ops.append(kind)
         self.op_macs.append(self._pending_macs)
         self._pending_macs = 0
@@ -306,6 +312,7 @@ def _conv(b: _Builder, i: int, op: schema.OperatorT, where: str) -> None:
     bias = b.t[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
     o = _options(op, schema.Conv2DOptionsT, where)
     n, in_h, in_w, in_c = _nhwc(x.shape, where, "input")
+    fold = b.folds.get(i)
     out_c, k_h, k_w, w_c = _nhwc(_const(w, where, "filter").shape, where, "filter")
     on, out_h, out_w, oc = _nhwc(y.shape, where, "output")
     if w.type != schema.TensorType.INT8:
@@ -330,11 +337,14 @@ def _conv(b: _Builder, i: int, op: schema.OperatorT, where: str) -> None:
     act_min, act_max = activation_range(o.fusedActivationFunction, out_s, out_zp)
     pad_h = leading_padding(o.strideH, o.dilationHFactor, in_h, k_h, out_h) if o.padding == schema.Padding.SAME else 0
     pad_w = leading_padding(o.strideW, o.dilationWFactor, in_w, k_w, out_w) if o.padding == schema.Padding.SAME else 0
+    source = op.inputs[0]
+    if fold is not None:  # the PAD before it, folded: the unpadded input, its leading width as padding
+        source, in_w, pad_w = fold.source, fold.width, pad_w + fold.before
     depth = k_h * k_w * in_c
     b.scratch[i] = MATMUL_SCRATCH_PER_DEPTH * depth + MATMUL_SCRATCH_PER_ROW * out_c
     b.add_macs(n * out_h * out_w * out_c * depth)
     b.record(
-        "CONV_2D", i, **{"in": b.use(op.inputs[0], i, where)}, out=b.define(op.outputs[0], i, where), scratch=NONE,
+        "CONV_2D", i, **{"in": b.use(source, i, where)}, out=b.define(op.outputs[0], i, where), scratch=NONE,
         batches=n, in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c, k_h=k_h, k_w=k_w,
         stride_h=o.strideH, stride_w=o.strideW, dil_h=o.dilationHFactor, dil_w=o.dilationWFactor, pad_h=pad_h, pad_w=pad_w,
         input_offset=-in_zp, output_offset=out_zp, act_min=act_min, act_max=act_max,
@@ -492,6 +502,13 @@ def _pad(b: _Builder, i: int, op: schema.OperatorT, where: str) -> None:
     )  # fmt: skip
 
 
+def _paddings(t: _Tensor) -> np.ndarray | None:
+    """A PAD's constant paddings as a [rank, 2] int64 array, or None."""
+    if t.data is None or t.type not in (schema.TensorType.INT32, schema.TensorType.INT64):
+        return None
+    return t.array(np.int32 if t.type == schema.TensorType.INT32 else np.int64).reshape(-1, 2).astype(np.int64)
+
+
 def _merge_unpadded(dims: list[int], before: list[int], after: list[int]) -> tuple[list[int], list[int], list[int]]:
     """The same padding on 4 axes with every unpadded axis folded into the one before it, so the
     kernel copies whole contiguous runs (e.g. (1, 2500, 1) padded on axis 1 -> one row of 2500)."""
@@ -532,11 +549,12 @@ def _root(entries: list[dict], k: int) -> int:
 
 
 def _assemble(b: _Builder, graph: schema.SubGraphT) -> tuple[bytes, int, int, dict[str, int]]:
-    """(blob, arena bytes, largest scratch, arena offset by tensor name)."""
+    """(blob, arena bytes, largest scratch, arena offset by tensor name). Lifetimes count TFLite
+    operators (folded ones leave no record)."""
     n_ops = len(b.records)
     graph_in, graph_out = b.native[graph.inputs[0]], b.native[graph.outputs[0]]
     b.entries[graph_in]["first"] = 0
-    b.entries[graph_out]["last"] = n_ops
+    b.entries[graph_out]["last"] = len(graph.operators or [])
     # storage: one buffer per alias group of activations, then one scratch per CONV_2D / FC
     groups: dict[int, list[int]] = {}
     for k, e in enumerate(b.entries):
@@ -565,7 +583,7 @@ def _assemble(b: _Builder, graph: schema.SubGraphT) -> tuple[bytes, int, int, di
             table += struct.pack("<4I", 0, where[k], e["bytes"], 0)
         else:
             table += struct.pack("<4I", 1, data_at + e["const"], e["bytes"], 0)
-    records = pack_records(b.records, data_at, scratch_at)
+    records = pack_records(b.records, data_at, {r: scratch_at[op] for r, op in enumerate(b.record_ops) if op in scratch_at})
     if len(records) != ops_size:
         raise AssertionError("op table size")
     blob = pack_blob(arena, n_t, n_ops, graph_in, graph_out, tensors_at, ops_at, records, data_at, data, b.macs, bytes(table))
@@ -573,8 +591,9 @@ def _assemble(b: _Builder, graph: schema.SubGraphT) -> tuple[bytes, int, int, di
     return blob, arena, max(b.scratch.values(), default=0), names
 
 
-def build_native_model(tflite: bytes, plain_mean: bool = False) -> NativeModel:
+def build_native_model(tflite: bytes, plain_mean: bool = False, fold_pads: bool = True) -> NativeModel:
     """Translate an int8 .tflite into a native model blob; UnsupportedModelError names what is missing.
+    `fold_pads=False` keeps every PAD as an op of its own (export.native_fold; the tests compare both).
 
     MEAN: the tflite-micro runtime this project tests against always runs
     reference_ops::QuantizedMeanOrSum for int8 (checked by tests/test_firmware_nn.py). Older TFLM
@@ -591,9 +610,16 @@ def build_native_model(tflite: bytes, plain_mean: bool = False) -> NativeModel:
         raise UnsupportedModelError(f"the model has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; the native backend takes one of each")
     if not operators:
         raise UnsupportedModelError("the model has no operators")
-    b = _Builder(tensors, plain_mean)
+    folds = pad_folds(
+        graph, lambda op: _op_name(model, op), lambda t: tensors[t].shape, lambda t: (tensors[t].scales, tensors[t].zero_points),
+        lambda t: _paddings(tensors[t]),
+    ) if fold_pads else {}  # fmt: skip
+    skipped = {k for f in folds.values() for k in f.skipped}
+    b = _Builder(tensors, plain_mean, folds)
     b.define(graph.inputs[0], 0, "the model input")
     for i, op in enumerate(operators):
+        if i in skipped:
+            continue
         name = _op_name(model, op)
         where = f"operator {i} {name}"
         if name not in _TRANSLATORS:

@@ -633,10 +633,28 @@ def student(tmp_path_factory) -> dict:
 @pytest.mark.slow
 def test_student_matches_tflm(student, runners, tmp_path: Path) -> None:
     native = student["native"]
-    assert native.ops.count("CONV_2D") >= 10 and {"ADD", "MEAN", "PAD", "MAX_POOL_2D", "RESHAPE"} <= set(native.ops)
+    assert native.ops.count("CONV_2D") >= 10 and {"ADD", "MEAN", "MAX_POOL_2D", "RESHAPE"} <= set(native.ops)
     assert len(student["inputs"]) >= 20 and len(np.unique(student["tflm"], axis=0)) > 1
     for build in ("optimized", "portable", "asan"):
         got, _ = run_runner(runners[build], native.blob, student["inputs"], tmp_path / build)
+        np.testing.assert_array_equal(got, student["tflm"], err_msg=build)
+
+
+@pytest.mark.slow
+def test_student_pads_fold_into_convolutions(student, runners, tmp_path: Path) -> None:
+    """The student's PAD -> RESHAPE -> CONV_2D (VALID) chains become the convolutions' padding
+    (export.native_fold): fewer ops, a smaller blob, no larger arena, the same outputs as with the
+    PADs kept (and as TFLM), on the optimized and the sanitizer builds."""
+    folded = student["native"]
+    kept = build_native_model(student["tflite"], fold_pads=False)
+    assert "PAD" not in folded.ops and kept.ops.count("PAD") >= 3
+    assert len(folded.ops) == len(kept.ops) - 2 * kept.ops.count("PAD") and len(folded.blob) < len(kept.blob)
+    assert folded.arena_bytes <= kept.arena_bytes and folded.macs == kept.macs
+    info = read_blob(folded.blob)
+    first = info.ops[0]
+    assert first.kind == "CONV_2D" and first.params["in"] == info.header["input"] and first.params["pad_w"] > 0  # reads the model input
+    for build in ("optimized", "asan"):
+        got, _ = run_runner(runners[build], kept.blob, student["inputs"], tmp_path / build)
         np.testing.assert_array_equal(got, student["tflm"], err_msg=build)
 
 
@@ -737,8 +755,8 @@ def test_m4_student_matches_tflm_within_budget(student, m4_runners, tmp_path: Pa
     np.testing.assert_array_equal(fast, student["tflm"][:4])
     np.testing.assert_array_equal(slow, fast)
     per_mac = fast_counts / native.macs
-    assert (per_mac <= 1.5).all(), f"optimized path: {per_mac} instructions per MAC"
-    assert (slow_counts > 2 * fast_counts).all()
+    assert (per_mac <= 1.0).all(), f"optimized path: {per_mac} instructions per MAC"
+    assert (slow_counts > 3 * fast_counts).all()
     per_op = np.fromfile(tmp_path / "fast" / "opstats.bin", dtype="<u8").reshape(len(x), len(native.ops))
     assert ((per_op.sum(axis=1) <= fast_counts) & (per_op.sum(axis=1) > 0.95 * fast_counts)).all()
     conv = [i for i, op in enumerate(native.ops) if op == "CONV_2D"]
