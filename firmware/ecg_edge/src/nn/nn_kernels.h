@@ -8,8 +8,8 @@
  *
  * CONV_2D and FULLY_CONNECTED have two implementations with bit-identical results: *_portable
  * (plain loops in the reference's order) and *_fast (im2col into int16, then SMLAD on pairs, one
- * output channel x 4 output positions per inner loop; see nn_matmul.c; CONV_2D folds the input
- * offset into the bias). Integer sums are exact in any order as long as the final one fits int32,
+ * output channel x 4 output positions per inner loop; see nn_matmul.c; the input offset folded into
+ * the bias). Integer sums are exact in any order as long as the final one fits int32,
  * which the exporter and nn_model_init both check (partial sums wrap modulo 2^32 like SMLAD). ADD
  * (lookup tables) and MAX_POOL_2D (four channels per SEL) have a fast path too. The plain
  * nn_<op>_s8 entry points pick the fast one unless NN_FORCE_PORTABLE is non-zero; CONV_2D and

@@ -20,8 +20,9 @@
  *   op table, one record per op in execution order: word 0 = op type | (record words << 16)
  *     (the count includes word 0), then the op's int32 parameters (NN_OP_* below gives the order;
  *     blob offsets of weights, biases, multipliers and shifts; 0xFFFFFFFF for "none"). "scratch"
- *     is an arena offset: NN_MATMUL_SCRATCH_BYTES for CONV_2D / FULLY_CONNECTED,
- *     NN_ADD_SCRATCH_BYTES for ADD, or none (then the op runs its portable kernel).
+ *     is an arena offset: NN_MATMUL_SCRATCH_BYTES for CONV_2D / FULLY_CONNECTED (required
+ *     unless the build is NN_FORCE_PORTABLE), NN_ADD_SCRATCH_BYTES for ADD, or none (then ADD
+ *     runs its portable kernel).
  *   data: int8 weights and constant tensors, int32 biases, multipliers and shifts.
  *
  * nn_model_init checks everything before anything runs: magic, version, lengths, CRC, table
