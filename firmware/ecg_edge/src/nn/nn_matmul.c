@@ -102,9 +102,12 @@ void nn_columns4_put(int16_t *cols, const int8_t *src, int32_t col_step, int32_t
     int32_t g, c;
     for (g = 0; g < groups; ++g) {
         for (c = 0; c < 4; ++c) {
-            const uint32_t x = nn_read_u32(src + c * col_step + 4 * g);
-            nn_write_u32(cols + 16 * g + 4 * c, nn_sxtb16(x));
-            nn_write_u32(cols + 16 * g + 4 * c + 2, nn_sxtb16_ror8(x));
+            const int8_t *x = src + c * col_step + 4 * g;
+            int16_t *d = cols + 16 * g + 4 * c;
+            d[0] = x[0]; /* x0 x2 x1 x3 */
+            d[1] = x[2];
+            d[2] = x[1];
+            d[3] = x[3];
         }
     }
 }
@@ -114,10 +117,12 @@ void nn_columns4_put(int16_t *cols, const int8_t *src, int32_t col_step, int32_t
 /* The row loop keeps 36-byte records (nn_mm4_asm loads one with a single LDM). */
 typedef char nn_row_requant_is_36_bytes[sizeof(nn_row_requant) == 36 ? 1 : -1];
 
-/* sum_k w[k] (|sum| < 2^31: the accumulator bound covers it). Halfword lanes with SXTAB16, eight
- * weights per step; a lane gains at most 4 * 128 per step, so 60 steps stay inside int16. */
+/* sum_k w[k] (|sum| < 2^31: the accumulator bound covers it). With the DSP instructions halfword
+ * lanes with SXTAB16, eight weights per step (a lane gains at most 4 * 128 per step, so 60 steps
+ * stay inside int16); elsewhere a plain sum. */
 static int32_t nn_row_sum(const int8_t *w, int32_t depth)
 {
+#if NN_DSP_ASM
     const int8_t *p = w;
     const int8_t *const end8 = w + (depth & ~7);
     int32_t s = 0, k;
@@ -134,6 +139,13 @@ static int32_t nn_row_sum(const int8_t *w, int32_t depth)
         s += w[k];
     }
     return s;
+#else
+    int32_t s = 0, k;
+    for (k = 0; k < depth; ++k) {
+        s += w[k];
+    }
+    return s;
+#endif
 }
 
 void nn_row_requant_prepare(const int32_t *bias, nn_requant *rq, int32_t rows, nn_row_requant *table, const int8_t *weights, int32_t depth,
@@ -166,13 +178,16 @@ static inline int32_t nn_requant_short(int32_t acc, const nn_row_requant *t)
     return nn_smmlar((int32_t)((uint32_t)acc << 1), t->multiplier, t->round - (int32_t)((uint32_t)acc >> 31)) >> t->right;
 }
 
-/* acc[c] += w . column c for c < n_cols. */
+/* acc[c] += w . column c for c < n_cols (sums modulo 2^32: partial sums may wrap, the final one
+ * is in range). With the DSP instructions two SMLAD per group and column; elsewhere plain
+ * multiply-adds, which cost less than emulating them. */
 static void nn_dot_row_cols(const int8_t *w, int32_t depth, const int16_t *cols, int32_t n_cols, int32_t *acc)
 {
     const int32_t groups = depth >> 2;
     const int32_t full = depth & ~3;
     const int16_t *pc = cols;
     int32_t g, c, k;
+#if NN_DSP_ASM
     for (g = 0; g < groups; ++g) {
         const uint32_t wv = nn_read_u32(w + 4 * g);
         const uint32_t w02 = nn_sxtb16(wv), w13 = nn_sxtb16_ror8(wv);
@@ -181,6 +196,21 @@ static void nn_dot_row_cols(const int8_t *w, int32_t depth, const int16_t *cols,
             pc += 4;
         }
     }
+#else
+    uint32_t sum[4];
+    for (c = 0; c < n_cols; ++c) {
+        sum[c] = (uint32_t)acc[c];
+    }
+    for (g = 0; g < groups; ++g) {
+        const int32_t w0 = w[4 * g], w1 = w[4 * g + 1], w2 = w[4 * g + 2], w3 = w[4 * g + 3];
+        for (c = 0; c < n_cols; ++c, pc += 4) { /* x0 x2 x1 x3 */
+            sum[c] += (uint32_t)(w0 * pc[0]) + (uint32_t)(w2 * pc[1]) + (uint32_t)(w1 * pc[2]) + (uint32_t)(w3 * pc[3]);
+        }
+    }
+    for (c = 0; c < n_cols; ++c) {
+        acc[c] = nn_wrap32(sum[c]);
+    }
+#endif
     for (k = full; k < depth; ++k) {
         for (c = 0; c < n_cols; ++c) {
             acc[c] = nn_wrap32((uint32_t)acc[c] + (uint32_t)((int32_t)w[k] * cols[n_cols * k + c]));

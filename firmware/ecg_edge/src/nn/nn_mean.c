@@ -1,8 +1,8 @@
 /* MEAN of int8 over a contiguous block of axes, as TFLM's EvalIntegerMean computes it: with equal
  * input and output scale and zero point, reference_ops::Mean (int32 sum / count, truncating);
  * otherwise reference_ops::QuantizedMeanOrSum (the sum minus zp_in * count, requantized with the
- * multiplier into which 1/count is folded). Outside NN_FORCE_PORTABLE, four channels are summed at
- * once (the same integer sums). */
+ * multiplier into which 1/count is folded). With the DSP instructions (and not NN_FORCE_PORTABLE)
+ * four channels are summed at once (the same integer sums). */
 #include "nn_kernels.h"
 
 #include "nn_dsp.h"
@@ -40,10 +40,10 @@ void nn_mean_s8(const nn_mean_params *p, const int8_t *input, int8_t *output)
         for (i = 0; i < p->inner; ++i) {
             int32_t sum = 0;
             int32_t v;
-            if (!NN_FORCE_PORTABLE && (i & 3) == 0 && i + 4 <= p->inner) {
+            if (NN_DSP_ASM && !NN_FORCE_PORTABLE && (i & 3) == 0 && i + 4 <= p->inner) {
                 nn_sum4(in_o + i, p->count, p->inner, sums);
             }
-            if (!NN_FORCE_PORTABLE && i < (p->inner & ~3)) {
+            if (NN_DSP_ASM && !NN_FORCE_PORTABLE && i < (p->inner & ~3)) {
                 sum = sums[i & 3];
             } else {
                 for (c = 0; c < p->count; ++c) {
