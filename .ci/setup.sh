@@ -7,8 +7,11 @@ VENV=${1:-.venv}
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 
-# Debian packages: host C build and static analysis, the Cortex-M4 toolchain and QEMU for the firmware tests.
-APT_PACKAGES=(make gcc cppcheck gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm arduino-builder arduino-core-avr arduino-ctags simavr libsimavr-dev tmux)
+# Debian packages: host C build and static analysis, the Cortex-M4, RV32 and Xtensa lx106 toolchains and
+# QEMU for the firmware tests (export/qemu.py's TARGETS name the same packages).
+APT_PACKAGES=(make gcc cppcheck gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+  gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf gcc-xtensa-lx106 picolibc-xtensa-lx106-elf qemu-system-misc
+  arduino-builder arduino-core-avr arduino-ctags simavr libsimavr-dev tmux)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
