@@ -110,20 +110,24 @@ def ptbxl_student(shared_data: Path, root: Path, parity_limit: int) -> tuple[Pat
     return data, bundle
 
 
-def require_m4_toolchain() -> None:
-    """arm-none-eabi-gcc, newlib and qemu-system-arm: installed when missing under CI=true as root
-    (a failure if that cannot be done), a skip with the apt-get command elsewhere."""
+def require_qemu_toolchain(target: str = "cortex-m4") -> None:
+    """A QEMU target's compiler, libc and emulator (export/qemu.py TARGETS): installed with apt-get when
+    missing and running as root; a skip naming the apt-get command when that cannot be done, and a
+    failure under CI=true."""
     from export import qemu
 
-    if qemu.qemu_available():
+    if qemu.qemu_available(target):
         return
-    if os.environ.get("CI", "").lower() == "true":
-        try:
-            qemu.ensure_toolchain()
-        except Exception as exc:  # noqa: BLE001 - any failure to install is the CI failure
-            pytest.fail(f"the Cortex-M4 toolchain is required under CI=true: {exc}")
-        return
-    pytest.skip(f"Cortex-M4 toolchain missing ({', '.join(qemu.missing_tools())}): {qemu.APT_COMMAND}")
+    try:
+        qemu.ensure_toolchain(target)
+    except Exception as exc:  # noqa: BLE001 - any failure to install means no toolchain
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"the {target} toolchain is required under CI=true: {exc}")
+        pytest.skip(f"{target} toolchain missing and not installable here ({exc}); run: sudo {qemu.TARGETS[target].apt_command}")
+
+
+def require_m4_toolchain() -> None:
+    require_qemu_toolchain("cortex-m4")
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ done, and under CI=true they fail instead.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_qemu_toolchain
 from test_firmware_core import _check
 
 from export import qemu
@@ -28,16 +28,7 @@ RV32 = qemu.TARGETS[TARGET]
 
 
 def require_rv32_toolchain() -> None:
-    """riscv64-unknown-elf-gcc, picolibc and qemu-system-riscv32: installed when missing (as root); a skip
-    naming the apt-get command only when that fails, and a failure under CI=true."""
-    if qemu.qemu_available(TARGET):
-        return
-    try:
-        qemu.ensure_toolchain(TARGET)
-    except Exception as exc:  # noqa: BLE001 - any failure to install means no toolchain
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"the RISC-V toolchain is required under CI=true: {exc}")
-        pytest.skip(f"RISC-V toolchain missing and not installable here ({exc}); run: sudo {RV32.apt_command}")
+    require_qemu_toolchain(TARGET)
 
 
 def _make(build: Path, gen: Path, *programs: str, extra: tuple[str, ...] = ()) -> list[Path]:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_qemu_toolchain
 from test_firmware_nn import CASE_IDS, make_case, rounding_case
 
 from export import qemu
@@ -51,16 +52,7 @@ EM_XTENSA = XT.elf_machine
 
 
 def require_xtensa_toolchain() -> None:
-    """Installed when missing (as root); a skip with the apt-get command when that cannot be done,
-    a failure under CI=true."""
-    if qemu.qemu_available(TARGET):
-        return
-    try:
-        qemu.ensure_toolchain(TARGET)
-    except Exception as exc:  # noqa: BLE001 - any failure to install means no toolchain
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"the Xtensa lx106 toolchain is required under CI=true: {exc}")
-        pytest.skip(f"Xtensa lx106 toolchain missing and not installable here ({exc}); run: sudo {XT.apt_command}")
+    require_qemu_toolchain(TARGET)
 
 
 @dataclass(frozen=True)
