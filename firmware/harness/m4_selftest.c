@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "rt_io.h"
+#include "selftest_util.h"
 
 #if defined(__arm__)
 #include "m4_platform.h"
@@ -31,63 +32,6 @@
 #define SELFTEST_STACK_USED() rv32_stack_high_water()
 #define SELFTEST_STACK_SIZE() rv32_stack_size()
 #endif
-
-static unsigned char copy_buf[3000]; /* not a power of two: exercises partial blocks */
-static char line[1200];
-
-/* Appends `v` in decimal to `line`. */
-static void append_u64(uint64_t v)
-{
-    char digits[21];
-    char *p = digits + sizeof digits - 1;
-    *p = '\0';
-    do {
-        *--p = (char)('0' + (int)(v % 10u));
-        v /= 10u;
-    } while (v != 0u);
-    strncat(line, p, sizeof line - strlen(line) - 1);
-}
-
-static void append(const char *text)
-{
-    strncat(line, text, sizeof line - strlen(line) - 1);
-}
-
-static int copy_file(const char *in_path, const char *out_path)
-{
-    rt_file *in = rt_open(in_path, 0);
-    rt_file *out;
-    uint64_t total = 0;
-    size_t n;
-    int ok = 1;
-
-    if (in == NULL) {
-        rt_log("copy: cannot open input");
-        return 0;
-    }
-    out = rt_open(out_path, 1);
-    if (out == NULL) {
-        rt_log("copy: cannot open output");
-        (void)rt_close(in);
-        return 0;
-    }
-    do {
-        n = rt_read(in, copy_buf, sizeof copy_buf);
-        if (n > 0u && rt_write(out, copy_buf, n) != n) {
-            rt_log("copy: short write");
-            ok = 0;
-            break;
-        }
-        total += n;
-    } while (n == sizeof copy_buf);
-    ok = (rt_close(in) == 0) && ok;
-    ok = (rt_close(out) == 0) && ok;
-    line[0] = '\0';
-    append("copy bytes=");
-    append_u64(total);
-    rt_log(line);
-    return ok;
-}
 
 /* Exactly 2 * n instructions (n >= 1) on the Cortex-M4 (subs + bne per iteration) and RISC-V (addi + bnez). */
 static void spin(uint32_t n)

@@ -20,66 +20,13 @@
 #include <string.h>
 
 #include "rt_io.h"
+#include "selftest_util.h"
 #include "xt_platform.h"
-
-static unsigned char buf[3000]; /* not a power of two: exercises partial blocks */
-static char line[1200];
-
-static void append(const char *text)
-{
-    strncat(line, text, sizeof line - strlen(line) - 1);
-}
-
-static void append_u64(uint64_t v)
-{
-    char digits[21];
-    char *p = digits + sizeof digits - 1;
-    *p = '\0';
-    do {
-        *--p = (char)('0' + (int)(v % 10u));
-        v /= 10u;
-    } while (v != 0u);
-    append(p);
-}
 
 static void say_u64(const char *key, uint64_t v)
 {
     append(key);
     append_u64(v);
-}
-
-static int copy_file(const char *in_path, const char *out_path)
-{
-    rt_file *in = rt_open(in_path, 0);
-    rt_file *out;
-    uint64_t total = 0;
-    size_t n;
-    int ok = 1;
-    if (in == NULL) {
-        rt_log("copy: cannot open input");
-        return 0;
-    }
-    out = rt_open(out_path, 1);
-    if (out == NULL) {
-        rt_log("copy: cannot open output");
-        (void)rt_close(in);
-        return 0;
-    }
-    do {
-        n = rt_read(in, buf, sizeof buf);
-        if (n > 0u && rt_write(out, buf, n) != n) {
-            rt_log("copy: short write");
-            ok = 0;
-            break;
-        }
-        total += n;
-    } while (n == sizeof buf);
-    ok = (rt_close(in) == 0) && ok;
-    ok = (rt_close(out) == 0) && ok;
-    line[0] = '\0';
-    say_u64("copy bytes=", total);
-    rt_log(line);
-    return ok;
 }
 
 /* Exactly 2 * n instructions (n >= 1): addi + bnez per iteration. */
@@ -306,7 +253,7 @@ int harness_main(int argc, char **argv)
             const unsigned depth = (unsigned)(strtoul(argv[++i], NULL, 10) / 256u);
             line[0] = '\0';
             say_u64("stack depth=", depth);
-            say_u64(" sum=", stack_call(depth, (const volatile unsigned char *)buf));
+            say_u64(" sum=", stack_call(depth, (const volatile unsigned char *)copy_buf));
             rt_log(line);
         } else if (strcmp(argv[i], "--exit") == 0 && i + 1 < argc) {
             status = atoi(argv[++i]);
