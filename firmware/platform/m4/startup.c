@@ -16,7 +16,6 @@ static size_t span(const void *start, const void *end)
     return (size_t)((uintptr_t)end - (uintptr_t)start);
 }
 
-#define STACK_PAINT 0x5AFE57ACu /* bytes differ, so no compiler turns painting into memset */
 #define SCB_CFSR 0xE000ED28u
 #define SCB_HFSR 0xE000ED2Cu
 
@@ -109,9 +108,6 @@ void m4_start(void)
 {
     uint32_t *p;
     uint32_t *sp;
-    char **argv;
-    int argc;
-    int status;
 
     memcpy(m4_data_start, m4_data_load, span(m4_data_start, m4_data_end));
     memset(m4_bss_start, 0, span(m4_bss_start, m4_bss_end));
@@ -119,19 +115,12 @@ void m4_start(void)
     /* Paint the free part of the stack (below this frame) for m4_stack_high_water(). */
     __asm__ volatile("mov %0, sp" : "=r"(sp));
     for (p = m4_stack_base; p < sp; ++p) {
-        *(volatile uint32_t *)p = STACK_PAINT;
+        *(volatile uint32_t *)p = SH_STACK_PAINT;
     }
 
     m4_counter_start();
 
-    argc = sh_args(&argv);
-    status = harness_main(argc, argv);
-    /* The paint reached down to the lowest word: the stack overflowed out of RAM. */
-    if (m4_stack_high_water() >= m4_stack_size()) {
-        sh_write0("m4 fatal: stack overflow (raise M4_STACK_BYTES)\n");
-        sh_exit(SH_FAULT_STATUS);
-    }
-    sh_exit(status);
+    sh_run_main(m4_stack_base, m4_stack_top, "stack overflow (raise M4_STACK_BYTES)\n");
 }
 
 size_t m4_stack_size(void)
@@ -141,11 +130,7 @@ size_t m4_stack_size(void)
 
 size_t m4_stack_high_water(void)
 {
-    uintptr_t p = (uintptr_t)m4_stack_base;
-    while (p < (uintptr_t)m4_stack_top && *(const volatile uint32_t *)p == STACK_PAINT) {
-        p += sizeof(uint32_t);
-    }
-    return (size_t)((uintptr_t)m4_stack_top - p);
+    return sh_stack_high_water(m4_stack_base, m4_stack_top);
 }
 
 /* Hands the stacked exception frame (r0-r3, r12, lr, pc, xpsr) to m4_fault on a fresh stack:

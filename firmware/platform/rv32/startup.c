@@ -14,7 +14,6 @@ extern uint32_t rv32_guard_start[], rv32_guard_bytes[];
 /* counter.c */
 void rv32_counter_start(void);
 
-#define STACK_PAINT 0x5AFE57ACu /* bytes differ, so no compiler turns painting into memset */
 #define MCAUSE_INTERRUPT 0x80000000u
 #define IRQ_MACHINE_TIMER 7u
 #define IRQ_MACHINE_EXTERNAL 11u
@@ -115,9 +114,6 @@ void rv32_start(void)
 {
     uint32_t *p;
     uint32_t *sp;
-    char **argv;
-    int argc;
-    int status;
 
     memcpy(rv32_data_start, rv32_data_load, span(rv32_data_start, rv32_data_end));
     memset(rv32_bss_start, 0, span(rv32_bss_start, rv32_bss_end));
@@ -125,19 +121,12 @@ void rv32_start(void)
     /* Paint the free part of the stack (below this frame) for rv32_stack_high_water(). */
     __asm__ volatile("mv %0, sp" : "=r"(sp));
     for (p = rv32_stack_base; p < sp; ++p) {
-        *(volatile uint32_t *)p = STACK_PAINT;
+        *(volatile uint32_t *)p = SH_STACK_PAINT;
     }
     guard_stack();
     rv32_counter_start();
 
-    argc = sh_args(&argv);
-    status = harness_main(argc, argv);
-    /* The paint reached down to the lowest word: the stack was used to its end. */
-    if (rv32_stack_high_water() >= rv32_stack_size()) {
-        sh_write0(SH_FATAL "stack overflow (raise RV32_STACK_BYTES)\n");
-        sh_exit(SH_FAULT_STATUS);
-    }
-    sh_exit(status);
+    sh_run_main(rv32_stack_base, rv32_stack_top, "stack overflow (raise RV32_STACK_BYTES)\n");
 }
 
 size_t rv32_stack_size(void)
@@ -147,11 +136,7 @@ size_t rv32_stack_size(void)
 
 size_t rv32_stack_high_water(void)
 {
-    uintptr_t p = (uintptr_t)rv32_stack_base;
-    while (p < (uintptr_t)rv32_stack_top && *(const volatile uint32_t *)p == STACK_PAINT) {
-        p += sizeof(uint32_t);
-    }
-    return (size_t)((uintptr_t)rv32_stack_top - p);
+    return sh_stack_high_water(rv32_stack_base, rv32_stack_top);
 }
 
 static int in_guard(uint32_t addr)

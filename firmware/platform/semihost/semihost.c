@@ -1,6 +1,8 @@
 /* Semihosting console, command line and exit (semihost.h). */
 #include "semihost.h"
 
+#include "rt_io.h"
+
 #define ADP_STOPPED_APPLICATION_EXIT 0x20026u
 #define ADP_STOPPED_RUN_TIME_ERROR 0x20023u
 
@@ -106,4 +108,27 @@ void sh_exit(int status)
                   status == 0 ? ADP_STOPPED_APPLICATION_EXIT : ADP_STOPPED_RUN_TIME_ERROR);
     for (;;) {
     }
+}
+
+size_t sh_stack_high_water(const uint32_t *base, const uint32_t *top)
+{
+    const uint32_t *p = base;
+    while (p < top && *(const volatile uint32_t *)p == SH_STACK_PAINT) {
+        ++p;
+    }
+    return (size_t)((uintptr_t)top - (uintptr_t)p);
+}
+
+void sh_run_main(const uint32_t *stack_base, const uint32_t *stack_top, const char *overflow)
+{
+    char **argv;
+    const int argc = sh_args(&argv);
+    const int status = harness_main(argc, argv);
+    /* The paint reached down to the lowest word: the stack was used to its end. */
+    if (sh_stack_high_water(stack_base, stack_top) >= (size_t)((uintptr_t)stack_top - (uintptr_t)stack_base)) {
+        sh_write0(SH_FATAL);
+        sh_write0(overflow);
+        sh_exit(SH_FAULT_STATUS);
+    }
+    sh_exit(status);
 }

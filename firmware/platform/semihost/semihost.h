@@ -8,6 +8,7 @@
 #ifndef SEMIHOST_H
 #define SEMIHOST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "sh_arch.h"
@@ -44,5 +45,14 @@ int sh_args(char ***argv);
 
 /* Ends the program; QEMU exits with `status` (SYS_EXIT_EXTENDED; 0..255, others read as 255). */
 void sh_exit(int status) __attribute__((noreturn));
+
+/* The word the start-up paints the free stack with (bytes differ, so no compiler turns the painting
+ * into memset); sh_stack_high_water gives the bytes of [base, top) written since. */
+#define SH_STACK_PAINT 0x5AFE57ACu
+size_t sh_stack_high_water(const uint32_t *base, const uint32_t *top);
+
+/* Runs harness_main with the command line's arguments and exits with its status, or with
+ * SH_FAULT_STATUS after SH_FATAL `overflow` when the paint shows the stack used to its end. */
+void sh_run_main(const uint32_t *stack_base, const uint32_t *stack_top, const char *overflow) __attribute__((noreturn));
 
 #endif /* SEMIHOST_H */
