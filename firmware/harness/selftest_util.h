@@ -1,6 +1,7 @@
 /* What the platform self-tests share (harness/m4_selftest.c for the Cortex-M4, RV32 and the host;
- * platform/xtensa/selftest/xt_selftest.c): one console line built by appending, and a file copy
- * through rt_io.h in blocks of a size that is not a power of two. Include it in one file only. */
+ * platform/xtensa/selftest/xt_selftest.c): one console line built by appending, the echo of the
+ * arguments, and a file copy through rt_io.h in blocks of a size that is not a power of two.
+ * Include it in one file only. */
 #ifndef SELFTEST_UTIL_H
 #define SELFTEST_UTIL_H
 
@@ -28,6 +29,21 @@ static inline void append_u64(uint64_t v)
         v /= 10u;
     } while (v != 0u);
     append(p);
+}
+
+/* Logs every argument as "arg I [TEXT]". */
+static inline void echo_args(int argc, char **argv)
+{
+    int i;
+    for (i = 0; i < argc; ++i) {
+        line[0] = '\0';
+        append("arg ");
+        append_u64((uint64_t)i);
+        append(" [");
+        append(argv[i]);
+        append("]");
+        rt_log(line);
+    }
 }
 
 /* Copies in_path to out_path through copy_buf and logs "copy bytes=N"; 0 on any failure (logged). */

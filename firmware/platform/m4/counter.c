@@ -1,6 +1,7 @@
 /* rt_instructions() from SysTick under QEMU -icount: 24-bit hardware count + wrap interrupt. */
 #include "m4_internal.h"
 #include "m4_platform.h"
+#include "rt_icount.h"
 #include "rt_io.h"
 
 #define SYST_CSR 0xE000E010u
@@ -9,8 +10,6 @@
 #define SYST_PERIOD 0x01000000u /* reload 0xFFFFFF + 1 */
 #define SCB_ICSR 0xE000ED04u
 #define ICSR_PENDSTSET (1u << 26)
-#define CALIBRATION_LOOPS 4096u
-#define MAX_SHIFT 10 /* QEMU's limit for -icount shift */
 
 static volatile uint32_t systick_wraps;
 static int icount_shift;
@@ -59,7 +58,6 @@ static void spin(uint32_t n)
 void m4_counter_start(void)
 {
     uint64_t ns = UINT64_MAX;
-    uint64_t best_error = UINT64_MAX;
     int s;
 
     M4_REG(SYST_RVR) = SYST_PERIOD - 1u;
@@ -71,18 +69,11 @@ void m4_counter_start(void)
     for (s = 0; s < 3; ++s) {
         uint64_t start = m4_ticks();
         uint64_t run;
-        spin(CALIBRATION_LOOPS);
+        spin(RT_ICOUNT_CALIBRATION_LOOPS);
         run = (m4_ticks() - start) * M4_NS_PER_TICK;
         ns = run < ns ? run : ns;
     }
-    for (s = 0; s <= MAX_SHIFT; ++s) {
-        uint64_t expected = (uint64_t)(2u * CALIBRATION_LOOPS) << s;
-        uint64_t error = ns > expected ? ns - expected : expected - ns;
-        if (error < best_error) {
-            best_error = error;
-            icount_shift = s;
-        }
-    }
+    icount_shift = rt_icount_shift_of(ns);
 }
 
 int m4_icount_shift(void)

@@ -1,9 +1,8 @@
 /* rt_instructions() from minstret under QEMU -icount (see rv32_platform.h for why it is exact). */
+#include "rt_icount.h"
 #include "rt_io.h"
 #include "rv32_platform.h"
 
-#define CALIBRATION_LOOPS 4096u
-#define MAX_SHIFT 10 /* QEMU's limit for -icount shift */
 
 void rv32_counter_start(void);
 
@@ -46,21 +45,12 @@ static void spin(uint32_t n)
 /* The shift that best explains a loop of known length (minstret counts 2^S per instruction). */
 void rv32_counter_start(void)
 {
-    uint64_t best_error = UINT64_MAX;
     uint64_t start = rv32_instret();
     uint64_t run;
-    int s;
 
-    spin(CALIBRATION_LOOPS);
+    spin(RT_ICOUNT_CALIBRATION_LOOPS);
     run = rv32_instret() - start;
-    for (s = 0; s <= MAX_SHIFT; ++s) {
-        uint64_t expected = (uint64_t)(2u * CALIBRATION_LOOPS) << s;
-        uint64_t error = run > expected ? run - expected : expected - run;
-        if (error < best_error) {
-            best_error = error;
-            icount_shift = s;
-        }
-    }
+    icount_shift = rt_icount_shift_of(run);
 }
 
 int rv32_icount_shift(void)

@@ -1,10 +1,9 @@
 /* rt_instructions() from CCOUNT under QEMU -icount: the 32-bit cycle counter, extended by polling. */
+#include "rt_icount.h"
 #include "rt_io.h"
 #include "xt_internal.h"
 #include "xt_platform.h"
 
-#define CALIBRATION_LOOPS 4096u
-#define MAX_SHIFT 10 /* QEMU's limit for -icount shift */
 
 static uint32_t last_count;
 static uint64_t wrapped; /* 2^32 per wrap seen */
@@ -33,7 +32,6 @@ static void spin(uint32_t n)
 void xt_counter_start(void)
 {
     uint64_t ns = UINT64_MAX;
-    uint64_t best_error = UINT64_MAX;
     int s;
 
     /* Virtual ns per instruction is 2^S: the shift that best explains a loop of known length
@@ -41,18 +39,11 @@ void xt_counter_start(void)
     for (s = 0; s < 3; ++s) {
         const uint64_t start = xt_cycles();
         uint64_t run;
-        spin(CALIBRATION_LOOPS);
+        spin(RT_ICOUNT_CALIBRATION_LOOPS);
         run = (xt_cycles() - start) * XT_NS_PER_CYCLE;
         ns = run < ns ? run : ns;
     }
-    for (s = 0; s <= MAX_SHIFT; ++s) {
-        const uint64_t expected = (uint64_t)(2u * CALIBRATION_LOOPS) << s;
-        const uint64_t error = ns > expected ? ns - expected : expected - ns;
-        if (error < best_error) {
-            best_error = error;
-            icount_shift = s;
-        }
-    }
+    icount_shift = rt_icount_shift_of(ns);
 }
 
 int xt_icount_shift(void)

@@ -218,14 +218,7 @@ int harness_main(int argc, char **argv)
 {
     int status = 0;
     int i;
-    for (i = 0; i < argc; ++i) {
-        line[0] = '\0';
-        say_u64("arg ", (uint64_t)i);
-        append(" [");
-        append(argv[i]);
-        append("]");
-        rt_log(line);
-    }
+    echo_args(argc, argv);
     for (i = 1; i < argc; ++i) {
         if (strcmp(argv[i], "--copy") == 0 && i + 2 < argc) {
             if (!copy_file(argv[i + 1], argv[i + 2])) {
